@@ -1,0 +1,51 @@
+"""Command line of the pack: ``python <pack dir> <command> ...``.
+
+The pack is a ComfyUI custom-node folder, not an installed distribution, so this file loads the
+folder as the package ``promptgan`` (the way ComfyUI loads a custom node) and hands over to the
+command's ``main``.
+"""
+import importlib
+import importlib.util
+import sys
+from pathlib import Path
+
+COMMANDS = {
+    "run": ("nodes.headless", "run a workflow file (UI or API format) without ComfyUI"),
+    "train-gan": ("models.train_gan", "train a text-to-image GAN"),
+    "evaluate": ("models.evaluate", "evaluate a generator checkpoint"),
+    "train-classifier": ("models.evaluate", "train the evaluator's attribute classifier"),
+    "train-enhance": ("models.enhance.train", "train an Enhance restoration network"),
+    "evaluate-enhance": ("models.enhance.evaluate", "evaluate an Enhance checkpoint"),
+    "benchmark": ("models.benchmark", "measure generation and encoding speed"),
+}
+
+
+def load_pack(name: str = "promptgan"):
+    """Import the folder holding this file as package ``name`` and return it."""
+    if name in sys.modules:
+        return sys.modules[name]
+    root = Path(__file__).resolve().parent
+    spec = importlib.util.spec_from_file_location(
+        name, root / "__init__.py", submodule_search_locations=[str(root)])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
+        print("usage: python <pack dir> COMMAND [args]\n\ncommands:")
+        for cmd, (_, text) in COMMANDS.items():
+            print(f"  {cmd:18s} {text}")
+        return 0 if argv and argv[0] in ("-h", "--help") else 2
+    load_pack()
+    module_name, _ = COMMANDS[argv[0]]
+    module = importlib.import_module(f"promptgan.{module_name}")
+    entry = getattr(module, "main_" + argv[0].replace("-", "_"), None) or module.main
+    return int(entry(argv[1:]) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

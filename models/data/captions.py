@@ -1,0 +1,356 @@
+"""Caption phrase tables and sentence composer for the procedural domains.
+
+Two disjoint phrasings:
+- TRAIN: the templates and synonyms of training captions. Attribute order is random and a few
+  minor attributes are sometimes left out (each attribute is mentioned with probability >= 0.9;
+  colour, background, time of day and season always).
+- HELDOUT: other templates and other synonyms, never used in a training caption, for evaluation
+  prompts that test paraphrase generalisation. Held-out captions mention every attribute.
+
+Every held-out synonym of a flower's petal colour and of a landscape's time of day contains a
+word that no training phrase or template uses, so a held-out caption can never equal a training
+caption.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+# ---------------------------------------------------------------- phrase tables
+
+_COUNT_WORDS = {"4": "four", "5": "five", "6": "six", "8": "eight"}
+
+FLOWER_TRAIN = {
+    "petal_colour": {
+        "red": ("red", "crimson", "scarlet", "bright red"),
+        "orange": ("orange", "bright orange", "deep orange"),
+        "yellow": ("yellow", "golden", "bright yellow"),
+        "blue": ("blue", "deep blue", "royal blue"),
+        "purple": ("purple", "violet", "deep purple"),
+        "pink": ("pink", "light pink", "hot pink"),
+        "white": ("white", "snow-white", "pure white"),
+    },
+    "centre_colour": {
+        "yellow": ("yellow", "golden"),
+        "brown": ("brown", "dark brown", "chocolate"),
+        "black": ("black", "jet-black"),
+        "white": ("white", "pale"),
+    },
+    # count phrases: "num" goes before "petals", "adj" before the flower noun
+    "petal_count": {
+        v: {"num": (w, v), "adj": (f"{w}-petaled", f"{w}-petalled", f"{v}-petal")}
+        for v, w in _COUNT_WORDS.items()
+    },
+    "petal_shape": {
+        "round": ("round", "rounded", "broad round"),
+        "pointed": ("pointed", "pointy", "spiky"),
+    },
+    "size": {
+        "small": ("small", "tiny", "little"),
+        "large": ("large", "big", "huge"),
+    },
+    "background": {
+        "grass": ("on green grass", "against a grassy background", "in a green meadow",
+                  "on a lawn"),
+        "sky": ("against a blue sky", "with the sky behind it", "on a sky-blue background"),
+        "black": ("on a black background", "against black", "on a dark background"),
+        "cream": ("on a cream background", "against an off-white background",
+                  "on a beige background"),
+        "soil": ("on brown soil", "against dark earth", "on a bed of dirt"),
+    },
+}
+FLOWER_TRAIN_NOUNS = ("flower", "blossom", "bloom")
+FLOWER_TRAIN_CENTRE_NOUNS = ("centre", "center", "middle")
+
+FLOWER_HELDOUT = {
+    "petal_colour": {
+        "red": ("ruby", "cherry-red"),
+        "orange": ("tangerine", "pumpkin-orange"),
+        "yellow": ("lemon", "canary-yellow"),
+        "blue": ("cobalt", "sapphire"),
+        "purple": ("amethyst", "plum-coloured"),
+        "pink": ("rosy", "flamingo-pink"),
+        "white": ("ivory", "alabaster"),
+    },
+    "centre_colour": {
+        "yellow": ("saffron", "mustard"),
+        "brown": ("chestnut", "coffee-coloured"),
+        "black": ("ebony", "inky"),
+        "white": ("pearl", "chalk-white"),
+    },
+    "petal_count": {
+        v: {"num": (f"exactly {w}", f"precisely {w}", f"{w} separate")}
+        for v, w in _COUNT_WORDS.items()
+    },
+    "petal_shape": {
+        "round": ("blunt", "oval"),
+        "pointed": ("sharp-tipped", "tapering"),
+    },
+    "size": {
+        "small": ("petite", "miniature"),
+        "large": ("giant", "oversized"),
+    },
+    "background": {
+        "grass": ("against verdant turf", "over a field of green blades"),
+        "sky": ("against a cerulean backdrop", "with clear heavens behind it"),
+        "black": ("against pitch darkness", "on an obsidian backdrop"),
+        "cream": ("on parchment-coloured paper", "against an eggshell backdrop"),
+        "soil": ("over tilled loam", "against muddy ground"),
+    },
+}
+FLOWER_HELDOUT_NOUNS = ("flower", "wildflower")
+FLOWER_HELDOUT_CENTRE_NOUNS = ("heart", "core", "eye")
+
+LANDSCAPE_TRAIN = {
+    "time_of_day": {
+        "day": ("during the day", "in daylight", "on a bright day"),
+        "sunset": ("at sunset", "at dusk", "in the evening"),
+        "night": ("at night", "at nighttime", "under a night sky"),
+    },
+    "sky_object": {
+        "sun": ("the sun", "a bright sun", "the shining sun"),
+        "moon": ("the moon", "a crescent moon", "a pale moon"),
+        "none": ("an empty sky", "no sun or moon", "a clear sky"),
+    },
+    "mountains": {
+        "none": ("flat land", "no mountains", "a flat plain"),
+        "bare": ("bare mountains", "rocky mountains", "grey mountains", "bare rocky peaks"),
+        "snowy": ("snowy mountains", "snow-capped mountains", "a snowy peak",
+                  "white-topped peaks"),
+    },
+    "water": {
+        "none": ("no water", "no lake", "dry land"),
+        "lake": ("a lake", "a calm lake", "a blue lake", "a lake in the foreground"),
+    },
+    "trees": {
+        "none": ("no trees", "treeless ground", "open fields"),
+        "few": ("a few trees", "some trees", "scattered trees", "a couple of trees"),
+        "forest": ("a forest", "a dense forest", "lots of trees", "a thick forest"),
+    },
+    # season phrases: "adj" before the scene noun, "pp" after it
+    "season": {
+        "summer": {"adj": ("summer", "summery", "green summer"),
+                   "pp": ("in summer", "in summertime")},
+        "autumn": {"adj": ("autumn", "autumnal", "fall"),
+                   "pp": ("in autumn", "in the fall")},
+        "winter": {"adj": ("winter", "wintry", "snow-covered"),
+                   "pp": ("in winter", "in the snow")},
+        "spring": {"adj": ("spring", "springtime", "blossoming"),
+                   "pp": ("in spring", "in springtime")},
+    },
+}
+LANDSCAPE_TRAIN_NOUNS = ("landscape", "scene", "view", "countryside")
+
+LANDSCAPE_HELDOUT = {
+    "time_of_day": {
+        "day": ("at noon", "at midday"),
+        "sunset": ("at sundown", "at twilight", "in the golden hour"),
+        "night": ("after dark", "in the dead of night"),
+    },
+    "sky_object": {
+        "sun": ("a glowing solar disc", "the radiant sun"),
+        "moon": ("a lunar crescent", "a sliver of moon"),
+        "none": ("nothing in the heavens", "neither sun nor moon"),
+    },
+    "mountains": {
+        "none": ("level terrain without peaks", "no hills or peaks at all"),
+        "bare": ("snowless crags", "naked stony summits"),
+        "snowy": ("glacier-crowned summits", "frosted alpine crests"),
+    },
+    "water": {
+        "none": ("not a drop of water", "no pool or pond"),
+        "lake": ("a still mere", "a glassy tarn", "a reflecting pool"),
+    },
+    "trees": {
+        "none": ("not a single tree", "ground bare of any tree"),
+        "few": ("a handful of lone trees", "several solitary trees"),
+        "forest": ("a thick woodland", "dense woods", "a sea of trees"),
+    },
+    "season": {
+        "summer": {"pp": ("in the height of summer", "during the warm months")},
+        "autumn": {"pp": ("as the leaves turn orange", "in leaf-fall season")},
+        "winter": {"pp": ("in the depths of winter", "under deep snowdrifts")},
+        "spring": {"pp": ("in the blossom season", "when everything is budding")},
+    },
+}
+LANDSCAPE_HELDOUT_NOUNS = ("vista", "panorama", "tableau")
+
+# Probability that a training caption leaves an attribute out (0 for the major ones).
+TRAIN_OMIT = {
+    "flower": {"petal_colour": 0.0, "background": 0.0, "centre_colour": 0.1,
+               "petal_count": 0.1, "petal_shape": 0.1, "size": 0.1},
+    "landscape": {"time_of_day": 0.0, "season": 0.0, "sky_object": 0.1, "mountains": 0.1,
+                  "water": 0.1, "trees": 0.1},
+}
+
+# Sentence skeletons. Flower slots: {flower} noun phrase, {details} "with ..." clause,
+# {bg} background phrase. Landscape: {scene} noun phrase, {time}, {season}, {items}.
+_FLOWER_TRAIN_SKELETONS = (
+    "{flower} {details} {bg}",
+    "{bg}, {flower} {details}",
+    "a photo of {flower} {details} {bg}",
+    "{flower} {bg}, {details}",
+    "close-up of {flower} {details}, {bg}",
+    "an illustration of {flower} {details} {bg}",
+    "{flower} {details}, photographed {bg}",
+    "a picture of {flower} {bg} {details}",
+)
+_FLOWER_HELDOUT_SKELETONS = (
+    "Imagine {flower} bearing {petals} around {centre}, {bg}.",
+    "{flower} rests {bg}; it has {petals} and {centre}.",
+    "Picture this: {flower} with {petals} framing {centre}, {bg}.",
+    "A depiction of {flower} {bg}, showing {petals} beside {centre}.",
+)
+_LANDSCAPE_TRAIN_SKELETONS = (
+    "{scene_adj} {time} with {items}",
+    "{time}, {scene_adj} with {items}",
+    "{scene_pp} {time} with {items}",
+    "{items} {time} {season_pp}",
+    "a painting of {scene_pp}, {time}, with {items}",
+    "{season_pp} {time}: {items}",
+    "a photo of {scene_adj} {time}, {items}",
+)
+_LANDSCAPE_HELDOUT_SKELETONS = (
+    "Envision a {noun} {time} {season}, featuring {items}.",
+    "{time}, {season}, the {noun} reveals {items}.",
+    "The {noun} holds {items}; it is {season}, {time}.",
+    "A {noun} seen {time} {season}: {items}.",
+)
+
+
+# ---------------------------------------------------------------- composing
+
+def _pick(rng: np.random.Generator, options):
+    return options[int(rng.integers(len(options)))]
+
+
+def _article(word: str) -> str:
+    w = word.lower()
+    return "an" if (w[:1] in "aeiou" or w.startswith("8")) else "a"
+
+
+def _join(items: list[str], rng: np.random.Generator | None = None) -> str:
+    if len(items) <= 1:
+        return "".join(items)
+    comma = "," if (rng is not None and len(items) > 2 and rng.random() < 0.3) else ""
+    return ", ".join(items[:-1]) + f"{comma} and {items[-1]}"
+
+
+def _tidy(text: str) -> str:
+    text = " ".join(text.split())
+    for bad, good in ((" ,", ","), (",,", ","), (" :", ":"), (" .", "."), (" ;", ";")):
+        text = text.replace(bad, good)
+    return text.strip(" ,")
+
+
+def _finish(text: str, rng: np.random.Generator) -> str:
+    text = _tidy(text)
+    if rng.random() < 0.35:
+        text = text[0].upper() + text[1:]
+    if rng.random() < 0.3:
+        text += "."
+    return text
+
+
+def _flower_train(attrs: dict, rng: np.random.Generator, mentioned: set) -> str:
+    table, omit = FLOWER_TRAIN, TRAIN_OMIT["flower"]
+    say = {k: rng.random() >= p for k, p in omit.items()}
+    mentioned.update(k for k, v in say.items() if v)
+    colour = _pick(rng, table["petal_colour"][attrs["petal_colour"]])
+    colour_on_flower = rng.random() < 0.5
+    count_forms = table["petal_count"][attrs["petal_count"]]
+    count_adj = say["petal_count"] and rng.random() < 0.4
+    front = []  # words before the flower noun
+    if say["size"]:
+        front.append(_pick(rng, table["size"][attrs["size"]]))
+    if colour_on_flower:
+        front.append(colour)
+    if count_adj:
+        front.append(_pick(rng, count_forms["adj"]))
+    front.append(_pick(rng, FLOWER_TRAIN_NOUNS))
+    flower = f"{_article(front[0])} {' '.join(front)}"
+    petal_words = []
+    if say["petal_count"] and not count_adj:
+        petal_words.append(_pick(rng, count_forms["num"]))
+    if say["petal_shape"]:
+        petal_words.append(_pick(rng, table["petal_shape"][attrs["petal_shape"]]))
+    if not colour_on_flower:
+        petal_words.append(colour)
+    parts = []
+    if petal_words:
+        parts.append(" ".join(petal_words) + " petals")
+    if say["centre_colour"]:
+        c = _pick(rng, table["centre_colour"][attrs["centre_colour"]])
+        parts.append(f"{_article(c)} {c} {_pick(rng, FLOWER_TRAIN_CENTRE_NOUNS)}")
+    rng.shuffle(parts)
+    details = ("with " + " and ".join(parts)) if parts else ""
+    bg = _pick(rng, table["background"][attrs["background"]])
+    return _pick(rng, _FLOWER_TRAIN_SKELETONS).format(flower=flower, details=details, bg=bg)
+
+
+def _flower_heldout(attrs: dict, rng: np.random.Generator) -> str:
+    table = FLOWER_HELDOUT
+    colour = _pick(rng, table["petal_colour"][attrs["petal_colour"]])
+    size = _pick(rng, table["size"][attrs["size"]])
+    noun = _pick(rng, FLOWER_HELDOUT_NOUNS)
+    colour_on_flower = rng.random() < 0.5
+    front = [size, colour, noun] if colour_on_flower else [size, noun]
+    flower = f"{_article(size)} {' '.join(front)}"
+    petal_words = [_pick(rng, table["petal_count"][attrs["petal_count"]]["num"]),
+                   _pick(rng, table["petal_shape"][attrs["petal_shape"]])]
+    if not colour_on_flower:
+        petal_words.append(colour)
+    petals = " ".join(petal_words) + " petals"
+    c = _pick(rng, table["centre_colour"][attrs["centre_colour"]])
+    centre = f"{_article(c)} {c} {_pick(rng, FLOWER_HELDOUT_CENTRE_NOUNS)}"
+    bg = _pick(rng, table["background"][attrs["background"]])
+    text = _pick(rng, _FLOWER_HELDOUT_SKELETONS).format(
+        flower=flower, petals=petals, centre=centre, bg=bg)
+    return text[0].upper() + text[1:]
+
+
+def _landscape_train(attrs: dict, rng: np.random.Generator, mentioned: set) -> str:
+    table, omit = LANDSCAPE_TRAIN, TRAIN_OMIT["landscape"]
+    say = {k: rng.random() >= p for k, p in omit.items()}
+    mentioned.update(k for k, v in say.items() if v)
+    time = _pick(rng, table["time_of_day"][attrs["time_of_day"]])
+    season = table["season"][attrs["season"]]
+    noun = _pick(rng, LANDSCAPE_TRAIN_NOUNS)
+    adj = _pick(rng, season["adj"])
+    scene_adj = f"{_article(adj)} {adj} {noun}"
+    season_pp = _pick(rng, season["pp"])
+    scene_pp = f"{_article(noun)} {noun} {season_pp}"
+    items = [_pick(rng, table[k][attrs[k]]) for k in ("sky_object", "mountains", "water", "trees")
+             if say[k]]
+    rng.shuffle(items)
+    skeleton = _pick(rng, _LANDSCAPE_TRAIN_SKELETONS)
+    if not items:
+        skeleton = _pick(rng, ("{scene_adj} {time}", "{time}, {scene_pp}"))
+    return skeleton.format(scene_adj=scene_adj, scene_pp=scene_pp, season_pp=season_pp,
+                           time=time, items=_join(items, rng))
+
+
+def _landscape_heldout(attrs: dict, rng: np.random.Generator) -> str:
+    table = LANDSCAPE_HELDOUT
+    time = _pick(rng, table["time_of_day"][attrs["time_of_day"]])
+    season = _pick(rng, table["season"][attrs["season"]]["pp"])
+    items = [_pick(rng, table[k][attrs[k]]) for k in ("sky_object", "mountains", "water", "trees")]
+    rng.shuffle(items)
+    text = _pick(rng, _LANDSCAPE_HELDOUT_SKELETONS).format(
+        noun=_pick(rng, LANDSCAPE_HELDOUT_NOUNS), time=time, season=season, items=_join(items))
+    return text[0].upper() + text[1:]
+
+
+def compose_caption(domain: str, attrs: dict, rng: np.random.Generator, split: str = "train",
+                    mentioned: set | None = None) -> str:
+    """One caption. split "train" or "heldout"; mentioned (a set) receives the attribute names
+    a train caption mentions (held-out captions mention all)."""
+    if mentioned is None:
+        mentioned = set()
+    if split == "heldout":
+        mentioned.update(TRAIN_OMIT[domain])
+        text = (_flower_heldout if domain == "flower" else _landscape_heldout)(attrs, rng)
+        return _tidy(text)
+    if split not in ("train", "any"):
+        raise ValueError(f"unknown caption split {split!r}; expected 'train' or 'heldout'")
+    text = (_flower_train if domain == "flower" else _landscape_train)(attrs, rng, mentioned)
+    return _finish(text, rng)

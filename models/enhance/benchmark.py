@@ -1,0 +1,169 @@
+"""Enhance speed and memory on this machine.
+
+    python <pack>/models/enhance/benchmark.py [--threads N] [--weights FILE] [--json OUT]
+
+Prints, at x4:
+- the measured fp32 (and bf16) rate of a 2048x2048 matmul, GFLOP/s;
+- output megapixels per second of the network, fp32 and bf16 autocast, and the network's
+  achieved GFLOP/s as a fraction of the fp32 matmul rate;
+- peak resident memory (VmHWM in a fresh subprocess, reset after loading) for a
+  2048x2048 output (512x512 input), whole image at once against tiled.
+Times depend on what else runs on the machine; the script reports, it never asserts.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+PACK_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_WEIGHTS = PACK_ROOT / "models" / "weights" / "enhance_x4.safetensors"
+
+_LOAD_PACK = f"""
+import importlib.util, sys
+spec = importlib.util.spec_from_file_location('promptgan', {str(PACK_ROOT / '__init__.py')!r},
+                                              submodule_search_locations=[{str(PACK_ROOT)!r}])
+m = importlib.util.module_from_spec(spec); sys.modules['promptgan'] = m; spec.loader.exec_module(m)
+"""
+
+
+def matmul_gflops(dtype=torch.float32, n: int = 2048, reps: int = 5) -> float:
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    a @ b
+    best = float("inf")
+    for _ in range(reps):
+        t = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - t)
+    return 2 * n ** 3 / best / 1e9
+
+
+def net_flops_per_input_pixel(net) -> float:
+    c, n, s = net.cfg.channels, net.cfg.n_convs, net.cfg.scale
+    macs = 9 * (3 * c + n * c * c + c * 3 * s * s)
+    return 2.0 * macs
+
+
+def load_net(weights: str | None):
+    from .network import Enhancer, EnhancerConfig, load_enhancer
+
+    if weights and Path(weights).is_file():
+        return load_enhancer(weights).to(memory_format=torch.channels_last), str(weights)
+    return Enhancer(EnhancerConfig()).eval().to(memory_format=torch.channels_last), "random weights"
+
+
+def speed(net, size: int, dtype, reps: int = 3) -> float:
+    """Seconds per image for a size x size input (one pass, no tiling)."""
+    from .tiling import enhance_image
+
+    x = torch.rand(1, 3, size, size)
+    enhance_image(net, x, None, tile=0, autocast_dtype=dtype)
+    best = float("inf")
+    for _ in range(reps):
+        t = time.perf_counter()
+        enhance_image(net, x, None, tile=0, autocast_dtype=dtype)
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+def _status_kb(field: str) -> int | None:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def memory_child(tile: int, weights: str, threads: int) -> dict:
+    """Runs in a fresh process: peak RSS growth while making a 2048x2048 x4 output.
+
+    On Linux the peak (VmHWM) is reset to the current RSS just before the run (clear_refs 5), so
+    the figure is what the run itself added; elsewhere ru_maxrss is the fallback.
+    """
+    torch.set_num_threads(threads)
+    net, _ = load_net(weights)
+    from .tiling import enhance_image
+
+    x = torch.rand(1, 3, 512, 512)
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        base, peak_of = _status_kb("VmRSS"), lambda: _status_kb("VmHWM")
+    except OSError:
+        base, peak_of = None, None
+    if base is None or peak_of is None:
+        base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        peak_of = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # noqa: E731
+    t = time.perf_counter()
+    out = enhance_image(net, x, None, tile=tile)
+    sec = time.perf_counter() - t
+    peak = peak_of()
+    assert out.shape == (1, 3, 2048, 2048)
+    return {"tile": tile, "peak_rss_mb": round(peak / 1024, 1), "base_rss_mb": round(base / 1024, 1),
+            "extra_mb": round((peak - base) / 1024, 1), "seconds": round(sec, 2)}
+
+
+def measure_memory(tile: int, weights: str, threads: int) -> dict:
+    code = _LOAD_PACK + (f"from promptgan.models.enhance.benchmark import memory_child\n"
+                         f"import json; print('RESULT', json.dumps(memory_child({tile}, "
+                         f"{weights!r}, {threads})))")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=900)
+    for line in res.stdout.splitlines():
+        if line.startswith("RESULT "):
+            return json.loads(line[7:])
+    raise RuntimeError(f"memory probe (tile {tile}) failed: {res.stderr[-2000:]}")
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="enhance-benchmark", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--weights", default=str(DEFAULT_WEIGHTS))
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--size", type=int, default=256, help="input size for the speed test (x4 output)")
+    p.add_argument("--tiles", default="0,256,128", help="tile sizes for the memory test (0 = none)")
+    p.add_argument("--json", default="")
+    args = p.parse_args(sys.argv[1:] if argv is None else argv)
+    torch.set_num_threads(args.threads)
+    net, source = load_net(args.weights)
+    report = {"threads": args.threads, "weights": source, "input": args.size,
+              "output": args.size * net.scale}
+    report["matmul_fp32_gflops"] = round(matmul_gflops(torch.float32), 1)
+    report["matmul_bf16_gflops"] = round(matmul_gflops(torch.bfloat16), 1)
+    flops = net_flops_per_input_pixel(net) * args.size ** 2
+    out_mp = (args.size * net.scale) ** 2 / 1e6
+    for name, dt in (("fp32", None), ("bf16", torch.bfloat16)):
+        sec = speed(net, args.size, dt)
+        report[name] = {"seconds": round(sec, 3), "output_mp_per_s": round(out_mp / sec, 3),
+                        "gflops": round(flops / sec / 1e9, 1),
+                        "fraction_of_fp32_matmul": round(flops / sec / 1e9 / report["matmul_fp32_gflops"], 3)}
+    report["memory_2048_output"] = [measure_memory(int(t), args.weights, args.threads)
+                                    for t in args.tiles.split(",") if t.strip()]
+    print(f"Enhance x{net.scale} ({source}), {args.threads} thread(s)")
+    print(f"matmul 2048^2: fp32 {report['matmul_fp32_gflops']} GFLOP/s, bf16 {report['matmul_bf16_gflops']} GFLOP/s")
+    for name in ("fp32", "bf16"):
+        r = report[name]
+        print(f"{name}: {args.size}->{args.size * net.scale} in {r['seconds']} s = {r['output_mp_per_s']} "
+              f"output MP/s, {r['gflops']} GFLOP/s = {r['fraction_of_fp32_matmul']:.0%} of fp32 matmul")
+    for m in report["memory_2048_output"]:
+        label = "whole image" if m["tile"] == 0 else f"tile {m['tile']}"
+        print(f"2048x2048 output, {label}: peak RSS {m['peak_rss_mb']} MB "
+              f"(+{m['extra_mb']} MB over {m['base_rss_mb']} MB after load), {m['seconds']} s")
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    if __package__ in (None, ""):
+        exec(_LOAD_PACK)
+        from promptgan.models.enhance.benchmark import main as _main
+
+        sys.exit(_main())
+    sys.exit(main())

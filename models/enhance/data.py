@@ -1,0 +1,204 @@
+"""Training data for Enhance: bundled photos (and procedural renders), degraded on the fly.
+
+Sources that need no download: the photos shipped inside scikit-image (skimage/data), plus
+procedural renders when ``models/data/procedural.py`` is there. The evaluation images
+(scikit-learn's china.jpg and flower.jpg, matplotlib's grace_hopper.jpg) are never used.
+scikit-image is only a training extra: nothing at run time imports this module.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .degrade import DEGRADATIONS, make_pair, sample_params, sample_present
+
+log = logging.getLogger("PromptGAN")
+
+HELD_OUT_FILES = ("china.jpg", "flower.jpg", "grace_hopper.jpg")
+# photos (and photo-like scans) from skimage/data; drawings, tiny and motion-blurred files left out
+SKIMAGE_FILES = (
+    "astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg", "motorcycle_left.png",
+    "motorcycle_right.png", "hubble_deep_field.jpg", "ihc.png", "retina.jpg", "color.png",
+    "camera.png", "brick.png", "grass.png", "gravel.png", "moon.png", "coins.png", "page.png",
+    "text.png", "chessboard_RGB.png",
+)
+
+
+def _load_rgb(path: Path) -> torch.Tensor:
+    from PIL import Image
+
+    with Image.open(path) as im:
+        arr = np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
+    return torch.from_numpy(arr.copy()).permute(2, 0, 1).contiguous()   # [3, H, W]
+
+
+def _downsize(img: torch.Tensor, f: float) -> torch.Tensor:
+    h, w = int(img.shape[1] * f), int(img.shape[2] * f)
+    return F.interpolate(img[None], size=(h, w), mode="bicubic", antialias=True,
+                         align_corners=False)[0].clamp(0, 1)
+
+
+def photo_sources(min_side: int = 128) -> list[tuple[str, torch.Tensor]]:
+    """(name, image [3, H, W]) at full size and at 3/4 and 1/2 size (cleaner, denser detail)."""
+    try:
+        import skimage.data
+    except ImportError as exc:
+        raise RuntimeError("training Enhance needs scikit-image for its bundled photos "
+                           "(pip install scikit-image)") from exc
+    root = Path(os.path.dirname(skimage.data.__file__))
+    out = []
+    for name in SKIMAGE_FILES:
+        assert name not in HELD_OUT_FILES
+        path = root / name
+        if not path.is_file():
+            log.info("Enhance data: %s not bundled with this scikit-image, skipped", name)
+            continue
+        img = _load_rgb(path)
+        factors = (0.75, 0.5) if name.endswith(".jpg") else (1.0, 0.75, 0.5)
+        for f in factors:
+            x = img if f == 1.0 else _downsize(img, f)
+            if min(x.shape[1:]) >= min_side:
+                out.append((f"{name}@{f}", x))
+    if not out:
+        raise RuntimeError(f"no training photos found in {root}")
+    return out
+
+
+def procedural_renderer():
+    """``fn(rng, size) -> [3, size, size]`` from models/data/procedural.py, or None."""
+    try:
+        from ..data import procedural  # type: ignore
+    except Exception:  # noqa: BLE001 - optional source written elsewhere
+        return None
+    render = getattr(procedural, "render", None)
+    sample = getattr(procedural, "sample_attributes", None)
+    if render is None or sample is None:
+        return None
+    domains = list(getattr(procedural, "DOMAINS", ("flower", "landscape")))
+
+    def fn(rng: np.random.Generator, size: int) -> torch.Tensor:
+        domain = domains[int(rng.integers(len(domains)))]
+        img = render(domain, sample(domain, rng), size, rng)
+        if isinstance(img, torch.Tensor):
+            t = img.detach().float().cpu()
+            if t.dim() == 4:
+                t = t[0]
+            if t.shape[-1] in (3, 4) and t.shape[0] not in (3, 4):
+                t = t.permute(2, 0, 1)
+            t = t[:3]
+            if t.min() < 0:
+                t = (t + 1) / 2
+        else:
+            arr = np.asarray(img.convert("RGB") if hasattr(img, "convert") else img, dtype=np.float32)
+            if arr.max() > 1.5:
+                arr = arr / 255.0
+            t = torch.from_numpy(arr[..., :3].copy()).permute(2, 0, 1)
+        t = t.clamp(0, 1)
+        if tuple(t.shape[1:]) != (size, size):
+            t = F.interpolate(t[None], size=(size, size), mode="bicubic", antialias=True,
+                              align_corners=False)[0].clamp(0, 1)
+        return t.contiguous()
+
+    try:  # a smoke test: a broken renderer must not break training
+        fn(np.random.default_rng(0), 64)
+    except Exception as exc:  # noqa: BLE001
+        log.warning("Enhance data: procedural renderer unusable (%s); photos only", exc)
+        return None
+    return fn
+
+
+@dataclass
+class Batch:
+    lr: torch.Tensor          # [B, 3, h, w] degraded input
+    target: torch.Tensor      # [B, 3, h*s, w*s]
+    text_index: torch.Tensor  # [B] long: row of the instruction pool
+    null: torch.Tensor        # [B] bool: use the network's null embedding instead
+
+
+class EnhanceData:
+    """Draws (degraded crop, instruction, target) triples from a seeded generator."""
+
+    def __init__(self, pool: list[tuple[str, frozenset | None]], *, scale: int, hr_size: int,
+                 seed: int = 0, procedural_fraction: float = 0.15, use_procedural: bool = True):
+        assert hr_size % scale == 0, (hr_size, scale)
+        self.scale, self.hr_size = scale, hr_size
+        self.rng = np.random.default_rng(seed)
+        self.sources = photo_sources(min_side=hr_size)
+        self.render = procedural_renderer() if use_procedural else None
+        self.procedural_fraction = procedural_fraction if self.render is not None else 0.0
+        self.pool = pool
+        self.by_fix: dict[frozenset | None, list[int]] = {}
+        for i, (_, fix) in enumerate(pool):
+            self.by_fix.setdefault(fix, []).append(i)
+        self.empty_index = next(i for i, (t, _) in enumerate(pool) if t == "")
+        self.generic = [i for i, (t, f) in enumerate(pool) if f is None and t != ""]
+        self.explicit = [i for i, (_, f) in enumerate(pool) if f is not None]
+
+    def describe(self) -> str:
+        n = sum(x.shape[1] * x.shape[2] for _, x in self.sources) / 1e6
+        proc = "yes" if self.render is not None else "no"
+        return (f"{len(self.sources)} photo sources ({n:.1f} MP), procedural renders: {proc}, "
+                f"{len(self.pool)} instructions")
+
+    def crop(self) -> torch.Tensor:
+        """A clean HR crop [3, S, S] with flips, rotations and a channel shuffle."""
+        rng, s = self.rng, self.hr_size
+        if self.procedural_fraction and rng.random() < self.procedural_fraction:
+            x = self.render(rng, s)
+        else:
+            for _ in range(6):
+                _, img = self.sources[int(rng.integers(len(self.sources)))]
+                y = int(rng.integers(0, img.shape[1] - s + 1))
+                x0 = int(rng.integers(0, img.shape[2] - s + 1))
+                x = img[:, y:y + s, x0:x0 + s]
+                if float(x.std()) > 0.04:   # skip flat crops (sky, black backgrounds)
+                    break
+        if rng.random() < 0.5:
+            x = x.flip(2)
+        k = int(rng.integers(4))
+        if k:
+            x = torch.rot90(x, k, dims=(1, 2))
+        if rng.random() < 0.3:
+            x = x[torch.from_numpy(rng.permutation(3))]
+        return x.contiguous()
+
+    def instruction(self, present: set[str]) -> tuple[int, bool, frozenset | None]:
+        """(pool row, use null embedding, fix set or None = everything)."""
+        rng = self.rng
+        r = rng.random()
+        if r < 0.12:
+            return self.empty_index, True, None
+        if r < 0.18:
+            return self.empty_index, False, None
+        if r < 0.28:
+            return int(rng.choice(self.generic)), False, None
+        if r < 0.75:
+            key = frozenset(present)
+            if not present:   # nothing wrong: ask for one thing or just an upscale
+                key = frozenset([str(rng.choice(DEGRADATIONS))]) if rng.random() < 0.7 else frozenset()
+            rows = self.by_fix.get(key) or self.by_fix[frozenset()]
+            return int(rng.choice(rows)), False, key
+        i = int(rng.choice(self.explicit))   # a partial or wrong request
+        return i, False, self.pool[i][1]
+
+    def sample(self, batch: int) -> Batch:
+        lrs, targets, idx, null = [], [], [], []
+        for _ in range(batch):
+            hr = self.crop()
+            present = sample_present(self.rng)
+            params = sample_params(present, self.scale, self.rng)
+            i, use_null, fix = self.instruction(present)
+            lr, target = make_pair(hr, params, self.scale, None if fix is None else set(fix),
+                                   self.rng)
+            lrs.append(lr)
+            targets.append(target)
+            idx.append(i)
+            null.append(use_null)
+        return Batch(torch.stack(lrs), torch.stack(targets), torch.tensor(idx),
+                     torch.tensor(null, dtype=torch.bool))

@@ -1,0 +1,226 @@
+"""Train an Enhance network: ``python <pack> train-enhance --help``.
+
+L1 loss (plus an optional image-gradient L1 term) on synthetic degradation pairs, Adam with a
+cosine learning-rate decay, an EMA copy of the weights (what gets exported), a fixed validation
+batch drawn from the training distribution (never from the held-out evaluation images), atomic
+resumable state in ``--run-dir`` every ``--save-every`` steps, a clean save on Ctrl-C / SIGTERM,
+and the final fp16 weights with the exact command in their provenance.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import math
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from ..checkpoint import load_checkpoint, load_state_strict, save_checkpoint
+from ..train_utils import (
+    GracefulStop,
+    command_line,
+    dump_json,
+    load_train_state,
+    make_progress,
+    save_train_state,
+    set_threads,
+)
+from .data import EnhanceData
+from .instructions import build_pool
+from .network import Enhancer, EnhancerConfig, count_parameters
+
+KIND = "enhancer"
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(prog="train-enhance", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", default="/tmp/enhance_run/enhance_x4.safetensors",
+                   help="final fp16 weights (.safetensors)")
+    p.add_argument("--run-dir", default="/tmp/enhance_run",
+                   help="resumable training state and periodic checkpoints (keep outside the repo)")
+    p.add_argument("--scale", type=int, default=4, choices=(1, 2, 4))
+    p.add_argument("--channels", type=int, default=48)
+    p.add_argument("--n-convs", type=int, default=12)
+    p.add_argument("--film-hidden", type=int, default=128)
+    p.add_argument("--steps", type=int, default=4000, help="total optimiser steps")
+    p.add_argument("--minutes", type=float, default=0.0,
+                   help="also stop (and save) after this many minutes of this session; 0 = no limit")
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--lr-size", type=int, default=32, help="input (low-resolution) patch size")
+    p.add_argument("--lr", type=float, default=5e-4, help="peak learning rate")
+    p.add_argument("--warmup", type=int, default=100)
+    p.add_argument("--grad-weight", type=float, default=0.0,
+                   help="weight of an L1 term on image gradients (edges); 0 = plain L1")
+    p.add_argument("--ema", type=float, default=0.999)
+    p.add_argument("--save-every", type=int, default=200)
+    p.add_argument("--val-every", type=int, default=200)
+    p.add_argument("--val-size", type=int, default=64)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-procedural", action="store_true", help="photos only")
+    p.add_argument("--init", default="", help="warm-start the weights from an enhancer .safetensors "
+                   "(e.g. the shipped models/weights/enhance_x4.safetensors)")
+    p.add_argument("--fresh", action="store_true",
+                   help="ignore an existing state in --run-dir instead of resuming from it")
+    return p.parse_args(argv)
+
+
+def image_gradients(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    return x[..., :, 1:] - x[..., :, :-1], x[..., 1:, :] - x[..., :-1, :]
+
+
+def loss_fn(out: torch.Tensor, target: torch.Tensor, grad_weight: float) -> torch.Tensor:
+    loss = F.l1_loss(out, target)
+    if grad_weight > 0:
+        (ox, oy), (tx, ty) = image_gradients(out), image_gradients(target)
+        loss = loss + grad_weight * (F.l1_loss(ox, tx) + F.l1_loss(oy, ty))
+    return loss
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Mean over the batch of per-image PSNR (dB), images in 0..1."""
+    mse = ((a.clamp(0, 1) - b) ** 2).flatten(1).mean(1).clamp_min(1e-10)
+    return float((10 * torch.log10(1.0 / mse)).mean())
+
+
+def lr_at(step: int, args) -> float:
+    if step < args.warmup:
+        return args.lr * (step + 1) / args.warmup
+    t = min(1.0, (step - args.warmup) / max(1, args.steps - args.warmup))
+    return args.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * t)))
+
+
+@torch.no_grad()
+def ema_update(ema: torch.nn.Module, net: torch.nn.Module, decay: float) -> None:
+    for e, p in zip(ema.parameters(), net.parameters()):
+        e.lerp_(p, 1 - decay)
+
+
+@torch.no_grad()
+def validate(net, val, embeds) -> tuple[float, float]:
+    """(PSNR of the network, PSNR of nearest upsampling) on the fixed validation batch."""
+    net.eval()
+    outs = []
+    for i in range(0, val.lr.shape[0], 16):
+        x = val.lr[i:i + 16].contiguous(memory_format=torch.channels_last)
+        outs.append(net(x, embeds[val.text_index[i:i + 16]], val.null[i:i + 16]).float())
+    net.train()
+    out = torch.cat(outs)
+    s = out.shape[-1] // val.lr.shape[-1]
+    base = F.interpolate(val.lr, scale_factor=s, mode="nearest") if s > 1 else val.lr
+    return psnr(out, val.target), psnr(base, val.target)
+
+
+def main(argv=None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    set_threads(args.threads)
+    torch.manual_seed(args.seed)
+    run_dir = Path(args.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    state_path = run_dir / "state.safetensors"
+    command = command_line()
+
+    from ..text_encoder import DEFAULT_ENCODER_ID, encode_prompts
+
+    cfg = EnhancerConfig(scale=args.scale, channels=args.channels, n_convs=args.n_convs,
+                         film_hidden=args.film_hidden)
+    pool = build_pool(seed=0)
+    t0 = time.time()
+    embeds = encode_prompts([t for t, _ in pool]).sentence            # [N, 384]
+    print(f"[enhance] encoded {len(pool)} instructions in {time.time() - t0:.1f} s", file=sys.stderr)
+    assert embeds.shape[1] == cfg.text_dim, embeds.shape
+
+    net = Enhancer(cfg).to(memory_format=torch.channels_last)
+    if args.init:
+        ck = load_checkpoint(args.init, kind=KIND)
+        if EnhancerConfig.from_dict(ck.config) != cfg:
+            raise SystemExit(f"--init {args.init}: its config {ck.config} differs from this run's "
+                             f"{cfg.to_dict()}; pass the same --scale/--channels/--n-convs")
+        load_state_strict(net, ck.tensors, source=args.init)
+        print(f"[enhance] warm start from {args.init}", file=sys.stderr)
+    ema = copy.deepcopy(net).eval()
+    for p in ema.parameters():
+        p.requires_grad_(False)
+    opt = torch.optim.Adam(net.parameters(), lr=args.lr, betas=(0.9, 0.99))
+    step, extra = 0, {}
+    if state_path.exists() and not args.fresh:
+        step, extra = load_train_state(state_path, {"net": net, "ema": ema}, {"adam": opt}, kind=KIND)
+        print(f"[enhance] resumed {state_path} at step {step}", file=sys.stderr)
+    best = float(extra.get("best_val_psnr", -1.0))
+    elapsed = float(extra.get("seconds", 0.0))
+
+    data = EnhanceData(pool, scale=args.scale, hr_size=args.lr_size * args.scale,
+                       seed=args.seed * 1_000_003 + step, use_procedural=not args.no_procedural)
+    val = EnhanceData(pool, scale=args.scale, hr_size=args.lr_size * args.scale, seed=987_654,
+                      use_procedural=not args.no_procedural).sample(args.val_size)
+    print(f"[enhance] {count_parameters(net) / 1e6:.3f}M params, {data.describe()}", file=sys.stderr)
+
+    def save_state():
+        extra_now = {"best_val_psnr": best, "seconds": elapsed, "command": command}
+        save_train_state(state_path, {"net": net, "ema": ema}, {"adam": opt}, step, extra_now,
+                         kind=KIND, config=cfg.to_dict(), encoder=DEFAULT_ENCODER_ID)
+
+    def export(path, module, note):
+        save_checkpoint(path, module.state_dict(), kind=KIND, config=cfg.to_dict(),
+                        encoder=DEFAULT_ENCODER_ID, dtype=torch.float16,
+                        provenance={"command": command, "step": step, "seconds": round(elapsed),
+                                    "val_psnr": round(best, 3), "note": note,
+                                    "data": data.describe(), "loss": "L1" + (
+                                        f" + {args.grad_weight} * gradient L1" if args.grad_weight else ""),
+                                    "date": time.strftime("%Y-%m-%d %H:%M:%S")})
+
+    log_path = run_dir / "log.jsonl"
+    bar = make_progress(args.steps, step, desc="train-enhance")
+    session_start = time.time()
+    running = None
+    net.train()
+    with GracefulStop() as stop:
+        while step < args.steps and not stop.requested:
+            if args.minutes and time.time() - session_start > args.minutes * 60:
+                print("\n[enhance] --minutes reached", file=sys.stderr)
+                break
+            t_step = time.time()
+            for g in opt.param_groups:
+                g["lr"] = lr_at(step, args)
+            b = data.sample(args.batch)
+            x = b.lr.contiguous(memory_format=torch.channels_last)
+            out = net(x, embeds[b.text_index], b.null)
+            loss = loss_fn(out, b.target, args.grad_weight)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+            opt.step()
+            step += 1
+            ema_update(ema, net, min(args.ema, (1 + step) / (10 + step)))
+            elapsed += time.time() - t_step
+            running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
+            bar.update(1)
+            bar.set_postfix(loss=f"{running:.4f}", lr=f"{lr_at(step, args):.1e}")
+            if step % args.val_every == 0 or step == args.steps:
+                v, v0 = validate(ema, val, embeds)
+                rec = {"step": step, "loss": round(running, 5), "val_psnr": round(v, 3),
+                       "val_nearest_psnr": round(v0, 3), "seconds": round(elapsed, 1)}
+                with open(log_path, "a") as f:
+                    f.write(__import__("json").dumps(rec) + "\n")
+                bar.write(f"[enhance] step {step} loss {running:.4f} val PSNR {v:.2f} dB "
+                          f"(nearest {v0:.2f})")
+                if v > best:
+                    best = v
+                    export(run_dir / "best.safetensors", ema, "best validation PSNR so far")
+            if step % args.save_every == 0:
+                save_state()
+    bar.close()
+    save_state()
+    export(args.out, ema, "final EMA weights")
+    dump_json({"step": step, "best_val_psnr": best, "seconds": elapsed, "out": str(args.out)},
+              run_dir / "summary.json")
+    print(f"[enhance] step {step}: state {state_path}, weights {args.out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,338 @@
+"""Evaluator: an attribute classifier trained on procedural renders reads generated images.
+
+    python <pack> train-classifier --out models/weights/attribute_classifier.safetensors
+    python <pack> evaluate --model models/weights/promptgan_default.safetensors --json eval.json
+
+Definitions (the same in the README and the issues):
+- attribute accuracy: on held-out prompts (paraphrases and attribute combinations training never
+  saw) the classifier reads each asked attribute of the generated image; per attribute, the share
+  read as asked. The classifier's own accuracy on held-out real renders is the ceiling.
+- Frechet distance and KID between generated images and real renders of the same prompts, in the
+  classifier's penultimate feature space.
+- diversity: mean pairwise feature distance of same-prompt samples, beside the same for renders.
+- text sensitivity: mean absolute pixel change when only the prompt changes, beside the change
+  when only the noise changes (range [-1, 1]).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .checkpoint import load_checkpoint, load_state_strict, save_checkpoint
+from .train_utils import command_line, make_progress, set_threads
+
+log = logging.getLogger("PromptGAN")
+
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+CLASSIFIER_PATH = WEIGHTS_DIR / "attribute_classifier.safetensors"
+CLASSIFIER_KIND = "attribute-classifier"
+COLOUR_ATTRIBUTES = ("flower.petal_colour", "flower.centre_colour", "flower.background",
+                     "landscape.time_of_day", "landscape.season")
+
+
+@dataclass
+class ClassifierConfig:
+    resolution: int = 64
+    width: int = 32
+    feature_dim: int = 128
+    label_heads: list = None
+
+
+class AttributeClassifier(nn.Module):
+    """image [B,3,64,64] in [-1,1] -> (features [B,F], logits [B, sum(classes)])."""
+
+    def __init__(self, cfg: ClassifierConfig):
+        super().__init__()
+        self.cfg = cfg
+        w = cfg.width
+
+        def block(a, b):
+            return nn.Sequential(nn.Conv2d(a, b, 3, 1, 1), nn.BatchNorm2d(b), nn.ReLU(inplace=True),
+                                 nn.Conv2d(b, b, 3, 1, 1), nn.BatchNorm2d(b), nn.ReLU(inplace=True),
+                                 nn.MaxPool2d(2))
+
+        self.body = nn.Sequential(block(3, w), block(w, 2 * w), block(2 * w, 4 * w),
+                                  block(4 * w, 4 * w))                      # 64 -> 4
+        self.fc = nn.Sequential(nn.Flatten(), nn.Linear(4 * w * 16, cfg.feature_dim),
+                                nn.ReLU(inplace=True))
+        self.head = nn.Linear(cfg.feature_dim, sum(n for _, n in cfg.label_heads))
+
+    def forward(self, x: torch.Tensor):
+        r = self.cfg.resolution
+        if x.shape[-1] != r or x.shape[-2] != r:
+            x = F.interpolate(x, size=(r, r), mode="bilinear", antialias=True, align_corners=False)
+        f = self.fc(self.body(x))
+        return f, self.head(f)
+
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        """-> predicted class index per head [B, H]."""
+        _, logits = self(x)
+        out, start = [], 0
+        for _, n in self.cfg.label_heads:
+            out.append(logits[:, start:start + n].argmax(1))
+            start += n
+        return torch.stack(out, 1)
+
+
+def load_classifier(path=CLASSIFIER_PATH, device="cpu") -> AttributeClassifier:
+    ck = load_checkpoint(path, kind=CLASSIFIER_KIND)
+    net = AttributeClassifier(ClassifierConfig(**ck.config))
+    load_state_strict(net, ck.tensors, source=str(path))
+    return net.eval().requires_grad_(False).to(device)
+
+
+def to_model_range(images_uint8: np.ndarray) -> torch.Tensor:
+    """uint8 [N,H,W,3] -> float [N,3,H,W] in [-1,1]."""
+    return torch.from_numpy(images_uint8).permute(0, 3, 1, 2).float().div(127.5).sub(1)
+
+
+def _augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Mild robustness: noise, small brightness shifts, occasional blur (GAN outputs are soft)."""
+    b = x.shape[0]
+    x = x + 0.04 * torch.randn(x.shape, generator=gen) * torch.rand(b, 1, 1, 1, generator=gen)
+    x = x + 0.1 * (torch.rand(b, 1, 1, 1, generator=gen) - 0.5)
+    blur = torch.rand(b, generator=gen) < 0.3
+    if blur.any():
+        k = torch.tensor([1.0, 2.0, 1.0])
+        k = (k[:, None] * k[None, :] / 16).expand(3, 1, 3, 3)
+        x[blur] = F.conv2d(F.pad(x[blur], (1, 1, 1, 1), mode="replicate"), k, groups=3)
+    return x.clamp(-1, 1)
+
+
+def train_classifier(argv=None) -> int:
+    from .data import procedural as P
+
+    p = argparse.ArgumentParser(prog="train-classifier",
+                                description="Train the evaluator's attribute classifier on renders.")
+    p.add_argument("--out", default=str(CLASSIFIER_PATH))
+    p.add_argument("--n-train", type=int, default=24000)
+    p.add_argument("--n-test", type=int, default=2000)
+    p.add_argument("--epochs", type=int, default=4)
+    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--seed", type=int, default=7)
+    args = p.parse_args(argv)
+    set_threads(args.threads)
+    torch.manual_seed(args.seed)
+    heads = [list(h) for h in P.LABEL_HEADS]
+    # the classifier must read every combination, held-out ones included
+    train = {"train": P.make_dataset_arrays(args.n_train // 2, 64, args.seed, split="train",
+                                            captions_per_image=1),
+             "heldout": P.make_dataset_arrays(args.n_train // 2, 64, args.seed + 1,
+                                              split="heldout", captions_per_image=1)}
+    x = np.concatenate([train["train"]["images"], train["heldout"]["images"]])
+    y = torch.from_numpy(np.concatenate([train["train"]["labels"], train["heldout"]["labels"]]))
+    test = P.make_dataset_arrays(args.n_test, 64, args.seed + 99, split="heldout",
+                                 captions_per_image=1)
+    net = AttributeClassifier(ClassifierConfig(label_heads=heads))
+    opt = torch.optim.AdamW(net.parameters(), lr=2e-3, weight_decay=1e-4)
+    steps = args.epochs * (len(x) // args.batch)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=2e-3, total_steps=steps)
+    gen = torch.Generator().manual_seed(args.seed)
+    bar = make_progress(steps, desc="train-classifier")
+    from .gan import aux_loss
+
+    for _ in range(args.epochs):
+        perm = torch.randperm(len(x), generator=gen)
+        for i in range(len(x) // args.batch):
+            idx = perm[i * args.batch:(i + 1) * args.batch]
+            xb = _augment(to_model_range(x[idx.numpy()]), gen)
+            loss = aux_loss(net(xb)[1], y[idx], heads)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+    bar.close()
+    net.eval()
+    acc = classifier_accuracy(net, test["images"], test["labels"])
+    print(json.dumps(acc, indent=1))
+    save_checkpoint(args.out, net.state_dict(), kind=CLASSIFIER_KIND, config=asdict(net.cfg),
+                    resolution=64, provenance={"command": command_line(), "heldout_accuracy": acc,
+                                               "date": time.strftime("%Y-%m-%d")})
+    print(f"saved {args.out}")
+    return 0
+
+
+@torch.no_grad()
+def classifier_accuracy(net, images: np.ndarray, labels: np.ndarray) -> dict:
+    pred = torch.cat([net.predict(to_model_range(images[i:i + 256]))
+                      for i in range(0, len(images), 256)])
+    return per_head_accuracy(pred, torch.as_tensor(labels), net.cfg.label_heads)
+
+
+def per_head_accuracy(pred: torch.Tensor, labels: torch.Tensor, heads) -> dict:
+    out = {}
+    for i, (name, _) in enumerate(heads):
+        m = labels[:, i] >= 0
+        if m.any():
+            out[name] = round((pred[m, i] == labels[m, i]).float().mean().item(), 4)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# generator evaluation
+# ---------------------------------------------------------------------------------------------
+
+def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
+    from scipy import linalg
+
+    mu1, mu2 = a.mean(0), b.mean(0)
+    s1, s2 = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    covmean, _ = linalg.sqrtm(s1 @ s2, disp=False)
+    covmean = covmean.real
+    return float(((mu1 - mu2) ** 2).sum() + np.trace(s1 + s2 - 2 * covmean))
+
+
+def kid(a: np.ndarray, b: np.ndarray, subsets: int = 20, size: int = 200, seed: int = 0) -> float:
+    """Kernel inception distance (cubic polynomial kernel, unbiased MMD^2), mean over subsets."""
+    rng = np.random.default_rng(seed)
+    d = a.shape[1]
+    size = min(size, len(a), len(b))
+    vals = []
+    for _ in range(subsets):
+        x = a[rng.choice(len(a), size, replace=False)]
+        y = b[rng.choice(len(b), size, replace=False)]
+        kxx = (x @ x.T / d + 1) ** 3
+        kyy = (y @ y.T / d + 1) ** 3
+        kxy = (x @ y.T / d + 1) ** 3
+        m = size
+        vals.append((kxx.sum() - np.trace(kxx)) / (m * (m - 1))
+                    + (kyy.sum() - np.trace(kyy)) / (m * (m - 1)) - 2 * kxy.mean())
+    return float(np.mean(vals))
+
+
+@torch.no_grad()
+def generate(model, sentences: torch.Tensor, seeds: list[int], batch: int = 64,
+             truncation: float = 1.0) -> torch.Tensor:
+    """-> images [N,3,R,R] in [-1,1] for sentences [N,D] and one seed per image."""
+    from .gan import seeded_noise
+
+    g = model.generator
+    dev = next(g.parameters()).device
+    out = []
+    for i in range(0, len(seeds), batch):
+        z = seeded_noise(seeds[i:i + batch], g.cfg.nz) * truncation
+        out.append(g(z.to(dev), sentences[i:i + batch].to(dev)).float().cpu())
+    return torch.cat(out)
+
+
+@torch.no_grad()
+def features_of(net, images: torch.Tensor) -> np.ndarray:
+    return torch.cat([net(images[i:i + 256])[0] for i in range(0, len(images), 256)]).numpy()
+
+
+def evaluate_images(images: torch.Tensor, prompts: list[dict], net, real_feats=None) -> dict:
+    """Attribute accuracy of images [N,3,R,R] against the prompts' labels."""
+    pred = torch.cat([net.predict(images[i:i + 256]) for i in range(0, len(images), 256)])
+    labels = torch.as_tensor(np.stack([p["labels"] for p in prompts]))
+    acc = per_head_accuracy(pred, labels, net.cfg.label_heads)
+    attrs = {k: v for k, v in acc.items() if k != "domain"}
+    colour = [v for k, v in attrs.items() if k in COLOUR_ATTRIBUTES]
+    out = {"accuracy": acc, "mean_accuracy": round(float(np.mean(list(attrs.values()))), 4),
+           "colour_accuracy": round(float(np.mean(colour)), 4)}
+    if real_feats is not None:
+        fake = features_of(net, images)
+        out["frechet"] = round(frechet_distance(fake, real_feats), 3)
+        out["kid"] = round(kid(fake, real_feats), 4)
+    return out
+
+
+def real_renders(prompts: list[dict], size: int, seed: int) -> torch.Tensor:
+    from .data import procedural as P
+
+    imgs = [P.render(p["domain"], p["attrs"], size, np.random.default_rng([seed, i]))
+            for i, p in enumerate(prompts)]
+    return to_model_range(np.stack(imgs))
+
+
+def evaluate_model(model, net, n_per_domain: int = 100, seed: int = 0,
+                   truncation: float = 1.0) -> dict:
+    from .data import procedural as P
+    from .text_encoder import encode_prompts
+
+    prompts = P.heldout_prompts(n_per_domain)
+    s = encode_prompts([p["prompt"] for p in prompts]).sentence
+    images = generate(model, s, [seed + i for i in range(len(prompts))], truncation=truncation)
+    real = real_renders(prompts, 64, seed + 10_000)
+    real_feats = features_of(net, real)
+    out = {"n_prompts": len(prompts)}
+    out.update(evaluate_images(images, prompts, net, real_feats))
+    # classifier ceiling on real renders of the same prompts
+    out["classifier_on_real"] = evaluate_images(real, prompts, net)["accuracy"]
+    # diversity: same prompt, 8 seeds, 16 prompts
+    few = list(range(0, len(prompts), max(1, len(prompts) // 16)))[:16]
+    rep_s = s[[i for i in few for _ in range(8)]]
+    rep_imgs = generate(model, rep_s, [seed + 50_000 + k for k in range(len(rep_s))])
+    rep_real = real_renders([prompts[i] for i in few for _ in range(8)], 64, seed + 20_000)
+    out["diversity"] = round(_pairwise(features_of(net, rep_imgs), 8), 3)
+    out["diversity_real"] = round(_pairwise(features_of(net, rep_real), 8), 3)
+    # text sensitivity: only the prompt changes vs only the noise changes
+    z_same = [seed + 7] * len(few)
+    a = generate(model, s[few], z_same)
+    b = generate(model, s[few[1:] + few[:1]], z_same)
+    c = generate(model, s[few], [seed + 99 + i for i in range(len(few))])
+    out["text_sensitivity"] = round((a - b).abs().mean().item(), 4)
+    out["noise_sensitivity"] = round((a - c).abs().mean().item(), 4)
+    return out
+
+
+def _pairwise(feats: np.ndarray, group: int) -> float:
+    ds = []
+    for i in range(0, len(feats), group):
+        f = feats[i:i + group]
+        d = np.sqrt(((f[:, None] - f[None]) ** 2).sum(-1))
+        ds.append(d[np.triu_indices(len(f), 1)].mean())
+    return float(np.mean(ds))
+
+
+def markdown_table(result: dict, name: str = "model") -> str:
+    rows = ["| attribute | generated | classifier on real renders |", "| --- | --- | --- |"]
+    for k, v in result["accuracy"].items():
+        rows.append(f"| {k} | {v:.3f} | {result['classifier_on_real'].get(k, float('nan')):.3f} |")
+    rows.append(f"| **mean (attributes)** | **{result['mean_accuracy']:.3f}** | |")
+    rows.append(f"| **colour attributes** | **{result['colour_accuracy']:.3f}** | |")
+    extra = (f"\nFrechet distance {result['frechet']:.2f}, KID {result['kid']:.4f}, diversity "
+             f"{result['diversity']:.2f} (real {result['diversity_real']:.2f}), text sensitivity "
+             f"{result['text_sensitivity']:.3f} vs noise sensitivity {result['noise_sensitivity']:.3f}"
+             f"; {result['n_prompts']} held-out prompts, {name}.")
+    return "\n".join(rows) + extra
+
+
+def main(argv=None) -> int:
+    from .gan import load_gan
+
+    p = argparse.ArgumentParser(prog="evaluate", description="Evaluate a generator checkpoint.")
+    p.add_argument("--model", required=True, help="GAN .safetensors (shipped or a run's model)")
+    p.add_argument("--classifier", default=str(CLASSIFIER_PATH))
+    p.add_argument("--n-per-domain", type=int, default=100)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--truncation", type=float, default=1.0)
+    p.add_argument("--json", default=None, help="write the result here")
+    p.add_argument("--threads", type=int, default=0)
+    args = p.parse_args(argv)
+    set_threads(args.threads)
+    net = load_classifier(args.classifier)
+    model = load_gan(args.model, with_discriminator=False)
+    result = evaluate_model(model, net, args.n_per_domain, args.seed, args.truncation)
+    result["model"] = str(args.model)
+    result["step"] = model.provenance.get("step")
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2))
+    print(json.dumps(result, indent=1))
+    print(markdown_table(result, f"{Path(args.model).name} step {result['step']}"))
+    return 0
+
+
+main_train_classifier = train_classifier
+main_evaluate = main

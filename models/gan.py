@@ -1,0 +1,281 @@
+"""Text-conditioned GAN networks (DF-GAN family).
+
+Generator: noise z [B, nz] and sentence embedding s [B, text_dim] -> image [B, 3, R, R] in [-1, 1].
+  One stage: a linear layer makes a 4x4 map from z, then up-blocks double it to R; every block
+  fuses the condition [z, proj(s)] by affine (FiLM) modulation before each convolution.
+Discriminator: image [B, 3, R, R] and sentence [B, text_dim] -> score [B] (higher = real and
+  matching). Matching-aware: image features are joined with the sentence (DF-GAN), plus a
+  projection term <proj(s), pooled features>. An optional auxiliary head reads attribute labels
+  from the image features (AC-GAN); it is used for training on labelled procedural data and by
+  nothing at inference.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+# channel multipliers of ngf per resolution, from 4x4 up to the output
+_G_MULTS = {32: (8, 8, 4, 2), 64: (8, 8, 4, 2, 1), 128: (8, 8, 8, 4, 2, 1),
+            256: (8, 8, 8, 4, 2, 1, 1)}
+
+
+@dataclass
+class GeneratorConfig:
+    resolution: int = 64
+    nz: int = 100
+    text_dim: int = 384
+    cond_dim: int = 128
+    ngf: int = 32
+
+    def __post_init__(self):
+        if self.resolution not in _G_MULTS:
+            raise ValueError(f"resolution {self.resolution} not supported; use one of "
+                             f"{sorted(_G_MULTS)}")
+
+
+@dataclass
+class DiscriminatorConfig:
+    resolution: int = 64
+    text_dim: int = 384
+    ndf: int = 32
+    label_heads: list = field(default_factory=list)  # [[name, n_classes], ...] for the aux head
+
+
+def config_dict(cfg) -> dict:
+    return asdict(cfg)
+
+
+class Affine(nn.Module):
+    """FiLM: x * (1 + gamma(c)) + beta(c), per channel; starts as the identity."""
+
+    def __init__(self, cond_dim: int, channels: int):
+        super().__init__()
+        self.gamma = nn.Sequential(nn.Linear(cond_dim, channels), nn.ReLU(inplace=True),
+                                   nn.Linear(channels, channels))
+        self.beta = nn.Sequential(nn.Linear(cond_dim, channels), nn.ReLU(inplace=True),
+                                  nn.Linear(channels, channels))
+        for head in (self.gamma[-1], self.beta[-1]):
+            nn.init.zeros_(head.weight)
+            nn.init.zeros_(head.bias)
+
+    def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        g = self.gamma(c)[:, :, None, None]
+        b = self.beta(c)[:, :, None, None]
+        return x * (1 + g) + b
+
+
+class FusedBlock(nn.Module):
+    """affine -> lrelu -> affine -> lrelu (DF-GAN's DFBlock)."""
+
+    def __init__(self, cond_dim: int, channels: int):
+        super().__init__()
+        self.a1 = Affine(cond_dim, channels)
+        self.a2 = Affine(cond_dim, channels)
+
+    def forward(self, x, c):
+        x = F.leaky_relu(self.a1(x, c), 0.2)
+        return F.leaky_relu(self.a2(x, c), 0.2)
+
+
+class GBlock(nn.Module):
+    def __init__(self, cond_dim: int, cin: int, cout: int):
+        super().__init__()
+        self.fuse1 = FusedBlock(cond_dim, cin)
+        self.conv1 = nn.Conv2d(cin, cout, 3, 1, 1)
+        self.fuse2 = FusedBlock(cond_dim, cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1)
+        self.shortcut = nn.Conv2d(cin, cout, 1) if cin != cout else nn.Identity()
+
+    def forward(self, x, c):
+        x = F.interpolate(x, scale_factor=2, mode="nearest")
+        h = self.conv1(self.fuse1(x, c))
+        h = self.conv2(self.fuse2(h, c))
+        return self.shortcut(x) + h
+
+
+class Generator(nn.Module):
+    def __init__(self, cfg: GeneratorConfig):
+        super().__init__()
+        self.cfg = cfg
+        mults = _G_MULTS[cfg.resolution]
+        chans = [cfg.ngf * m for m in mults]
+        cond = cfg.nz + cfg.cond_dim
+        self.text_proj = nn.Sequential(nn.Linear(cfg.text_dim, cfg.cond_dim), nn.LeakyReLU(0.2))
+        self.fc = nn.Linear(cfg.nz, chans[0] * 16)
+        self.blocks = nn.ModuleList(GBlock(cond, a, b) for a, b in zip(chans[:-1], chans[1:]))
+        self.to_rgb = nn.Sequential(nn.LeakyReLU(0.2), nn.Conv2d(chans[-1], 3, 3, 1, 1), nn.Tanh())
+
+    def forward(self, z: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+        b = z.shape[0]
+        assert z.shape == (b, self.cfg.nz), f"noise must be [B, {self.cfg.nz}], got {tuple(z.shape)}"
+        assert s.shape == (b, self.cfg.text_dim), (
+            f"sentence embedding must be [B, {self.cfg.text_dim}], got {tuple(s.shape)}")
+        c = torch.cat([z, self.text_proj(s)], dim=1)                # [B, nz + cond_dim]
+        x = self.fc(z).view(b, -1, 4, 4)                             # [B, C0, 4, 4]
+        for block in self.blocks:
+            x = block(x, c)                                          # doubles H, W
+        return self.to_rgb(x)                                        # [B, 3, R, R]
+
+
+class DBlock(nn.Module):
+    """Residual down-block: two convs, stride-2, learned shortcut with average pooling."""
+
+    def __init__(self, cin: int, cout: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 4, 2, 1)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1)
+        self.shortcut = nn.Conv2d(cin, cout, 1)
+        self.gamma = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x):
+        h = self.conv2(F.leaky_relu(self.conv1(x), 0.2))
+        h = F.leaky_relu(h, 0.2)
+        return self.shortcut(F.avg_pool2d(x, 2)) + self.gamma * h
+
+
+class Discriminator(nn.Module):
+    def __init__(self, cfg: DiscriminatorConfig):
+        super().__init__()
+        self.cfg = cfg
+        n_down = int(math.log2(cfg.resolution)) - 2                 # down to 4x4
+        mults = [1, 2, 4, 8, 8, 8, 8][: n_down + 1]
+        chans = [cfg.ndf * m for m in mults]
+        self.from_rgb = nn.Conv2d(3, chans[0], 3, 1, 1)
+        self.blocks = nn.Sequential(*(DBlock(a, b) for a, b in zip(chans[:-1], chans[1:])))
+        feat = chans[-1]
+        self.joint = nn.Sequential(nn.Conv2d(feat + cfg.text_dim, feat, 3, 1, 1),
+                                   nn.LeakyReLU(0.2), nn.Conv2d(feat, 1, 4, 1, 0))
+        self.text_proj = nn.Linear(cfg.text_dim, feat)
+        n_labels = sum(n for _, n in cfg.label_heads)
+        self.aux = nn.Linear(feat, n_labels) if n_labels else None
+
+    @property
+    def feature_dim(self) -> int:
+        return self.text_proj.out_features
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        r = self.cfg.resolution
+        assert x.shape[1:] == (3, r, r), f"image must be [B, 3, {r}, {r}], got {tuple(x.shape)}"
+        return self.blocks(self.from_rgb(x))                         # [B, F, 4, 4]
+
+    def score(self, h: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+        """Features [B, F, 4, 4] and sentences [B, text_dim] -> matching score [B]."""
+        b = h.shape[0]
+        assert s.shape == (b, self.cfg.text_dim), tuple(s.shape)
+        tiled = s[:, :, None, None].expand(-1, -1, h.shape[2], h.shape[3])
+        joint = self.joint(torch.cat([h, tiled.to(h.dtype)], 1)).view(b)
+        pooled = F.leaky_relu(h, 0.2).sum(dim=(2, 3))                # [B, F]
+        proj = (self.text_proj(s.to(h.dtype)) * pooled).sum(1) / math.sqrt(pooled.shape[1])
+        return joint + proj
+
+    def aux_logits(self, h: torch.Tensor) -> torch.Tensor:
+        assert self.aux is not None, "this discriminator has no auxiliary label head"
+        return self.aux(F.leaky_relu(h, 0.2).mean(dim=(2, 3)))        # [B, sum(classes)]
+
+    def forward(self, x: torch.Tensor, s: torch.Tensor, s_mismatch: torch.Tensor | None = None):
+        """-> (score [B], score with s_mismatch [B] or None, aux logits or None).
+
+        One forward for everything training needs, so DDP sees a single call."""
+        h = self.features(x)
+        mis = None if s_mismatch is None else self.score(h, s_mismatch)
+        aux = self.aux_logits(h) if self.aux is not None else None
+        return self.score(h, s), mis, aux
+
+    def judge(self, x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+        """Matching score [B] of images [B,3,R,R] with sentences [B,text_dim]."""
+        return self.score(self.features(x), s)
+
+
+def aux_loss(logits: torch.Tensor, labels: torch.Tensor, heads: list) -> torch.Tensor:
+    """Mean cross-entropy over label heads; a label of -1 is ignored (other domain)."""
+    total, count, start = logits.new_zeros(()), 0, 0
+    for i, (_, n) in enumerate(heads):
+        y = labels[:, i]
+        if (y >= 0).any():
+            total = total + F.cross_entropy(logits[:, start:start + n].float(), y, ignore_index=-1)
+            count += 1
+        start += n
+    return total / max(count, 1)
+
+
+def seeded_noise(seeds: list[int], nz: int) -> torch.Tensor:
+    """Noise [B, nz] made on the CPU, one generator per image: same seed, same noise, whatever
+    the batch size, the position in the batch or the device that runs the generator."""
+    rows = [torch.randn(nz, generator=torch.Generator().manual_seed(int(s) % (2 ** 63)))
+            for s in seeds]
+    return torch.stack(rows)
+
+
+# ---------------------------------------------------------------------------------------------
+# The shipped model: EMA generator + discriminator in one safetensors file
+# ---------------------------------------------------------------------------------------------
+
+GAN_KIND = "gan"
+
+
+@dataclass
+class GANModel:
+    """What the loader node outputs (socket PROMPTGAN_MODEL)."""
+
+    generator: Generator
+    discriminator: Discriminator | None
+    encoder_id: str
+    path: str = ""
+    provenance: dict = field(default_factory=dict)
+
+    @property
+    def resolution(self) -> int:
+        return self.generator.cfg.resolution
+
+    @property
+    def name(self) -> str:
+        import os
+
+        return os.path.basename(self.path) or "in-memory"
+
+    def to(self, device) -> GANModel:
+        self.generator.to(device)
+        if self.discriminator is not None:
+            self.discriminator.to(device)
+        return self
+
+
+def save_gan(path, generator: Generator, discriminator: Discriminator | None, *, encoder_id: str,
+             provenance: dict, dtype: torch.dtype | None = torch.float16):
+    from .checkpoint import save_checkpoint
+
+    tensors = {f"generator.{k}": v for k, v in generator.state_dict().items()}
+    config = {"generator": config_dict(generator.cfg)}
+    if discriminator is not None:
+        tensors.update({f"discriminator.{k}": v for k, v in discriminator.state_dict().items()})
+        config["discriminator"] = config_dict(discriminator.cfg)
+    return save_checkpoint(path, tensors, kind=GAN_KIND, config=config, encoder=encoder_id,
+                           resolution=generator.cfg.resolution, provenance=provenance, dtype=dtype)
+
+
+def load_gan(path, device="cpu", with_discriminator: bool = True) -> GANModel:
+    """Load a shipped or trained model strictly; float32 in memory whatever the file holds."""
+    from .checkpoint import CheckpointError, load_checkpoint, load_state_strict
+
+    ck = load_checkpoint(path, kind=GAN_KIND)
+    try:
+        gcfg = GeneratorConfig(**ck.config["generator"])
+        dcfg = DiscriminatorConfig(**ck.config["discriminator"]) if "discriminator" in ck.config \
+            else None
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{path}: config in the metadata does not describe a PromptGAN "
+                              f"generator/discriminator ({exc})") from exc
+    g = Generator(gcfg)
+    load_state_strict(g, ck.sub("generator"), source=f"{path} [generator]")
+    d = None
+    if dcfg is not None and with_discriminator:
+        d = Discriminator(dcfg)
+        load_state_strict(d, ck.sub("discriminator"), source=f"{path} [discriminator]")
+        d.eval().requires_grad_(False)
+    g.eval().requires_grad_(False)
+    model = GANModel(g, d, ck.encoder, str(path), ck.provenance)
+    return model.to(device)

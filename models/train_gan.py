@@ -1,0 +1,447 @@
+"""Train a text-conditioned GAN on the procedural sets or on a captioned image folder.
+
+    python <pack> train-gan --out runs/flowers --steps 20000            # procedural data
+    python <pack> train-gan --data folder:/path/to/images --out runs/mine
+    torchrun --nproc_per_node 4 <pack>/__main__.py train-gan ...      # several GPUs (DDP)
+
+Recipe (DF-GAN family): hinge loss with mismatched-text negatives, MA-GP on real pairs (every
+--gp-every steps), DiffAugment (translation, cutout) on real and fake, EMA generator with a
+ramp-up, Adam betas (0, 0.9). On labelled procedural data an auxiliary attribute head on D
+(AC-GAN) makes the text reach the generator much sooner; --aux-weight 0 turns it off.
+The run folder holds state.safetensors (full resumable state), model.safetensors (EMA G + D,
+the shipping format), samples/ grids and log.jsonl.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from . import gan
+from .train_utils import (
+    GracefulStop,
+    command_line,
+    load_train_state,
+    make_progress,
+    save_image_grid,
+    save_train_state,
+    set_threads,
+)
+
+log = logging.getLogger("PromptGAN")
+
+SAMPLE_PROMPTS = [
+    "a red flower with five round petals on green grass",
+    "a blue flower with pointed petals and a yellow centre, black background",
+    "a small yellow flower on a cream background",
+    "a large purple flower with eight petals, sky blue background",
+    "a pink flower with a brown centre on brown soil",
+    "a white flower with six pointed petals on a black background",
+    "an orange flower with four petals on green grass",
+    "a yellow flower with a black centre on cream paper",
+    "a mountain landscape at sunset with a lake",
+    "snowy mountains at night under the moon",
+    "a sunny summer day with a forest and no mountains",
+    "an autumn landscape with a few trees and a lake at day",
+    "a winter landscape with snowy mountains and the sun",
+    "a spring meadow with blossoming trees at sunset",
+    "a night sky over a lake, no mountains",
+    "bare mountains on a summer day with the sun",
+]
+
+
+# ---------------------------------------------------------------------------------------------
+# data: images in memory as uint8, every caption pre-encoded once
+# ---------------------------------------------------------------------------------------------
+
+class CaptionedImages:
+    """images uint8 [N,R,R,3]; captions flattened with per-image offsets; labels [N,H] or None."""
+
+    def __init__(self, images: np.ndarray, captions: list[list[str]], embeds: torch.Tensor,
+                 labels: np.ndarray | None, encoder_id: str):
+        self.images = torch.from_numpy(np.ascontiguousarray(images))
+        counts = [len(c) for c in captions]
+        self.offsets = torch.tensor(np.concatenate([[0], np.cumsum(counts)[:-1]]), dtype=torch.long)
+        self.counts = torch.tensor(counts, dtype=torch.long)
+        self.captions = [c for cs in captions for c in cs]
+        self.embeds = embeds                                          # [sum(counts), D]
+        self.labels = None if labels is None else torch.from_numpy(labels).long()
+        self.encoder_id = encoder_id
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    def batch(self, n: int, gen: torch.Generator):
+        idx = torch.randint(len(self), (n,), generator=gen)
+        pick = (torch.rand(n, generator=gen) * self.counts[idx]).long()
+        cap = self.offsets[idx] + pick
+        x = self.images[idx].permute(0, 3, 1, 2).float().div(127.5).sub(1)   # [n,3,R,R] in [-1,1]
+        labels = None if self.labels is None else self.labels[idx]
+        return x, self.embeds[cap], labels
+
+
+def _encode_all(captions: list[str], device) -> tuple[torch.Tensor, str]:
+    from .text_encoder import load_encoder
+
+    enc = load_encoder(device=device)
+    out = []
+    bar = make_progress(len(captions), desc="encode captions")
+    for i in range(0, len(captions), 256):
+        out.append(enc.encode(captions[i:i + 256]).sentence)
+        bar.update(len(captions[i:i + 256]))
+    bar.close()
+    return torch.cat(out), enc.encoder_id
+
+
+def load_training_data(spec: str, resolution: int, n_images: int, seed: int, cache_dir: Path,
+                       device, captions_per_image: int = 2) -> CaptionedImages:
+    """spec: 'procedural', 'flowers', 'landscapes' or 'folder:PATH'."""
+    from safetensors.torch import load_file, save_file
+
+    key = hashlib.sha1(f"{spec}|{resolution}|{n_images}|{seed}|{captions_per_image}|v1".encode()).hexdigest()[:12]
+    cache = cache_dir / f"data_{key}.safetensors"
+    if spec.startswith("folder:"):
+        from .data.folder import load_image_folder
+
+        found = load_image_folder(spec[len("folder:"):], resolution)
+        images, captions, labels = found["images"], found["captions"], None
+        skipped = found.get("skipped", {})
+        log.warning("image folder: %d images used, %s", len(images),
+                    ", ".join(f"{len(v)} skipped ({k})" for k, v in skipped.items()) or "none skipped")
+    else:
+        from .data import procedural
+
+        domains = {"procedural": procedural.DOMAINS, "flowers": ("flower",),
+                   "landscapes": ("landscape",)}.get(spec)
+        if domains is None:
+            raise ValueError(f"--data {spec!r}: use procedural, flowers, landscapes or folder:PATH")
+        if cache.is_file():
+            t = load_file(str(cache))
+            meta = json.loads(cache.with_suffix(".json").read_text())
+            return CaptionedImages(t["images"].numpy(), meta["captions"], t["embeds"],
+                                   t["labels"].numpy(), meta["encoder_id"])
+        arr = procedural.make_dataset_arrays(n_images, resolution, seed, domains=domains,
+                                             split="train", captions_per_image=captions_per_image,
+                                             workers=max(1, torch.get_num_threads()))
+        images, captions, labels = arr["images"], arr["captions"], arr["labels"]
+    flat = [c for cs in captions for c in cs]
+    embeds, encoder_id = _encode_all(flat, device)
+    embeds = embeds.cpu()
+    if not spec.startswith("folder:"):
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        save_file({"images": torch.from_numpy(images), "embeds": embeds,
+                   "labels": torch.from_numpy(labels)}, str(cache))
+        cache.with_suffix(".json").write_text(json.dumps({"captions": captions,
+                                                          "encoder_id": encoder_id}))
+    return CaptionedImages(images, captions, embeds, labels, encoder_id)
+
+
+# ---------------------------------------------------------------------------------------------
+# DiffAugment: the same random translation and cutout policy on real and fake
+# ---------------------------------------------------------------------------------------------
+
+def diff_augment(x: torch.Tensor, gen: torch.Generator, translation: float = 0.125,
+                 cutout: float = 0.25) -> torch.Tensor:
+    """x [B,3,H,W] -> translated by up to ``translation`` of the size (zero fill), then a
+    square of ``cutout`` of the size blanked, per sample. Differentiable in x."""
+    b, _, h, w = x.shape
+    if translation > 0:
+        sh, sw = int(h * translation + 0.5), int(w * translation + 0.5)
+        dy = torch.randint(-sh, sh + 1, (b, 1, 1), generator=gen).to(x.device)
+        dx = torch.randint(-sw, sw + 1, (b, 1, 1), generator=gen).to(x.device)
+        ys = torch.arange(h, device=x.device).view(1, h, 1) - dy           # [b,h,1]
+        xs = torch.arange(w, device=x.device).view(1, 1, w) - dx           # [b,1,w]
+        valid = ((ys >= 0) & (ys < h) & (xs >= 0) & (xs < w)).unsqueeze(1)
+        flat = (ys.clamp(0, h - 1) * w + xs.clamp(0, w - 1)).view(b, 1, h * w)
+        x = torch.gather(x.reshape(b, 3, h * w), 2, flat.expand(b, 3, h * w)).view(b, 3, h, w)
+        x = x * valid.to(x.dtype)
+    if cutout > 0:
+        ch, cw = int(h * cutout + 0.5), int(w * cutout + 0.5)
+        cy = torch.randint(0, h, (b, 1, 1), generator=gen).to(x.device)
+        cx = torch.randint(0, w, (b, 1, 1), generator=gen).to(x.device)
+        ys = torch.arange(h, device=x.device).view(1, h, 1)
+        xs = torch.arange(w, device=x.device).view(1, 1, w)
+        hole = ((ys - cy).abs() <= ch // 2) & ((xs - cx).abs() <= cw // 2)
+        x = x * (~hole).unsqueeze(1).to(x.dtype)
+    return x
+
+
+# ---------------------------------------------------------------------------------------------
+# training
+# ---------------------------------------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="train-gan", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--out", required=True, help="run folder (state, samples, log, model)")
+    p.add_argument("--data", default="procedural",
+                   help="procedural | flowers | landscapes | folder:PATH (a.png + a.txt)")
+    p.add_argument("--n-images", type=int, default=12000, help="procedural images to render")
+    p.add_argument("--captions-per-image", type=int, default=2,
+                   help="procedural captions per image (each encoded once, then cached)")
+    p.add_argument("--resolution", type=int, default=64, choices=[32, 64, 128, 256])
+    p.add_argument("--ngf", type=int, default=32)
+    p.add_argument("--ndf", type=int, default=32)
+    p.add_argument("--batch", type=int, default=32, help="batch size per process")
+    p.add_argument("--steps", type=int, default=20000, help="total steps (resume continues)")
+    p.add_argument("--lr-g", type=float, default=2e-4)
+    p.add_argument("--lr-d", type=float, default=4e-4)
+    p.add_argument("--loss", choices=["hinge", "nonsat"], default="hinge",
+                   help="hinge (DF-GAN) or the seed article's non-saturating loss")
+    p.add_argument("--gp-weight", type=float, default=2.0, help="MA-GP weight (k)")
+    p.add_argument("--gp-power", type=float, default=6.0, help="MA-GP power (p)")
+    p.add_argument("--gp-every", type=int, default=4, help="lazy MA-GP interval (steps)")
+    p.add_argument("--aux-weight", type=float, default=1.0,
+                   help="AC-GAN attribute term (procedural data only; 0 = off)")
+    p.add_argument("--translation", type=float, default=0.125, help="DiffAugment translation")
+    p.add_argument("--cutout", type=float, default=0.25, help="DiffAugment cutout size")
+    p.add_argument("--ema", type=float, default=0.999, help="EMA decay (after ramp-up)")
+    p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None,
+                   help="bf16 autocast for the forward passes (default: on where the hardware "
+                        "has fast bf16: CUDA, or a CPU with AVX512-BF16/AMX)")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads (0 = torch default)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--init", default=None,
+                   help="warm start from a shipped model (G from its EMA weights, D as shipped)")
+    p.add_argument("--save-every", type=int, default=250)
+    p.add_argument("--sample-every", type=int, default=1000)
+    p.add_argument("--log-every", type=int, default=50)
+    p.add_argument("--cache-dir", default=os.path.join(os.path.expanduser("~"), ".cache",
+                                                       "promptgan"))
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: best)")
+    return p
+
+
+def _setup_distributed(device_arg):
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    if world > 1:
+        import torch.distributed as dist
+
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        if torch.cuda.is_available():
+            torch.cuda.set_device(local)
+            device = torch.device("cuda", local)
+            dist.init_process_group("nccl")
+        else:
+            device = torch.device("cpu")
+            dist.init_process_group("gloo")
+        return device, rank, world
+    if device_arg:
+        return torch.device(device_arg), 0, 1
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu"), 0, 1
+
+
+def fast_bf16(device: torch.device) -> bool:
+    """bf16 autocast pays off on CUDA and on CPUs with native bf16; elsewhere it is slower."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        try:
+            return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported()) and _cpu_has_native_bf16()
+        except (AttributeError, RuntimeError):
+            return False
+    return False
+
+
+def _cpu_has_native_bf16() -> bool:
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def ema_decay(step: int, target: float) -> float:
+    """Ramp-up: early on the EMA follows G closely, later it averages over ~1/(1-target)."""
+    return min(target, (1 + step) / (10 + step))
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    set_threads(args.threads)
+    device, rank, world = _setup_distributed(args.device)
+    torch.manual_seed(args.seed + rank)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    is_main = rank == 0
+
+    data = load_training_data(args.data, args.resolution, args.n_images, args.seed,
+                              Path(args.cache_dir), device, args.captions_per_image)
+    from .data import procedural
+
+    heads = [list(h) for h in procedural.LABEL_HEADS] if data.labels is not None else []
+    use_aux = bool(heads) and args.aux_weight > 0
+    gcfg = gan.GeneratorConfig(resolution=args.resolution, ngf=args.ngf,
+                               text_dim=data.embeds.shape[1])
+    dcfg = gan.DiscriminatorConfig(resolution=args.resolution, ndf=args.ndf,
+                                   text_dim=data.embeds.shape[1], label_heads=heads if use_aux else [])
+    G, D = gan.Generator(gcfg).to(device), gan.Discriminator(dcfg).to(device)
+    G_ema = gan.Generator(gcfg).to(device)
+    G_ema.load_state_dict(G.state_dict())
+    G_ema.requires_grad_(False)
+    if device.type == "cpu":
+        G, D, G_ema = (m.to(memory_format=torch.channels_last) for m in (G, D, G_ema))
+    opt_g = torch.optim.Adam(G.parameters(), lr=args.lr_g, betas=(0.0, 0.9))
+    opt_d = torch.optim.Adam(D.parameters(), lr=args.lr_d, betas=(0.0, 0.9))
+
+    state_path, model_path = out / "state.safetensors", out / "model.safetensors"
+    config = {"generator": gan.config_dict(gcfg), "discriminator": gan.config_dict(dcfg),
+              "args": vars(args)}
+    step, history = 0, {"commands": []}
+    if state_path.is_file():
+        step, history = load_train_state(state_path, {"G": G, "D": D, "G_ema": G_ema},
+                                         {"G": opt_g, "D": opt_d}, kind="gan")
+        log.info("resumed %s at step %d", state_path, step)
+    elif args.init:
+        init = gan.load_gan(args.init, device=device)
+        from .checkpoint import load_state_strict
+
+        load_state_strict(G, init.generator.state_dict(), source=f"{args.init} [generator]")
+        load_state_strict(G_ema, init.generator.state_dict(), source=f"{args.init} [generator]")
+        load_state_strict(D, init.discriminator.state_dict(), source=f"{args.init} [discriminator]")
+        step = int(init.provenance.get("step", 0))
+        history = {"commands": init.provenance.get("commands", []), "init": str(args.init)}
+        log.info("warm start from %s (step %d)", args.init, step)
+    history.setdefault("commands", []).append({"command": command_line(), "from_step": step})
+
+    Gm, Dm = G, D
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        ids = [device.index] if device.type == "cuda" else None
+        Gm, Dm = DDP(G, device_ids=ids), DDP(D, device_ids=ids, find_unused_parameters=True)
+    gen = torch.Generator().manual_seed(args.seed * 1000 + rank + step)
+    if args.bf16 is None:
+        args.bf16 = fast_bf16(device)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16)
+    sample_s = _sample_embeds(device)
+    sample_z = gan.seeded_noise(list(range(len(sample_s))), gcfg.nz).to(device)
+
+    def aug(images):
+        return diff_augment(images, gen, args.translation, args.cutout)
+
+    def save(final=False):
+        if not is_main:
+            return
+        extra = dict(history, step=step)
+        save_train_state(state_path, {"G": G, "D": D, "G_ema": G_ema}, {"G": opt_g, "D": opt_d},
+                         step, extra, kind="gan", config=config, encoder=data.encoder_id)
+        prov = {"step": step, "commands": history["commands"], "data": args.data,
+                "recipe": "hinge+MA-GP+DiffAugment+EMA" + ("+AC" if use_aux else ""),
+                "saved": time.strftime("%Y-%m-%d %H:%M:%S")}
+        gan.save_gan(model_path, G_ema, D, encoder_id=data.encoder_id, provenance=prov,
+                     dtype=torch.float32)
+
+    logf = open(out / "log.jsonl", "a") if is_main else None
+    bar = make_progress(args.steps, step, desc="train-gan") if is_main else None
+    t0, stats = time.time(), {}
+    with GracefulStop() as stop:
+        while step < args.steps and not stop.requested:
+            x, s, labels = data.batch(args.batch, gen)
+            x, s = x.to(device), s.to(device)
+            if device.type == "cpu":
+                x = x.contiguous(memory_format=torch.channels_last)
+            labels = None if labels is None else labels.to(device)
+            s_mis = s.roll(1, 0)
+            z = torch.randn(args.batch, gcfg.nz, generator=gen).to(device)
+
+            # ---- discriminator
+            with autocast:
+                with torch.no_grad():
+                    fake = Gm(z, s)
+                real_out, mis_out, aux_logits = Dm(aug(x), s, s_mis)
+                fake_out = Dm(aug(fake), s)[0]
+            real_out, mis_out, fake_out = real_out.float(), mis_out.float(), fake_out.float()
+            if args.loss == "hinge":
+                loss_d = F.relu(1 - real_out).mean() + 0.5 * (F.relu(1 + fake_out).mean()
+                                                              + F.relu(1 + mis_out).mean())
+            else:
+                loss_d = F.softplus(-real_out).mean() + 0.5 * (F.softplus(fake_out).mean()
+                                                               + F.softplus(mis_out).mean())
+            if use_aux:
+                aux_real = gan.aux_loss(aux_logits, labels, heads)
+                loss_d = loss_d + args.aux_weight * aux_real
+                stats["aux_real"] = aux_real.item()
+            if args.gp_every and step % args.gp_every == 0:
+                # MA-GP: penalise the gradient w.r.t. both the real image and its sentence
+                xr = x.detach().requires_grad_(True)
+                sr = s.detach().requires_grad_(True)
+                out_gp = Dm(xr, sr)[0]
+                gx, gs = torch.autograd.grad(out_gp.sum(), (xr, sr), create_graph=True)
+                norm = torch.cat([gx.flatten(1), gs.flatten(1)], 1).norm(2, dim=1)
+                gp = args.gp_weight * (norm ** args.gp_power).mean()
+                loss_d = loss_d + args.gp_every * gp
+                stats["gp"] = gp.item()
+            opt_d.zero_grad(set_to_none=True)
+            loss_d.backward()
+            opt_d.step()
+
+            # ---- generator
+            D.requires_grad_(False)
+            with autocast:
+                fake = Gm(z, s)
+                g_out, _, aux_logits = Dm(aug(fake), s)
+                g_out = g_out.float()
+                loss_g = -g_out.mean() if args.loss == "hinge" else F.softplus(-g_out).mean()
+                if use_aux:
+                    aux_fake = gan.aux_loss(aux_logits, labels, heads)
+                    loss_g = loss_g + args.aux_weight * aux_fake
+                    stats["aux_fake"] = aux_fake.item()
+            opt_g.zero_grad(set_to_none=True)
+            loss_g.backward()
+            opt_g.step()
+            D.requires_grad_(True)
+
+            with torch.no_grad():
+                beta = ema_decay(step, args.ema)
+                for pe, p in zip(G_ema.parameters(), G.parameters()):
+                    pe.lerp_(p, 1 - beta)
+                for be, b in zip(G_ema.buffers(), G.buffers()):
+                    be.copy_(b)
+            step += 1
+            if not torch.isfinite(loss_d) or not torch.isfinite(loss_g):
+                raise FloatingPointError(f"step {step}: loss is not finite (D {loss_d.item()}, "
+                                         f"G {loss_g.item()}); resume from the last checkpoint "
+                                         "with a lower learning rate or a larger --gp-weight")
+            if not is_main:
+                continue
+            stats.update(d=loss_d.item(), g=loss_g.item(), real=real_out.mean().item(),
+                         fake=fake_out.mean().item(), mis=mis_out.mean().item())
+            bar.update(1)
+            if step % args.log_every == 0:
+                bar.set_postfix({k: f"{v:.3f}" for k, v in stats.items()})
+                logf.write(json.dumps({"step": step, "time": round(time.time() - t0, 1),
+                                       **{k: round(v, 4) for k, v in stats.items()}}) + "\n")
+                logf.flush()
+            if step % args.save_every == 0:
+                save()
+            if step % args.sample_every == 0:
+                with torch.no_grad():
+                    grid = G_ema(sample_z, sample_s)
+                save_image_grid(grid, out / "samples" / f"step_{step:06d}.png", nrow=8,
+                                captions=SAMPLE_PROMPTS)
+        save(final=True)
+    if bar is not None:
+        bar.close()
+        print(f"saved {model_path} at step {step}")
+    return 0
+
+
+def _sample_embeds(device) -> torch.Tensor:
+    from .text_encoder import encode_prompts
+
+    return encode_prompts(SAMPLE_PROMPTS).sentence.to(device)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,150 @@
+"""Machinery shared by the trainers: threads, progress, clean stop, resumable state, grids.
+
+Training state (weights, optimiser moments, step, RNG-free extras) is one safetensors file,
+written atomically, so a kill at any moment leaves the previous state intact.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from .checkpoint import CheckpointError, load_checkpoint, load_state_strict, save_checkpoint
+
+
+def set_threads(n: int | None) -> None:
+    if n:
+        torch.set_num_threads(int(n))
+
+
+def make_progress(total: int, initial: int = 0, desc: str = "train"):
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=initial, desc=desc, dynamic_ncols=True, smoothing=0.05,
+                file=sys.stderr, mininterval=2.0)
+
+
+class GracefulStop:
+    """Turn SIGINT/SIGTERM into a flag the loop polls, so it can save and exit cleanly.
+
+    A second signal while stopping falls back to the default behaviour (immediate stop).
+    """
+
+    def __init__(self):
+        self.requested = False
+        self._previous = {}
+
+    def _handler(self, signum, frame):
+        if self.requested:
+            signal.signal(signum, self._previous.get(signum, signal.SIG_DFL))
+            raise KeyboardInterrupt
+        self.requested = True
+        print(f"\n[stop] signal {signum}: finishing this step, saving, exiting "
+              "(send again to stop at once)", file=sys.stderr)
+
+    def __enter__(self):
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self._previous[sig] = signal.signal(sig, self._handler)
+            except ValueError:  # not in the main thread
+                pass
+        return self
+
+    def __exit__(self, *exc):
+        for sig, prev in self._previous.items():
+            signal.signal(sig, prev)
+        return False
+
+
+def _optimizer_tensors(opt: torch.optim.Optimizer, prefix: str) -> tuple[dict, dict]:
+    """Optimizer state as flat tensors + JSON-able hyperparameters (no pickle)."""
+    sd = opt.state_dict()
+    tensors = {}
+    for pid, st in sd["state"].items():
+        for name, value in st.items():
+            t = value if torch.is_tensor(value) else torch.tensor(value)
+            tensors[f"{prefix}.{pid}.{name}"] = t
+    groups = [{k: v for k, v in g.items()} for g in sd["param_groups"]]
+    return tensors, {"param_groups": groups}
+
+
+def _load_optimizer(opt: torch.optim.Optimizer, tensors: dict, info: dict, prefix: str) -> None:
+    state: dict = {}
+    p = prefix + "."
+    for key, t in tensors.items():
+        if key.startswith(p):
+            pid, name = key[len(p):].split(".", 1)
+            state.setdefault(int(pid), {})[name] = t
+    opt.load_state_dict({"state": state, "param_groups": info["param_groups"]})
+
+
+def save_train_state(path: str | os.PathLike, modules: dict[str, torch.nn.Module],
+                     optimizers: dict[str, torch.optim.Optimizer], step: int, extra: dict,
+                     *, kind: str, config: dict, encoder: str = "") -> Path:
+    tensors, opt_info = {}, {}
+    for name, m in modules.items():
+        for k, v in m.state_dict().items():
+            tensors[f"{name}.{k}"] = v
+    for name, opt in optimizers.items():
+        t, info = _optimizer_tensors(opt, f"opt_{name}")
+        tensors.update(t)
+        opt_info[name] = info
+    provenance = {"step": int(step), "optimizers": opt_info, "extra": extra,
+                  "saved": time.strftime("%Y-%m-%d %H:%M:%S")}
+    return save_checkpoint(path, tensors, kind=kind + "-train-state", config=config,
+                           encoder=encoder, provenance=provenance)
+
+
+def load_train_state(path: str | os.PathLike, modules: dict[str, torch.nn.Module],
+                     optimizers: dict[str, torch.optim.Optimizer], *, kind: str) -> tuple[int, dict]:
+    ck = load_checkpoint(path, kind=kind + "-train-state")
+    for name, m in modules.items():
+        load_state_strict(m, ck.sub(name), source=f"{path} [{name}]")
+    infos = ck.provenance.get("optimizers", {})
+    for name, opt in optimizers.items():
+        if name not in infos:
+            raise CheckpointError(f"{path}: no optimiser state for '{name}'")
+        _load_optimizer(opt, ck.tensors, infos[name], f"opt_{name}")
+    return int(ck.provenance.get("step", 0)), ck.provenance.get("extra", {})
+
+
+def save_image_grid(images: torch.Tensor, path: str | os.PathLike, nrow: int = 8,
+                    captions: list[str] | None = None) -> Path:
+    """images [N,3,H,W] in [-1,1] -> PNG grid (captions go to a .txt beside it)."""
+    import numpy as np
+    from PIL import Image
+
+    n, _, h, w = images.shape
+    ncol = min(nrow, n)
+    rows = (n + ncol - 1) // ncol
+    grid = np.full((rows * (h + 2), ncol * (w + 2), 3), 255, dtype=np.uint8)
+    arr = ((images.detach().float().clamp(-1, 1) + 1) * 127.5).round().byte()
+    arr = arr.permute(0, 2, 3, 1).cpu().numpy()
+    for i in range(n):
+        r, c = divmod(i, ncol)
+        grid[r * (h + 2) + 1:r * (h + 2) + 1 + h, c * (w + 2) + 1:c * (w + 2) + 1 + w] = arr[i]
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.png")
+    Image.fromarray(grid).save(tmp)
+    os.replace(tmp, path)
+    if captions:
+        path.with_suffix(".txt").write_text("\n".join(f"{i}: {c}" for i, c in enumerate(captions)))
+    return path
+
+
+def command_line() -> str:
+    return " ".join([os.path.basename(sys.executable)] + sys.argv)
+
+
+def dump_json(obj, path: str | os.PathLike) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True))
+    os.replace(tmp, path)

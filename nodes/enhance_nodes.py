@@ -1,0 +1,257 @@
+"""Enhance nodes: text-aware restoration and super-resolution of any IMAGE.
+
+Layout: ComfyUI IMAGE is [B, H, W, C] float 0..1 on the CPU; the network takes [B, C, H, W]
+(``movedim(-1, 1)``, which is channels_last in memory, the fast layout for oneDNN).
+
+Channel handling (documented in the tooltips): 3 channels as is; 1 channel (greyscale) is
+repeated to RGB and the output is RGB; 4 channels (RGBA) enhance the RGB and resize the alpha
+bicubically to the output size, so the output keeps 4 channels. NaN or infinite values are an
+error that names the input. Any image size works: tiles bound the memory, a 1x1 image included.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections import OrderedDict
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from . import runtime
+
+log = logging.getLogger("PromptGAN")
+
+BUNDLED_SUFFIX = " (bundled)"
+_cache: OrderedDict[tuple, EnhancerModel] = OrderedDict()
+_cache_lock = threading.Lock()
+MAX_CACHED = 2
+
+
+class EnhancerModel:
+    """What travels on a PROMPTGAN_ENHANCER socket: the network plus what it was trained with."""
+
+    def __init__(self, net, name: str, path: str, encoder_id: str, provenance: dict):
+        self.net = net
+        self.name = name
+        self.path = path
+        self.encoder_id = encoder_id
+        self.provenance = provenance
+        self._device_copies: dict[str, torch.nn.Module] = {}
+
+    @property
+    def scale(self) -> int:
+        return int(self.net.scale)
+
+    def on(self, device: torch.device):
+        """The network on ``device`` (kept, so repeated runs do not copy again)."""
+        key = str(device)
+        if key == "cpu":
+            return self.net
+        if key not in self._device_copies:
+            import copy
+
+            self._device_copies = {key: copy.deepcopy(self.net).to(device)}
+        return self._device_copies[key]
+
+    def __repr__(self) -> str:
+        return f"EnhancerModel({self.name!r}, x{self.scale}, encoder={self.encoder_id!r})"
+
+
+def bundled_names() -> list[str]:
+    d = runtime.BUNDLED_WEIGHTS_DIR
+    if not d.is_dir():
+        return []
+    return [p.stem + BUNDLED_SUFFIX for p in sorted(d.glob("enhance_*.safetensors"))]
+
+
+def resolve(name: str) -> Path:
+    if name.endswith(BUNDLED_SUFFIX):
+        stem = name[:-len(BUNDLED_SUFFIX)]
+        path = runtime.BUNDLED_WEIGHTS_DIR / f"{stem}.safetensors"
+        if not path.is_file():
+            raise FileNotFoundError(f"bundled enhancer '{stem}' is missing from "
+                                    f"{runtime.BUNDLED_WEIGHTS_DIR}; reinstall the pack")
+        return path
+    return runtime.resolve_model_path(runtime.MODEL_FOLDER, name)
+
+
+def load_model(name: str) -> EnhancerModel:
+    from ..models.checkpoint import load_checkpoint
+    from ..models.enhance.network import build_from_checkpoint
+
+    path = resolve(name)
+    key = (str(path), os.path.getmtime(path))
+    with _cache_lock:
+        if key in _cache:
+            _cache.move_to_end(key)
+            return _cache[key]
+    ck = load_checkpoint(path, kind="enhancer")
+    net = build_from_checkpoint(ck).to(memory_format=torch.channels_last)
+    for p in net.parameters():
+        p.requires_grad_(False)
+    model = EnhancerModel(net, name, str(path), ck.encoder, ck.provenance)
+    with _cache_lock:
+        _cache[key] = model
+        while len(_cache) > MAX_CACHED:
+            _cache.popitem(last=False)
+    return model
+
+
+class PromptGAN_EnhancerLoader:
+    DESCRIPTION = ("Loads a PromptGAN Enhance network (text-aware restoration and super-resolution) "
+                   "from the bundled weights or from ComfyUI's models/promptgan folder.")
+    CATEGORY = "PromptGAN/enhance"
+    FUNCTION = "load"
+    RETURN_TYPES = ("PROMPTGAN_ENHANCER",)
+    RETURN_NAMES = ("enhancer",)
+    OUTPUT_TOOLTIPS = ("The loaded enhancer: its scale and the text encoder it was trained with "
+                       "travel with it.",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        names = bundled_names() + runtime.folder_files(runtime.MODEL_FOLDER)
+        return {"required": {
+            "model_name": (names or ["enhance_x4" + BUNDLED_SUFFIX], {
+                "tooltip": "Enhancer weights (.safetensors): the bundled x4 model, or a file you "
+                           "trained with `train-enhance` placed in models/promptgan."}),
+        }}
+
+    def load(self, model_name):
+        return (load_model(model_name),)
+
+
+def _encode_instruction(model: EnhancerModel, instruction: str, embeds) -> torch.Tensor | None:
+    """Sentence embedding [N, D] for the network, or None for 'fix whatever is wrong'."""
+    if embeds is not None:
+        if embeds.encoder_id != model.encoder_id:
+            raise ValueError(f"PromptGAN Enhance: the embeds come from text encoder "
+                             f"'{embeds.encoder_id}', but enhancer '{model.name}' was trained with "
+                             f"'{model.encoder_id}'. Encode the instruction with '{model.encoder_id}' "
+                             "or leave 'embeds' unconnected and type the instruction.")
+        sentence = embeds.sentence.float()
+        if sentence.shape[1] != model.net.cfg.text_dim:
+            raise ValueError(f"PromptGAN Enhance: embeds have {sentence.shape[1]} dims, the "
+                             f"enhancer expects {model.net.cfg.text_dim}")
+        return sentence
+    text = (instruction or "").strip()
+    if not text:
+        return None
+    from ..models.text_encoder import DEFAULT_ENCODER_ID, encode_prompts
+
+    if model.encoder_id and model.encoder_id != DEFAULT_ENCODER_ID:
+        raise ValueError(f"PromptGAN Enhance: enhancer '{model.name}' was trained with text encoder "
+                         f"'{model.encoder_id}', not the bundled '{DEFAULT_ENCODER_ID}'; connect "
+                         f"'embeds' from a TextEncode node using '{model.encoder_id}'.")
+    return encode_prompts([text]).sentence
+
+
+def _resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    if tuple(x.shape[-2:]) == tuple(size):
+        return x
+    shrink = size[0] < x.shape[-2] or size[1] < x.shape[-1]
+    return F.interpolate(x, size=size, mode="bicubic", align_corners=False,
+                         antialias=shrink).clamp_(0, 1)
+
+
+class PromptGAN_Enhance:
+    DESCRIPTION = ("Restores and upscales an image with a small text-conditioned network. The "
+                   "instruction says what to fix ('remove the noise', 'sharpen this blurry photo', "
+                   "'brighten this dark picture', 'clean up the jpeg artifacts', 'fix the colour "
+                   "cast'); degradations it does not name are left alone. An empty instruction "
+                   "fixes whatever is wrong. Runs in tiles, so any size fits in memory.")
+    CATEGORY = "PromptGAN/enhance"
+    FUNCTION = "enhance"
+    RETURN_TYPES = ("IMAGE",)
+    RETURN_NAMES = ("image",)
+    OUTPUT_TOOLTIPS = ("The enhanced image at the model's scale (or at target_scale). RGB for RGB "
+                       "and greyscale input; RGBA input keeps its alpha, resized bicubically.",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "image": ("IMAGE", {"tooltip": "Image(s) to enhance, 0..1. Greyscale becomes RGB; "
+                                               "an alpha channel is kept and resized, not enhanced."}),
+                "enhancer": ("PROMPTGAN_ENHANCER", {"tooltip": "From PromptGAN Enhancer Loader."}),
+                "instruction": ("STRING", {
+                    "default": "", "multiline": False,
+                    "tooltip": "What to fix, in words. Empty = fix whatever is wrong. Naming only "
+                               "some problems leaves the others in place."}),
+                "tile_size": ("INT", {
+                    "default": 256, "min": 0, "max": 8192, "step": 16,
+                    "tooltip": "Tile size in input pixels (0 = whole image at once). Smaller tiles "
+                               "use less memory; the tile halves by itself on out-of-memory."}),
+                "strength": ("FLOAT", {
+                    "default": 1.0, "min": 0.0, "max": 1.0, "step": 0.05,
+                    "tooltip": "1 = the network's output; 0 = the input enlarged bicubically; "
+                               "in between blends the two."}),
+            },
+            "optional": {
+                "embeds": ("PROMPTGAN_EMBEDS", {
+                    "tooltip": "Instruction embeddings from PromptGAN TextEncode; when connected they "
+                               "replace the instruction text. Their encoder must be the one the "
+                               "enhancer was trained with. One prompt for all images, or one per image."}),
+                "target_scale": ("FLOAT", {
+                    "default": 0.0, "min": 0.0, "max": 16.0, "step": 0.25,
+                    "tooltip": "0 = the model's native scale (x4 for the bundled model). Otherwise "
+                               "the output is resized to this factor of the input after enhancing."}),
+            },
+        }
+
+    def enhance(self, image, enhancer, instruction="", tile_size=256, strength=1.0, embeds=None,
+                target_scale=0.0):
+        if not isinstance(image, torch.Tensor) or image.dim() != 4:
+            raise ValueError(f"PromptGAN Enhance: input 'image' must be an IMAGE [batch, height, "
+                             f"width, channels], got {getattr(image, 'shape', type(image))}")
+        b, h, w, c = image.shape
+        if c not in (1, 3, 4):
+            raise ValueError(f"PromptGAN Enhance: input 'image' has {c} channels; expected 1 "
+                             "(greyscale), 3 (RGB) or 4 (RGBA)")
+        if b == 0 or h == 0 or w == 0:
+            raise ValueError(f"PromptGAN Enhance: input 'image' is empty, shape {tuple(image.shape)}")
+        if not torch.isfinite(image).all():
+            raise ValueError("PromptGAN Enhance: input 'image' contains NaN or infinite values; "
+                             "check the node that produced it")
+        image = image.float().cpu().clamp(0, 1)
+        alpha = image[..., 3:4].movedim(-1, 1) if c == 4 else None      # [B, 1, H, W]
+        rgb = image[..., :3] if c != 1 else image.expand(-1, -1, -1, 3)
+        x = rgb.movedim(-1, 1)                                           # [B, 3, H, W]
+
+        text = _encode_instruction(enhancer, instruction, embeds)
+        if text is not None and text.shape[0] not in (1, b):
+            raise ValueError(f"PromptGAN Enhance: 'embeds' holds {text.shape[0]} prompts for "
+                             f"{b} images; give one prompt, or one per image")
+
+        from ..models.enhance.tiling import count_tiles, enhance_image
+
+        device = runtime.get_device()
+        net = enhancer.on(device)
+        autocast = torch.float16 if device.type == "cuda" else None
+        s = enhancer.scale
+        tile = int(tile_size)
+        bar = runtime.progress_bar(count_tiles(h, w, tile, 32))
+        out = enhance_image(net, x, text, tile=tile, overlap=32, progress=bar,
+                            check_interrupt=runtime.check_interrupt, autocast_dtype=autocast)
+        if strength < 1.0:
+            base = _resize(x, out.shape[-2:])
+            out = strength * out + (1.0 - strength) * base
+        if target_scale and target_scale > 0 and abs(target_scale - s) > 1e-6:
+            size = (max(1, round(h * target_scale)), max(1, round(w * target_scale)))
+            out = _resize(out, size)
+        if alpha is not None:
+            out = torch.cat([out, _resize(alpha, out.shape[-2:])], 1)
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+        return (out.clamp(0, 1).movedim(1, -1).contiguous().to(runtime.intermediate_device()),)
+
+
+NODE_CLASS_MAPPINGS = {
+    "PromptGAN_EnhancerLoader": PromptGAN_EnhancerLoader,
+    "PromptGAN_Enhance": PromptGAN_Enhance,
+}
+NODE_DISPLAY_NAME_MAPPINGS = {
+    "PromptGAN_EnhancerLoader": "PromptGAN Enhancer Loader",
+    "PromptGAN_Enhance": "PromptGAN Enhance",
+}

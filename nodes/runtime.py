@@ -1,0 +1,156 @@
+"""The one place that touches ComfyUI: model folders, device, progress, Cancel.
+
+Everything here degrades gracefully outside ComfyUI (plain Python, tests, the headless runner):
+the device is picked among cuda/mps/cpu, progress goes to tqdm, interruption is a no-op.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import torch
+
+log = logging.getLogger("PromptGAN")
+
+PACK_DIR = Path(__file__).resolve().parents[1]
+BUNDLED_WEIGHTS_DIR = PACK_DIR / "models" / "weights"
+MODEL_FOLDER = "promptgan"
+TEXT_ENCODER_FOLDER = "text_encoders"
+WEIGHT_EXTENSIONS = {".safetensors"}
+
+try:  # inside ComfyUI
+    import folder_paths  # type: ignore
+except ImportError:
+    folder_paths = None
+
+
+def in_comfyui() -> bool:
+    return folder_paths is not None
+
+
+def register_model_folder() -> None:
+    """Register models/promptgan with ComfyUI (idempotent)."""
+    if folder_paths is None:
+        return
+    path = os.path.join(folder_paths.models_dir, MODEL_FOLDER)
+    if MODEL_FOLDER in folder_paths.folder_names_and_paths:
+        paths, exts = folder_paths.folder_names_and_paths[MODEL_FOLDER]
+        if path not in paths:
+            paths.append(path)
+        exts.update(WEIGHT_EXTENSIONS)
+    else:
+        folder_paths.folder_names_and_paths[MODEL_FOLDER] = ([path], set(WEIGHT_EXTENSIONS))
+
+
+register_model_folder()
+
+
+def get_device() -> torch.device:
+    if folder_paths is not None:
+        import comfy.model_management as mm  # type: ignore
+
+        return mm.get_torch_device()
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def intermediate_device() -> torch.device:
+    if folder_paths is not None:
+        import comfy.model_management as mm  # type: ignore
+
+        return mm.intermediate_device()
+    return torch.device("cpu")
+
+
+def check_interrupt() -> None:
+    """Raise ComfyUI's interrupt exception when the user pressed Cancel (no-op outside)."""
+    if folder_paths is not None:
+        import comfy.model_management as mm  # type: ignore
+
+        mm.throw_exception_if_processing_interrupted()
+
+
+class _Progress:
+    def __init__(self, total: int):
+        self.total = max(int(total), 1)
+        self._bar = None
+        if folder_paths is not None:
+            import comfy.utils  # type: ignore
+
+            self._bar = comfy.utils.ProgressBar(self.total)
+
+    def update(self, n: int = 1) -> None:
+        if self._bar is not None:
+            self._bar.update(n)
+
+    def __call__(self, done: int, total: int) -> None:
+        """Callback form for models/ loops: progress(done, total)."""
+        if self._bar is not None:
+            self._bar.update_absolute(done, total)
+
+
+def progress_bar(total: int) -> _Progress:
+    return _Progress(total)
+
+
+def folder_files(folder: str) -> list[str]:
+    """Names (relative paths) of the files in a ComfyUI model folder; [] outside ComfyUI."""
+    if folder_paths is None:
+        return []
+    try:
+        names = folder_paths.get_filename_list(folder)
+    except KeyError:
+        return []
+    return sorted(n for n in names if Path(n).suffix.lower() in WEIGHT_EXTENSIONS
+                  or folder == TEXT_ENCODER_FOLDER)
+
+
+def folder_roots(folder: str) -> list[Path]:
+    if folder_paths is None:
+        return []
+    try:
+        return [Path(p) for p in folder_paths.get_folder_paths(folder)]
+    except KeyError:
+        return []
+
+
+def resolve_in(roots: list[Path], name: str, what: str) -> Path:
+    """Resolve ``name`` inside one of ``roots``; refuse anything that escapes them."""
+    if not name or "\x00" in name:
+        raise ValueError(f"empty or invalid {what} name {name!r}")
+    if Path(name).is_absolute():
+        raise ValueError(f"{what} '{name}' is an absolute path; give a name relative to the "
+                         f"model folder ({', '.join(map(str, roots)) or 'none registered'})")
+    for root in roots:
+        root = root.resolve()
+        candidate = (root / name).resolve()
+        if root != candidate and root not in candidate.parents:
+            raise ValueError(f"{what} '{name}' points outside its model folder {root}; "
+                             "put the file inside the folder and pick it from the list")
+        if candidate.exists():
+            return candidate
+    raise FileNotFoundError(f"{what} '{name}' not found in "
+                            f"{', '.join(map(str, roots)) or 'any registered model folder'}")
+
+
+def resolve_model_path(folder: str, name: str) -> Path:
+    """A file of the promptgan folder (or the bundled weights) by its dropdown name."""
+    roots = folder_roots(folder)
+    if folder == MODEL_FOLDER:
+        roots = roots + [BUNDLED_WEIGHTS_DIR]
+    return resolve_in(roots, name, f"{folder} model")
+
+
+def text_encoder_folders() -> list[str]:
+    """Hugging Face-format encoder folders (holding config.json) under models/text_encoders."""
+    found = []
+    for root in folder_roots(TEXT_ENCODER_FOLDER):
+        if not root.is_dir():
+            continue
+        for cfg in sorted(root.glob("*/config.json")):
+            found.append(cfg.parent.name)
+    return sorted(set(found))

@@ -1,0 +1,249 @@
+"""Enhance: network, tiling, degradations, checkpoints, node. CPU, tiny configs, no network."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from promptgan.models.checkpoint import CheckpointError, save_checkpoint
+from promptgan.models.enhance import degrade
+from promptgan.models.enhance.instructions import HELD_OUT, build_pool
+from promptgan.models.enhance.network import Enhancer, EnhancerConfig, load_enhancer
+from promptgan.models.enhance.tiling import count_tiles, enhance_image
+from promptgan.models.text_encoder import DEFAULT_ENCODER_ID
+
+torch.set_num_threads(1)
+
+
+def tiny(scale=4, perturb=True, seed=0, n_convs=3) -> Enhancer:
+    torch.manual_seed(seed)
+    net = Enhancer(EnhancerConfig(scale=scale, channels=8, n_convs=n_convs, film_hidden=16)).eval()
+    if perturb:  # give FiLM a non-zero output so the text matters
+        with torch.no_grad():
+            net.film.out.weight.normal_(0, 0.05)
+            net.film.null.normal_(0, 1)
+    return net
+
+
+def rand_image(b=1, h=20, w=24, seed=0):
+    return torch.rand(b, 3, h, w, generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.mark.parametrize("scale", [1, 2, 4])
+def test_shapes(scale):
+    net = tiny(scale)
+    x = rand_image(2, 9, 13)
+    assert net(x).shape == (2, 3, 9 * scale, 13 * scale)
+    assert net(x, torch.randn(2, 384)).shape == (2, 3, 9 * scale, 13 * scale)
+    assert net(x, torch.randn(1, 384)).shape == (2, 3, 9 * scale, 13 * scale)   # broadcast
+    with pytest.raises(AssertionError):
+        net(torch.rand(1, 4, 8, 8))
+
+
+def test_film_zero_init_is_unconditioned():
+    net = tiny(perturb=False)
+    x = rand_image()
+    base = net(x)
+    assert torch.equal(base, net(x, torch.randn(1, 384)))
+    # and the same network without any FiLM effect: gamma = beta = 0
+    gamma, beta = net.film(torch.randn(3, 384), 3)
+    assert gamma.abs().max() == 0 and beta.abs().max() == 0
+
+
+def test_text_changes_output_once_trained():
+    net = tiny()
+    x = rand_image()
+    assert not torch.allclose(net(x, torch.randn(1, 384)), net(x, None))
+    mask = torch.tensor([True, False])
+    t = torch.randn(2, 384)
+    out = net(torch.cat([x, x]), t, mask)
+    assert torch.allclose(out[0], net(x, None)[0], atol=1e-6)
+    assert torch.allclose(out[1], net(x, t[1:])[0], atol=1e-6)
+
+
+def test_tiled_equals_untiled():
+    net = tiny(scale=2)
+    x = rand_image(2, 70, 90, seed=1)
+    t = torch.randn(2, 384)
+    full = enhance_image(net, x, t, tile=0)
+    calls = []
+    tiled = enhance_image(net, x, t, tile=32, overlap=24, progress=lambda d, n: calls.append((d, n)))
+    assert tiled.shape == full.shape == (2, 3, 140, 180)
+    assert (tiled - full).abs().max() < 2e-3
+    assert calls[-1][0] == calls[-1][1] == count_tiles(70, 90, 32, 24) > 1
+
+
+class FlakyNet(torch.nn.Module):
+    """Raises out-of-memory for tiles bigger than ``limit`` px, like a full GPU would."""
+
+    def __init__(self, net, limit):
+        super().__init__()
+        self.inner, self.limit, self.sizes = net, limit, []
+
+    @property
+    def scale(self):
+        return self.inner.scale
+
+    def forward(self, x, text=None):
+        self.sizes.append(max(x.shape[-2:]))
+        if max(x.shape[-2:]) > self.limit:
+            raise torch.OutOfMemoryError("simulated: CUDA out of memory")
+        return self.inner(x, text)
+
+
+def test_oom_halves_tile():
+    net = tiny()
+    x = rand_image(1, 40, 40)
+    flaky = FlakyNet(net, limit=20)
+    out = enhance_image(flaky, x, None, tile=64, overlap=8)
+    assert flaky.sizes[0] == 40 and max(flaky.sizes[1:]) <= 20
+    assert (out - enhance_image(net, x, None, tile=0)).abs().max() < 5e-3
+    with pytest.raises(RuntimeError, match="out of memory"):
+        enhance_image(FlakyNet(net, limit=2), x, None, tile=64)
+
+
+def test_interrupt_propagates():
+    class Stop(Exception):
+        pass
+
+    def boom():
+        raise Stop()
+
+    with pytest.raises(Stop):
+        enhance_image(tiny(), rand_image(1, 40, 40), None, tile=16, check_interrupt=boom)
+
+
+def test_checkpoint_round_trip(tmp_path):
+    net = tiny()
+    path = tmp_path / "e.safetensors"
+    save_checkpoint(path, net.state_dict(), kind="enhancer", config=net.cfg.to_dict(),
+                    encoder=DEFAULT_ENCODER_ID, provenance={"command": "test", "step": 1})
+    back = load_enhancer(path)
+    x = rand_image()
+    assert torch.equal(back(x), net(x)) and back.encoder_id == DEFAULT_ENCODER_ID
+    save_checkpoint(path, net.state_dict(), kind="enhancer", config=net.cfg.to_dict(),
+                    dtype=torch.float16)
+    assert (load_enhancer(path)(x) - net(x)).abs().max() < 1e-2
+    save_checkpoint(path, net.state_dict(), kind="gan", config=net.cfg.to_dict())
+    with pytest.raises(CheckpointError, match="enhancer"):
+        load_enhancer(path)
+    bad = dict(net.state_dict())
+    bad.pop("tail.bias")
+    save_checkpoint(path, bad, kind="enhancer", config=net.cfg.to_dict())
+    with pytest.raises(CheckpointError, match="tail.bias"):
+        load_enhancer(path)
+
+
+def test_degradations_deterministic():
+    hr = rand_image(1, 32, 32)[0]
+    p = degrade.sample_params(set(degrade.DEGRADATIONS), 4, np.random.default_rng(3))
+    a = degrade.make_pair(hr, p, 4, None, np.random.default_rng(5))
+    b = degrade.make_pair(hr, p, 4, None, np.random.default_rng(5))
+    c = degrade.make_pair(hr, p, 4, None, np.random.default_rng(6))
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    assert not torch.equal(a[0], c[0])
+    assert a[0].shape == (3, 8, 8) and torch.equal(a[1], hr)   # fix all -> clean target
+    # the target keeps what the instruction does not name
+    lr, t = degrade.make_pair(hr, degrade.eval_params("lowlight", 4), 4, {"noise"},
+                              np.random.default_rng(0))
+    assert t.mean() < hr.mean() - 0.1
+    lr, t = degrade.make_pair(hr, degrade.eval_params("noise", 4), 4, set(), np.random.default_rng(0))
+    assert (t - hr).abs().mean() > 0.01
+
+
+def test_instruction_pool_holds_out_eval_phrasings():
+    pool = build_pool()
+    texts = {t for t, _ in pool}
+    assert "" in texts and len(pool) > 300
+    assert not texts & set(HELD_OUT.values())
+
+
+# ----------------------------------------------------------------------------- node
+
+@pytest.fixture()
+def node_model():
+    from promptgan.nodes.enhance_nodes import EnhancerModel
+
+    return EnhancerModel(tiny(), "tiny", "", DEFAULT_ENCODER_ID, {})
+
+
+def run_node(model, image, **kw):
+    from promptgan.nodes.enhance_nodes import PromptGAN_Enhance
+
+    kw.setdefault("instruction", "")
+    kw.setdefault("tile_size", 16)
+    kw.setdefault("strength", 1.0)
+    return PromptGAN_Enhance().enhance(image, model, **kw)[0]
+
+
+def test_node_inputs_and_channels(node_model):
+    from promptgan.nodes import enhance_nodes as en
+
+    for cls in (en.PromptGAN_EnhancerLoader, en.PromptGAN_Enhance):
+        spec = cls.INPUT_TYPES()
+        for group in spec.values():
+            for name, (kind, *opts) in group.items():
+                assert opts and opts[0].get("tooltip"), (cls.__name__, name)
+        assert cls.DESCRIPTION and cls.CATEGORY == "PromptGAN/enhance"
+        assert len(cls.OUTPUT_TOOLTIPS) == len(cls.RETURN_TYPES)
+    assert en.NODE_DISPLAY_NAME_MAPPINGS["PromptGAN_Enhance"] == "PromptGAN Enhance"
+
+    rgb = torch.rand(2, 20, 30, 3)
+    assert run_node(node_model, rgb).shape == (2, 80, 120, 3)
+    rgba = torch.rand(1, 10, 12, 4)
+    out = run_node(node_model, rgba)
+    assert out.shape == (1, 40, 48, 4)
+    assert (out[..., 3].mean() - rgba[..., 3].mean()).abs() < 0.05
+    grey = torch.rand(1, 10, 12, 1)
+    assert run_node(node_model, grey).shape == (1, 40, 48, 3)
+    one = run_node(node_model, torch.rand(1, 1, 1, 3))
+    assert one.shape == (1, 4, 4, 3) and torch.isfinite(one).all()
+    big = run_node(node_model, torch.rand(1, 50, 37, 3), tile_size=16)   # larger than a tile
+    assert big.shape == (1, 200, 148, 3)
+    assert run_node(node_model, rgb, target_scale=2.0).shape == (2, 40, 60, 3)
+    # strength 0 is the bicubic enlargement of the input
+    s0 = run_node(node_model, rgb, strength=0.0)
+    s1 = run_node(node_model, rgb, strength=1.0)
+    s5 = run_node(node_model, rgb, strength=0.5)
+    assert torch.allclose(s5, (s0 + s1) / 2, atol=1e-5)
+
+
+def test_node_errors(node_model):
+    from promptgan.models.text_encoder import TextEmbeds
+
+    bad = torch.rand(1, 8, 8, 3)
+    bad[0, 2, 2, 1] = float("nan")
+    with pytest.raises(ValueError, match="'image'.*NaN"):
+        run_node(node_model, bad)
+    with pytest.raises(ValueError, match="channels"):
+        run_node(node_model, torch.rand(1, 8, 8, 2))
+    emb = TextEmbeds(torch.randn(1, 384), torch.randn(1, 2, 384), torch.ones(1, 2, dtype=torch.bool),
+                     "some/other-encoder", ["x"])
+    with pytest.raises(ValueError, match="some/other-encoder.*" + DEFAULT_ENCODER_ID):
+        run_node(node_model, torch.rand(1, 8, 8, 3), embeds=emb)
+    ok = TextEmbeds(emb.sentence, emb.tokens, emb.mask, DEFAULT_ENCODER_ID, ["x"])
+    out = run_node(node_model, torch.rand(1, 8, 8, 3), embeds=ok)
+    assert out.shape == (1, 32, 32, 3)
+
+
+# ----------------------------------------------------------------------------- shipped weights
+
+def test_shipped_weights_beat_bicubic(pack_root):
+    path = pack_root / "models" / "weights" / "enhance_x4.safetensors"
+    if not path.is_file():
+        pytest.skip("no shipped enhance_x4 weights")
+    from promptgan.models.enhance.evaluate import baseline, held_out_images, scores
+    from promptgan.nodes.enhance_nodes import bundled_names, load_model
+
+    assert "enhance_x4 (bundled)" in bundled_names()
+    model = load_model("enhance_x4 (bundled)")
+    assert model.scale == 4 and model.provenance.get("command")
+    name, hr = held_out_images()[0]
+    hr = hr[:, 100:228, 200:328].contiguous()          # 128 x 128 crop of china.jpg
+    gains = []
+    for d in ("noise", "mixed"):
+        lr, target = degrade.make_pair(hr, degrade.eval_params(d, 4), 4, None,
+                                       np.random.default_rng(0))
+        out = enhance_image(model.net, lr[None], None, tile=0)[0]
+        gains.append(scores(out, target, 4)[0] - scores(baseline("bicubic", lr, 4), target, 4)[0])
+    assert min(gains) > 0.5, gains
