@@ -1,0 +1,131 @@
+"""Generation with a loaded GANModel: seeds -> noise on the CPU -> images, in bounded chunks."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .gan import GANModel, seeded_noise
+from .text_encoder import TextEmbeds
+
+BYTES_PER_PIXEL_CHUNK = 4 * 3
+
+
+class EncoderMismatchError(ValueError):
+    pass
+
+
+@dataclass
+class GANLatent:
+    """What GANGenerate hands to Refine (socket PROMPTGAN_LATENT).
+
+    z [B, nz] noise (after truncation), sentence [B, D] the conditioning it was drawn with,
+    seeds [B], and the identity of the model that made it.
+    """
+
+    z: torch.Tensor
+    sentence: torch.Tensor
+    prompts: list[str]
+    seeds: list[int]
+    encoder_id: str
+    model_id: str
+
+    def __len__(self) -> int:
+        return self.z.shape[0]
+
+
+def model_id(model: GANModel) -> str:
+    """Identity of a model: file name and step (a latent is only meaningful for its model)."""
+    return f"{model.name}@{model.provenance.get('step', '?')}"
+
+
+def check_embeds(model: GANModel, embeds: TextEmbeds) -> None:
+    if embeds.encoder_id != model.encoder_id:
+        raise EncoderMismatchError(
+            f"the embeddings come from text encoder '{embeds.encoder_id}' but model "
+            f"'{model.name}' was trained with '{model.encoder_id}'; set TextEncode's encoder to "
+            "'match the model' (and connect the model to it) or load a model trained with that "
+            "encoder")
+    if embeds.dim != model.generator.cfg.text_dim:
+        raise EncoderMismatchError(f"embeddings have {embeds.dim} dims, model '{model.name}' "
+                                   f"expects {model.generator.cfg.text_dim}")
+
+
+def available_memory_bytes(device: torch.device) -> int | None:
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free)
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def check_fits(n_images: int, resolution: int, chunk: int, device: torch.device) -> None:
+    """Refuse a request whose output (plus one chunk's activations) cannot fit in memory."""
+    out_bytes = n_images * resolution * resolution * BYTES_PER_PIXEL_CHUNK
+    # activations of one chunk: about 64 float maps of the output size per image (measured
+    # order of magnitude for ngf=32; generous on purpose)
+    work = chunk * resolution * resolution * 4 * 64 * 4
+    avail = available_memory_bytes(torch.device("cpu"))
+    if avail is not None and out_bytes + work > 0.8 * avail:
+        raise MemoryError(
+            f"{n_images} images at {resolution}x{resolution} need about "
+            f"{(out_bytes + work) / 2**30:.1f} GiB but only {avail / 2**30:.1f} GiB is free; "
+            "lower batch_size or the number of prompts")
+    if device.type == "cuda":
+        free = available_memory_bytes(device)
+        if free is not None and work > 0.8 * free:
+            raise MemoryError(f"one chunk of {chunk} images at {resolution}px needs about "
+                              f"{work / 2**30:.1f} GiB of GPU memory, {free / 2**30:.1f} GiB free")
+
+
+@torch.no_grad()
+def generate(model: GANModel, latent: GANLatent, device: torch.device | str = "cpu",
+             chunk: int = 16, progress=None, check_interrupt=None) -> torch.Tensor:
+    """latent (z [B,nz], sentence [B,D]) -> images [B,3,R,R] in [-1,1] on the CPU.
+
+    Runs in chunks so memory stays bounded; progress(done, total) and check_interrupt() are
+    called between chunks."""
+    device = torch.device(device)
+    g = model.generator.to(device)
+    b = len(latent)
+    check_fits(b, model.resolution, chunk, device)
+    out = []
+    for start in range(0, b, chunk):
+        if check_interrupt is not None:
+            check_interrupt()
+        z = latent.z[start:start + chunk].to(device)
+        s = latent.sentence[start:start + chunk].to(device)
+        out.append(g(z, s).float().cpu())
+        if progress is not None:
+            progress(min(start + chunk, b), b)
+    return torch.cat(out)
+
+
+def make_latent(model: GANModel, embeds: TextEmbeds, seed: int, per_prompt: int,
+                truncation: float = 1.0) -> GANLatent:
+    """B prompts x per_prompt images; image i (prompt-major order) uses seed + i.
+
+    Truncation scales the noise (values below 1 trade diversity for typical images)."""
+    check_embeds(model, embeds)
+    index = [j for j in range(len(embeds)) for _ in range(per_prompt)]
+    seeds = [seed + i for i in range(len(index))]
+    z = seeded_noise(seeds, model.generator.cfg.nz) * float(truncation)
+    sel = embeds.select(index)
+    return GANLatent(z, sel.sentence.clone(), sel.prompts, seeds, embeds.encoder_id,
+                     model_id(model))
+
+
+def to_comfy_image(images: torch.Tensor) -> torch.Tensor:
+    """[B,3,H,W] in [-1,1] -> ComfyUI IMAGE [B,H,W,3] float32 in [0,1]."""
+    return ((images.float().clamp(-1, 1) + 1) / 2).permute(0, 2, 3, 1).contiguous()
+
+
+def from_comfy_image(image: torch.Tensor) -> torch.Tensor:
+    """ComfyUI IMAGE [B,H,W,C] in [0,1] -> [B,3,H,W] in [-1,1]."""
+    return image[..., :3].permute(0, 3, 1, 2).float() * 2 - 1

@@ -1,0 +1,126 @@
+"""Model loader and GANGenerate nodes."""
+from __future__ import annotations
+
+import os
+import threading
+from collections import OrderedDict
+
+from . import runtime
+
+BUNDLED_MODEL = "promptgan_default.safetensors"
+BUNDLED_CHOICE = "promptgan_default (bundled)"
+MAX_CACHED_MODELS = 3
+
+_cache: OrderedDict[tuple, object] = OrderedDict()
+_lock = threading.Lock()
+
+
+def model_choices() -> list[str]:
+    return [BUNDLED_CHOICE] + runtime.folder_files(runtime.MODEL_FOLDER)
+
+
+def resolve_choice(name: str):
+    if name == BUNDLED_CHOICE:
+        path = runtime.BUNDLED_WEIGHTS_DIR / BUNDLED_MODEL
+        if not path.is_file():
+            raise FileNotFoundError(f"the bundled model {path} is missing; reinstall the pack "
+                                    "(git clone brings it) or pick a file from models/promptgan")
+        return path
+    return runtime.resolve_model_path(runtime.MODEL_FOLDER, name)
+
+
+def load_model_cached(name: str):
+    from ..models.gan import load_gan
+
+    path = resolve_choice(name)
+    key = (str(path), os.path.getmtime(path))
+    with _lock:
+        if key in _cache:
+            _cache.move_to_end(key)
+            return _cache[key]
+    model = load_gan(path, device="cpu")
+    with _lock:
+        _cache[key] = model
+        while len(_cache) > MAX_CACHED_MODELS:
+            _cache.popitem(last=False)
+    return model
+
+
+class PromptGAN_ModelLoader:
+    DESCRIPTION = ("Loads a PromptGAN text-to-image model (EMA generator + discriminator) from "
+                   "safetensors: the bundled default or a file in models/promptgan.")
+    CATEGORY = "PromptGAN/loaders"
+    FUNCTION = "load"
+    RETURN_TYPES = ("PROMPTGAN_MODEL",)
+    RETURN_NAMES = ("model",)
+    OUTPUT_TOOLTIPS = ("The model; connect it to GANGenerate, Refine and (for 'match the "
+                       "model') TextEncode.",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"model_name": (model_choices(), {
+            "default": BUNDLED_CHOICE,
+            "tooltip": "The bundled model (64 px flowers and landscapes) or a .safetensors file "
+                       "trained with this pack's trainer, placed in ComfyUI/models/promptgan."})}}
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, model_name):
+        if model_name != BUNDLED_CHOICE and model_name not in runtime.folder_files(
+                runtime.MODEL_FOLDER):
+            return (f"model '{model_name}' is not in models/promptgan; pick one from the list "
+                    f"or '{BUNDLED_CHOICE}'")
+        return True
+
+    def load(self, model_name: str):
+        return (load_model_cached(model_name),)
+
+
+class PromptGAN_GANGenerate:
+    DESCRIPTION = ("Text to image in one forward pass of the generator (milliseconds per image). "
+                   "Each prompt gives batch_size images; image i uses seed + i, so a seed gives "
+                   "the same image whatever the batch size or device.")
+    CATEGORY = "PromptGAN/generate"
+    FUNCTION = "generate"
+    RETURN_TYPES = ("IMAGE", "PROMPTGAN_LATENT")
+    RETURN_NAMES = ("images", "latent")
+    OUTPUT_TOOLTIPS = ("Images [B, H, W, 3] at the model's resolution (64 px for the default; "
+                       "use Enhance to go bigger).",
+                       "Noise, embeddings and model identity of each image, for Refine.")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "model": ("PROMPTGAN_MODEL", {"tooltip": "From PromptGAN Model Loader."}),
+            "embeds": ("PROMPTGAN_EMBEDS", {
+                "tooltip": "From PromptGAN Text Encode, made with the model's text encoder."}),
+            "seed": ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFFFFFFFFFF,
+                             "control_after_generate": True,
+                             "tooltip": "Noise seed of the first image; image i uses seed + i."}),
+            "batch_size": ("INT", {"default": 4, "min": 1, "max": 1024,
+                                   "tooltip": "Images per prompt."}),
+            "truncation": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 2.0, "step": 0.05,
+                                     "tooltip": "Scales the noise: below 1 gives more typical, "
+                                                "less varied images; 0 gives one image per "
+                                                "prompt."}),
+        }}
+
+    def generate(self, model, embeds, seed: int, batch_size: int, truncation: float):
+        from ..models import generate as gen
+
+        if int(batch_size) < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        latent = gen.make_latent(model, embeds, int(seed), int(batch_size), float(truncation))
+        bar = runtime.progress_bar(len(latent))
+        images = gen.generate(model, latent, runtime.get_device(), progress=bar,
+                              check_interrupt=runtime.check_interrupt)
+        return (gen.to_comfy_image(images).to(runtime.intermediate_device()), latent)
+
+
+NODE_CLASS_MAPPINGS = {
+    "PromptGAN_ModelLoader": PromptGAN_ModelLoader,
+    "PromptGAN_GANGenerate": PromptGAN_GANGenerate,
+}
+NODE_DISPLAY_NAME_MAPPINGS = {
+    "PromptGAN_ModelLoader": "PromptGAN Model Loader",
+    "PromptGAN_GANGenerate": "PromptGAN GAN Generate",
+}

@@ -1,0 +1,116 @@
+"""GAN networks, generation semantics, trainer mechanics (tiny configs, CPU)."""
+import pytest
+import torch
+
+from promptgan.models import gan
+from promptgan.models import generate as gen
+from promptgan.models.checkpoint import CheckpointError
+from promptgan.models.text_encoder import TextEmbeds
+from promptgan.models.train_gan import diff_augment, ema_decay
+
+
+def tiny(res=32, with_aux=False):
+    g = gan.Generator(gan.GeneratorConfig(resolution=res, ngf=4, nz=8, text_dim=6, cond_dim=4))
+    heads = [["a", 3], ["b", 2]] if with_aux else []
+    d = gan.Discriminator(gan.DiscriminatorConfig(resolution=res, ndf=4, text_dim=6,
+                                                  label_heads=heads))
+    return g.eval(), d.eval()
+
+
+def fake_embeds(n, encoder="toy-encoder", dim=6, seed=0):
+    s = torch.nn.functional.normalize(torch.randn(n, dim, generator=torch.Generator().manual_seed(seed)), dim=1)
+    return TextEmbeds(s, s[:, None], torch.ones(n, 1, dtype=torch.bool), encoder, [f"p{i}" for i in range(n)])
+
+
+@pytest.mark.parametrize("res", [32, 64, 128])
+def test_shapes(res):
+    g, d = tiny(res, with_aux=True)
+    x = g(torch.randn(2, 8), torch.randn(2, 6))
+    assert x.shape == (2, 3, res, res) and x.abs().max() <= 1
+    score, mis, aux = d(x, torch.randn(2, 6), torch.randn(2, 6))
+    assert score.shape == (2,) and mis.shape == (2,) and aux.shape == (2, 5)
+    with pytest.raises(AssertionError, match="sentence embedding must be"):
+        g(torch.randn(2, 8), torch.randn(2, 5))
+
+
+def test_unsupported_resolution_is_a_clear_error():
+    with pytest.raises(ValueError, match="resolution 48 not supported"):
+        gan.GeneratorConfig(resolution=48)
+
+
+def test_seed_gives_same_image_whatever_batch_and_position():
+    g, d = tiny()
+    model = gan.GANModel(g, d, "toy-encoder", "toy.safetensors")
+    e = fake_embeds(1)
+    one = gen.generate(model, gen.make_latent(model, e, seed=5, per_prompt=1))
+    many = gen.generate(model, gen.make_latent(model, e, seed=3, per_prompt=4), chunk=3)
+    # image i of a batch uses seed + i; batched kernels may round differently (~1e-7)
+    assert torch.allclose(one[0], many[2], atol=1e-5)
+    two_prompts = gen.make_latent(model, fake_embeds(2), seed=0, per_prompt=2)
+    assert two_prompts.seeds == [0, 1, 2, 3] and two_prompts.prompts == ["p0", "p0", "p1", "p1"]
+
+
+def test_noise_is_made_on_the_cpu_per_seed():
+    a = gan.seeded_noise([7, 8], 16)
+    b = gan.seeded_noise([8], 16)
+    assert torch.equal(a[1], b[0]) and a.device.type == "cpu"
+
+
+def test_encoder_mismatch_names_both():
+    g, d = tiny()
+    model = gan.GANModel(g, d, "toy-encoder", "toy.safetensors")
+    with pytest.raises(gen.EncoderMismatchError, match="'other' but model 'toy.safetensors' was "
+                                                       "trained with 'toy-encoder'"):
+        gen.make_latent(model, fake_embeds(1, encoder="other"), 0, 1)
+    with pytest.raises(gen.EncoderMismatchError, match="have 7 dims"):
+        gen.make_latent(model, fake_embeds(1, dim=7), 0, 1)
+
+
+def test_memory_check_refuses_huge_requests():
+    with pytest.raises(MemoryError, match="lower batch_size"):
+        gen.check_fits(10_000_000, 256, 16, torch.device("cpu"))
+
+
+def test_gan_checkpoint_round_trip(tmp_path):
+    g, d = tiny(with_aux=True)
+    path = gan.save_gan(tmp_path / "m.safetensors", g, d, encoder_id="toy-encoder",
+                        provenance={"step": 3}, dtype=None)
+    m = gan.load_gan(path)
+    z, s = torch.randn(2, 8), torch.randn(2, 6)
+    assert torch.equal(m.generator(z, s), g(z, s))
+    assert m.encoder_id == "toy-encoder" and m.provenance["step"] == 3 and m.resolution == 32
+    # a file holding another kind of network is refused with a clear message
+    from promptgan.models.checkpoint import save_checkpoint
+
+    other = save_checkpoint(tmp_path / "c.safetensors", {"w": torch.zeros(1)}, kind="classifier",
+                            config={})
+    with pytest.raises(CheckpointError, match="expected a 'gan' network"):
+        gan.load_gan(other)
+
+
+def test_diff_augment_keeps_shape_and_gradient():
+    x = torch.randn(4, 3, 16, 16, requires_grad=True)
+    y = diff_augment(x, torch.Generator().manual_seed(0))
+    assert y.shape == x.shape
+    y.sum().backward()
+    assert x.grad is not None and (x.grad == 0).any()   # cutout and shifts zero some pixels
+
+
+def test_ema_ramps_up():
+    assert ema_decay(0, 0.999) == pytest.approx(0.1)
+    assert ema_decay(10**6, 0.999) == 0.999
+
+
+def test_trainer_runs_resumes_and_exports(tmp_path):
+    from promptgan.models.train_gan import main
+
+    args = ["--out", str(tmp_path / "run"), "--n-images", "16", "--resolution", "32", "--ngf", "4",
+            "--ndf", "4", "--batch", "4", "--steps", "3", "--save-every", "2", "--sample-every", "2",
+            "--cache-dir", str(tmp_path / "cache"), "--gp-every", "2", "--captions-per-image", "1"]
+    assert main(args) == 0
+    run = tmp_path / "run"
+    assert (run / "state.safetensors").is_file() and (run / "samples" / "step_000002.png").is_file()
+    m = gan.load_gan(run / "model.safetensors")
+    assert m.provenance["step"] == 3 and m.discriminator.aux is not None
+    assert main(args[:-10] + ["--steps", "5"] + args[-8:]) == 0     # resumes at 3, runs to 5
+    assert gan.load_gan(run / "model.safetensors").provenance["step"] == 5
