@@ -1,0 +1,422 @@
+"""GAN inversion: find the noise and sentence from which the generator redraws a given image.
+
+Images this pack generated never need it (their PROMPTGAN_LATENT is exact); images from
+elsewhere (of the model's domain) do, and the result is approximate. Two parts, as in
+encoder-then-optimise inversion:
+
+- ``Inverter``: a small CNN image [B,3,R,R] -> (z [B,nz], sentence [B,D] on the unit sphere),
+  trained on the generator's own samples, whose (z, sentence) are known:
+
+      python <pack> train-inverter --model models/weights/promptgan_default.safetensors
+
+  It is saved (safetensors, kind "inverter") beside the model as ``<model stem>_inverter.safetensors``,
+  where ``find_inverter`` looks for it.
+- ``invert``: Adam on z (and on the sentence, kept on the unit sphere) minimising pixel L1 + L2
+  plus a distance between the discriminator's features of the two images, starting from the
+  inverter's guess when there is one, else from the best of several seeded random starts.
+
+Also here, because refinement needs it too: ``autograd_ready`` gives a network whose weights
+autograd can use even when the model was loaded under ``torch.inference_mode()`` (as ComfyUI and
+the headless runner run every node), without ever touching the original's weights.
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+import logging
+import math
+import time
+import weakref
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .checkpoint import CheckpointError, load_checkpoint, load_state_strict, save_checkpoint
+
+log = logging.getLogger("PromptGAN")
+
+INVERTER_KIND = "inverter"
+INVERTER_SUFFIX = "_inverter.safetensors"
+
+
+# ---------------------------------------------------------------------------------------------
+# networks usable by autograd whatever mode they were loaded in
+# ---------------------------------------------------------------------------------------------
+
+_copies: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def autograd_ready(module: nn.Module) -> nn.Module:
+    """``module`` itself, or a frozen copy of it with ordinary tensors.
+
+    Weights created under ``torch.inference_mode()`` are inference tensors, which autograd
+    refuses to save for backward; gradients with respect to the *input* still need them saved.
+    The copy (made once per module and cached) never shares storage with the original, so the
+    caller can differentiate through it and the original's weights stay untouched.
+    """
+    tensors = itertools.chain(module.parameters(), module.buffers())
+    if not any(t.is_inference() for t in tensors):
+        return module
+    copy = _copies.get(module)
+    if copy is None:
+        with torch.inference_mode(False):
+            copy = type(module)(module.cfg)
+            state = {k: v.clone() for k, v in module.state_dict().items()}
+            copy.load_state_dict(state)
+            copy.eval().requires_grad_(False)
+        _copies[module] = copy
+    first = next(module.parameters(), None)
+    if first is not None:
+        copy.to(device=first.device, dtype=first.dtype)
+    return copy
+
+
+def plain(t: torch.Tensor) -> torch.Tensor:
+    """An ordinary (non-inference) detached copy of ``t``; call under inference_mode(False)."""
+    return t.detach().clone()
+
+
+# ---------------------------------------------------------------------------------------------
+# the inversion encoder
+# ---------------------------------------------------------------------------------------------
+
+@dataclass
+class InverterConfig:
+    resolution: int = 64
+    nz: int = 100
+    text_dim: int = 384
+    width: int = 32
+    hidden: int = 512
+
+
+class Inverter(nn.Module):
+    """image [B,3,R,R] in [-1,1] -> (z [B,nz], sentence [B,text_dim] with unit norm)."""
+
+    def __init__(self, cfg: InverterConfig):
+        super().__init__()
+        self.cfg = cfg
+        n_down = int(math.log2(cfg.resolution)) - 2                 # down to 4x4
+        if 2 ** (n_down + 2) != cfg.resolution or n_down < 1:
+            raise ValueError(f"inverter resolution must be a power of two >= 8, got {cfg.resolution}")
+        chans = [cfg.width * min(2 ** i, 8) for i in range(n_down + 1)]
+        layers: list[nn.Module] = [nn.Conv2d(3, chans[0], 3, 1, 1), nn.LeakyReLU(0.2)]
+        for a, b in zip(chans[:-1], chans[1:]):
+            layers += [nn.Conv2d(a, b, 4, 2, 1), nn.LeakyReLU(0.2),
+                       nn.Conv2d(b, b, 3, 1, 1), nn.LeakyReLU(0.2)]
+        self.body = nn.Sequential(*layers)
+        self.fc = nn.Sequential(nn.Flatten(), nn.Linear(chans[-1] * 16, cfg.hidden), nn.LeakyReLU(0.2))
+        self.to_z = nn.Linear(cfg.hidden, cfg.nz)
+        self.to_s = nn.Linear(cfg.hidden, cfg.text_dim)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        r = self.cfg.resolution
+        assert x.shape[1:] == (3, r, r), f"image must be [B, 3, {r}, {r}], got {tuple(x.shape)}"
+        h = self.fc(self.body(x))                                    # [B, hidden]
+        return self.to_z(h), F.normalize(self.to_s(h), dim=1)
+
+
+def inverter_config_for(model, width: int = 32) -> InverterConfig:
+    g = model.generator.cfg
+    return InverterConfig(resolution=g.resolution, nz=g.nz, text_dim=g.text_dim, width=width)
+
+
+def check_inverter(net: Inverter, model, source: str = "inverter") -> None:
+    """A clear error when an inverter does not fit a model's shapes or text encoder."""
+    g = model.generator.cfg
+    want = (g.resolution, g.nz, g.text_dim)
+    got = (net.cfg.resolution, net.cfg.nz, net.cfg.text_dim)
+    if want != got:
+        raise CheckpointError(f"{source}: made for (resolution, nz, text_dim) = {got}, model "
+                              f"'{model.name}' has {want}")
+    enc = getattr(net, "encoder_id", "")
+    if enc and enc != model.encoder_id:
+        raise CheckpointError(f"{source}: trained with text encoder '{enc}', model '{model.name}' "
+                              f"with '{model.encoder_id}'")
+
+
+def save_inverter(path, net: Inverter, *, encoder_id: str, provenance: dict) -> Path:
+    return save_checkpoint(path, net.state_dict(), kind=INVERTER_KIND, config=asdict(net.cfg),
+                           encoder=encoder_id, resolution=net.cfg.resolution, provenance=provenance)
+
+
+def load_inverter(path, model=None, device="cpu") -> Inverter:
+    """Load strictly; with ``model`` also check that it fits (shapes, text encoder)."""
+    ck = load_checkpoint(path, kind=INVERTER_KIND)
+    try:
+        cfg = InverterConfig(**ck.config)
+    except TypeError as exc:
+        raise CheckpointError(f"{path}: config does not describe an inverter ({exc})") from exc
+    net = Inverter(cfg)
+    load_state_strict(net, ck.tensors, source=str(path))
+    net.encoder_id = ck.encoder
+    net.provenance = ck.provenance
+    net.eval().requires_grad_(False)
+    if model is not None:
+        check_inverter(net, model, str(path))
+        trained_for = ck.provenance.get("gan", "")
+        if trained_for and trained_for != model.name:
+            log.warning("PromptGAN: inverter %s was trained for model '%s', used with '%s'; "
+                        "its guess may be poor (optimisation still corrects it)",
+                        path, trained_for, model.name)
+    return net.to(device)
+
+
+def inverter_path_for(model_path) -> Path:
+    p = Path(model_path)
+    return p.with_name(p.stem + INVERTER_SUFFIX)
+
+
+def find_inverter(model) -> Path | None:
+    """The inverter saved beside the model file (``<stem>_inverter.safetensors``), if any."""
+    if not model.path:
+        return None
+    p = inverter_path_for(model.path)
+    return p if p.is_file() else None
+
+
+# ---------------------------------------------------------------------------------------------
+# optimisation-based inversion
+# ---------------------------------------------------------------------------------------------
+
+def _recon_loss(x: torch.Tensor, target: torch.Tensor, d, feat_target, feature_weight: float):
+    """Per-image loss [B]: pixel L1 + L2 (+ discriminator-feature MSE)."""
+    loss = (x - target).abs().mean((1, 2, 3)) + (x - target).pow(2).mean((1, 2, 3))
+    if d is not None and feature_weight > 0:
+        loss = loss + feature_weight * (d.features(x) - feat_target).pow(2).mean((1, 2, 3))
+    return loss
+
+
+def seed_mix(seed: int, index: int) -> int:
+    return (int(seed) * 1_000_003 + int(index) * 7919 + 17) % (2 ** 63)
+
+
+@torch.no_grad()
+def _best_random_start(g, target, s, starts: int, seed: int, chunk: int) -> torch.Tensor:
+    """For each image, the best of ``starts`` seeded noise vectors by pixel loss -> z [B,nz]."""
+    b, nz = target.shape[0], g.cfg.nz
+    best = []
+    for i in range(b):
+        gen = torch.Generator().manual_seed(seed_mix(seed, i))
+        cand = torch.randn(starts, nz, generator=gen).to(target.device)    # [K, nz]
+        losses = []
+        for k in range(0, starts, chunk):
+            zk = cand[k:k + chunk]
+            x = g(zk, s[i:i + 1].expand(zk.shape[0], -1))
+            losses.append(_recon_loss(x, target[i:i + 1], None, None, 0.0))
+        best.append(cand[torch.cat(losses).argmin()])
+    return torch.stack(best)
+
+
+def invert(model, image: torch.Tensor, sentence: torch.Tensor | None = None, steps: int = 50,
+           encoder: Inverter | None = None, *, fit_sentence: bool = True, starts: int = 8,
+           seed: int = 0, lr: float = 0.05, sentence_lr: float = 0.01, feature_weight: float = 0.1,
+           prior_weight: float = 0.05, device="cpu", chunk: int = 8, progress=None,
+           check_interrupt=None):
+    """image [B,3,R,R] in [-1,1] at the model's resolution -> GANLatent (z [B,nz], sentence [B,D]).
+
+    Start: the inverter's guess (``encoder``) when given, else for each image the best of
+    ``starts`` seeded random noise vectors under ``sentence``. ``sentence`` [B,D] (or [1,D]) also
+    replaces the inverter's sentence guess when given. Then ``steps`` Adam steps on z (and on the
+    sentence when ``fit_sentence``, which stays on the unit sphere) minimising pixel L1 + L2, a
+    discriminator-feature distance (when the model has a discriminator) and a weak pull of |z|
+    towards the noise shell. The best iterate per image is returned. Deterministic for a seed.
+    Model weights are never changed; call it with gradients enabled.
+    """
+    from .generate import GANLatent, model_id
+
+    g = autograd_ready(model.generator)
+    d = autograd_ready(model.discriminator) if model.discriminator is not None else None
+    device = torch.device(device)
+    r, nz = model.resolution, g.cfg.nz
+    if image.dim() != 4 or image.shape[1:] != (3, r, r):
+        raise ValueError(f"invert: image must be [B, 3, {r}, {r}] at the model's resolution, "
+                         f"got {tuple(image.shape)}")
+    b = image.shape[0]
+    if sentence is not None:
+        if sentence.dim() != 2 or sentence.shape[0] not in (1, b) or sentence.shape[1] != g.cfg.text_dim:
+            raise ValueError(f"invert: sentence must be [{b} or 1, {g.cfg.text_dim}], got "
+                             f"{tuple(sentence.shape)}")
+        sentence = F.normalize(plain(sentence).float(), dim=1).expand(b, -1).to(device)
+    if encoder is None and sentence is None:
+        raise ValueError("invert: without an inverter a starting sentence is needed (the prompt "
+                         "that describes the image)")
+    g.to(device)
+    if d is not None:
+        d.to(device)
+    target = plain(image).float().to(device)
+    zs, ss = [], []
+    total = max(int(steps), 0) * math.ceil(b / chunk)
+    done = 0
+    for start in range(0, b, chunk):
+        x_t = target[start:start + chunk]
+        with torch.no_grad():
+            if encoder is not None:
+                encoder.to(device)
+                z0, s0 = encoder(x_t)
+                if sentence is not None:
+                    s0 = sentence[start:start + chunk]
+            else:
+                s0 = sentence[start:start + chunk]
+                z0 = _best_random_start(g, x_t, s0, starts, seed_mix(seed, start), chunk)
+            feat_t = d.features(x_t) if d is not None and feature_weight > 0 else None
+        z = z0.detach().clone().requires_grad_(True)
+        u = s0.detach().clone().requires_grad_(fit_sentence)
+        groups = [{"params": [z], "lr": lr}]
+        if fit_sentence:
+            groups.append({"params": [u], "lr": sentence_lr})
+        opt = torch.optim.Adam(groups, betas=(0.9, 0.999))
+        params = [z, u] if fit_sentence else [z]
+        with torch.no_grad():
+            best_loss = _recon_loss(g(z, F.normalize(u, dim=1)), x_t, d, feat_t, feature_weight)
+        best_z, best_u = z.detach().clone(), u.detach().clone()
+        for _ in range(int(steps)):
+            if check_interrupt is not None:
+                check_interrupt()
+            s = F.normalize(u, dim=1)
+            per = _recon_loss(g(z, s), x_t, d, feat_t, feature_weight)       # [b]
+            shell = (z.pow(2).mean(1).sqrt() - 1).pow(2)                       # [b]
+            grads = torch.autograd.grad((per + prior_weight * shell).sum(), params)
+            with torch.no_grad():
+                better = per < best_loss
+                best_loss = torch.where(better, per, best_loss)
+                best_z[better] = z[better]
+                best_u[better] = u[better]
+            for p, gr in zip(params, grads):
+                p.grad = gr
+            opt.step()
+            done += 1
+            if progress is not None:
+                progress(done, total)
+        with torch.no_grad():                                           # the last iterate too
+            per = _recon_loss(g(z, F.normalize(u, dim=1)), x_t, d, feat_t, feature_weight)
+            better = per < best_loss
+            best_z[better] = z.detach()[better]
+            best_u[better] = u.detach()[better]
+        zs.append(best_z.cpu())
+        ss.append(F.normalize(best_u, dim=1).cpu())
+    return GANLatent(torch.cat(zs), torch.cat(ss), [f"(inverted image {i})" for i in range(b)],
+                     [seed_mix(seed, i) for i in range(b)], model.encoder_id, model_id(model))
+
+
+# ---------------------------------------------------------------------------------------------
+# training the inverter on the generator's own samples
+# ---------------------------------------------------------------------------------------------
+
+def caption_bank(n: int, seed: int = 0) -> list[str]:
+    """``n`` procedural training captions, both domains (what the generator was trained on)."""
+    import numpy as np
+
+    from .data import procedural as P
+
+    rng = np.random.default_rng([seed, 4242])
+    out = []
+    for i in range(n):
+        domain = P.DOMAINS[i % len(P.DOMAINS)]
+        attrs = P.sample_attributes(domain, rng, "train")
+        out.append(P.make_caption(domain, attrs, rng, "train"))
+    return out
+
+
+def train_inverter(model, sentences: torch.Tensor, *, steps: int = 3000, batch: int = 32,
+                   lr: float = 1e-3, width: int = 32, recon_weight: float = 1.0,
+                   sentence_weight: float = 1.0, truncation_min: float = 0.5, seed: int = 0,
+                   net: Inverter | None = None, progress=None, stop=None) -> tuple[Inverter, dict]:
+    """Fit an Inverter to (G(z, s) -> z, s) with z ~ N(0, I) scaled by a per-sample truncation in
+    [truncation_min, 1] and s drawn from ``sentences`` [N, D]. Loss: MSE on z + sentence cosine
+    distance + pixel L1 of the redrawn image. -> (net, last losses)."""
+    g = autograd_ready(model.generator)
+    torch.manual_seed(seed)
+    net = net or Inverter(inverter_config_for(model, width))
+    check_inverter(net, model)
+    net.train().requires_grad_(True)
+    opt = torch.optim.Adam(net.parameters(), lr=lr, betas=(0.9, 0.99))
+    gen = torch.Generator().manual_seed(seed)
+    bank = F.normalize(sentences.float(), dim=1)
+    stats: dict = {}
+    for step in range(int(steps)):
+        if stop is not None and stop():
+            break
+        z = torch.randn(batch, g.cfg.nz, generator=gen)
+        z = z * (truncation_min + (1 - truncation_min) * torch.rand(batch, 1, generator=gen))
+        s = bank[torch.randint(len(bank), (batch,), generator=gen)]
+        with torch.no_grad():
+            x = g(z, s)
+        z_hat, s_hat = net(x)
+        loss_z = F.mse_loss(z_hat, z)
+        loss_s = (1 - (s_hat * s).sum(1)).mean()
+        loss = loss_z + sentence_weight * loss_s
+        loss_x = torch.zeros(())
+        if recon_weight > 0:
+            loss_x = (g(z_hat, s_hat) - x).abs().mean()
+            loss = loss + recon_weight * loss_x
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        stats = {"step": step + 1, "loss": round(loss.item(), 4), "z_mse": round(loss_z.item(), 4),
+                 "s_cos": round(loss_s.item(), 4), "pixel_l1": round(loss_x.item(), 4)}
+        if progress is not None:
+            progress(stats)
+    net.eval().requires_grad_(False)
+    return net, stats
+
+
+def main_train_inverter(argv=None) -> int:
+    from .gan import load_gan
+    from .text_encoder import DEFAULT_ENCODER_ID, load_encoder
+    from .train_utils import GracefulStop, command_line, make_progress, set_threads
+
+    p = argparse.ArgumentParser(prog="train-inverter",
+                                description="Train the inversion encoder (image -> noise, sentence) "
+                                            "of a PromptGAN model on the model's own samples.",
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--model", required=True, help="GAN .safetensors the inverter is for")
+    p.add_argument("--out", default=None, help="default: <model stem>_inverter.safetensors beside it")
+    p.add_argument("--steps", type=int, default=3000)
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--width", type=int, default=32)
+    p.add_argument("--recon-weight", type=float, default=1.0)
+    p.add_argument("--n-captions", type=int, default=4000, help="procedural captions to draw from")
+    p.add_argument("--encoder-dir", default=None,
+                   help="Hugging Face folder of the model's text encoder (default: the bundled one)")
+    p.add_argument("--init", default=None, help="continue from this inverter file")
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+    set_threads(args.threads)
+    model = load_gan(args.model, with_discriminator=False)
+    out = Path(args.out) if args.out else inverter_path_for(args.model)
+    if args.encoder_dir:
+        enc = load_encoder(args.encoder_dir, model.encoder_id)
+    elif model.encoder_id == DEFAULT_ENCODER_ID:
+        enc = load_encoder()
+    else:
+        raise SystemExit(f"model {args.model} was trained with text encoder '{model.encoder_id}'; "
+                         "pass its folder with --encoder-dir")
+    captions = caption_bank(args.n_captions, args.seed)
+    sentences = torch.cat([enc.encode(captions[i:i + 256]).sentence
+                           for i in range(0, len(captions), 256)])
+    net = load_inverter(args.init, model) if args.init else None
+    bar = make_progress(args.steps, desc="train-inverter")
+
+    def report(stats):
+        bar.update(1)
+        if stats["step"] % 50 == 0:
+            bar.set_postfix(loss=stats["loss"], z=stats["z_mse"], px=stats["pixel_l1"])
+
+    t0 = time.time()
+    with GracefulStop() as stopper:
+        net, stats = train_inverter(model, sentences, steps=args.steps, batch=args.batch, lr=args.lr,
+                                    width=args.width, recon_weight=args.recon_weight, seed=args.seed,
+                                    net=net, progress=report, stop=lambda: stopper.requested)
+    bar.close()
+    save_inverter(out, net, encoder_id=model.encoder_id,
+                  provenance={"gan": model.name, "gan_step": model.provenance.get("step"),
+                              "command": command_line(), "final": stats,
+                              "seconds": round(time.time() - t0, 1),
+                              "date": time.strftime("%Y-%m-%d")})
+    print(f"saved {out} ({stats})")
+    return 0

@@ -1,0 +1,307 @@
+"""Refine: discriminator-guided improvement and text-guided editing of generated images.
+
+Refinement (``refine_latent``) is discriminator gradient flow on the noise (DGflow / DDLS):
+
+    z <- z + eta * g(z) + sqrt(2 * eta * gamma) * xi,     then |z| reset to its starting norm
+
+where g is the gradient of the matching-aware discriminator's score D(G(z, s), s) with respect to
+z, scaled to unit RMS per image (so ``step_size`` eta is in units of the noise's standard
+deviation whatever the discriminator's scale, which drifts during training), xi is standard
+noise drawn per image from a seeded CPU generator (deterministic, batch-independent), and the
+projection back onto the starting norm keeps z on the shell where the generator's training noise
+lives (and keeps GANGenerate's truncation). The generator and discriminator are never changed.
+
+Editing (``edit``) keeps the noise and moves the conditioning: sentence = slerp(old, new,
+strength) on the unit sphere (strength 0: the original; 1: the new prompt; above 1 extrapolates).
+A latent from GANGenerate is exact; an outside image goes through ``invert.invert`` first and is
+only approximately reproduced. With a mask the edited image is composited into the original
+inside the mask only (feathered inwards, so pixels outside the mask are kept exactly).
+
+Images are [B,3,H,W] in [-1,1] here; the node converts from and to ComfyUI's [B,H,W,3] in 0..1.
+"""
+from __future__ import annotations
+
+import logging
+import math
+
+import torch
+import torch.nn.functional as F
+
+from .generate import GANLatent
+from .invert import seed_mix, autograd_ready, invert, plain
+
+log = logging.getLogger("PromptGAN")
+
+DEFAULT_STEPS = 15
+DEFAULT_STEP_SIZE = 0.05      # eta: RMS change of z per step, in noise standard deviations
+DEFAULT_NOISE = 0.01          # gamma: temperature of the Langevin noise
+DEFAULT_FEATHER = 1.5         # px (Gaussian sigma) of the mask's inward soft edge
+
+
+class RefineError(ValueError):
+    pass
+
+
+# ---------------------------------------------------------------------------------------------
+# conditioning
+# ---------------------------------------------------------------------------------------------
+
+def broadcast_rows(t: torch.Tensor, b: int, what: str = "embeddings") -> torch.Tensor:
+    """[n, D] -> [b, D] for n == b, n == 1, or n dividing b (prompt-major, as GANGenerate orders
+    its batch: each prompt's images are consecutive)."""
+    n = t.shape[0]
+    if n == b:
+        return t
+    if n >= 1 and b % n == 0:
+        return t.repeat_interleave(b // n, dim=0)
+    raise RefineError(f"{what} hold {n} prompts but there are {b} images; give 1 prompt, one per "
+                      f"image, or one per group of images (batch {b} = prompts x images per prompt)")
+
+
+def mix_sentences(old: torch.Tensor, new: torch.Tensor, strength: float) -> torch.Tensor:
+    """Spherical interpolation of sentence embeddings [B,D] (strength 0 -> old, 1 -> new, >1
+    goes further along the same great circle). Norms are interpolated linearly; nearly parallel
+    pairs fall back to linear interpolation."""
+    t = float(strength)
+    if t == 0.0:
+        return old.clone()
+    if t == 1.0:
+        return new.clone()
+    na, nb = old.norm(dim=1, keepdim=True), new.norm(dim=1, keepdim=True)
+    a, b = old / na.clamp_min(1e-12), new / nb.clamp_min(1e-12)
+    cos = (a * b).sum(1, keepdim=True).clamp(-1 + 1e-7, 1 - 1e-7)
+    omega = torch.acos(cos)
+    so = torch.sin(omega)
+    slerp = (torch.sin((1 - t) * omega) * a + torch.sin(t * omega) * b) / so.clamp_min(1e-12)
+    lerp = F.normalize((1 - t) * a + t * b, dim=1)
+    direction = torch.where(so > 1e-4, slerp, lerp)
+    return direction * ((1 - t) * na + t * nb)
+
+
+# ---------------------------------------------------------------------------------------------
+# image helpers: resolution, mask, SSIM
+# ---------------------------------------------------------------------------------------------
+
+def resize(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """[B,C,H,W] -> [B,C,*size], bilinear with antialiasing when shrinking."""
+    if tuple(images.shape[-2:]) == tuple(size):
+        return images
+    shrink = size[0] < images.shape[-2] or size[1] < images.shape[-1]
+    return F.interpolate(images, size=size, mode="bilinear", align_corners=False, antialias=shrink)
+
+
+def fit_to_model(images: torch.Tensor, resolution: int) -> torch.Tensor:
+    """Images of another size are resized to the model's square resolution, with a warning."""
+    h, w = images.shape[-2:]
+    if (h, w) == (resolution, resolution):
+        return images
+    log.warning("PromptGAN Refine: the image is %dx%d but the model works at %dx%d; it is resized "
+                "to %dx%d for the model%s and the result is resized back to %dx%d",
+                w, h, resolution, resolution, resolution, resolution,
+                " (aspect ratio distorted)" if h != w else "", w, h)
+    return resize(images, (resolution, resolution))
+
+
+def _gaussian_kernel(sigma: float) -> torch.Tensor:
+    radius = max(1, int(math.ceil(3 * sigma)))
+    x = torch.arange(-radius, radius + 1, dtype=torch.float32)
+    k = torch.exp(-0.5 * (x / sigma) ** 2)
+    return k / k.sum()
+
+
+def _blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Separable Gaussian blur of [B,C,H,W] with replicate padding."""
+    k = _gaussian_kernel(sigma).to(x)
+    r = k.numel() // 2
+    c = x.shape[1]
+    x = F.conv2d(F.pad(x, (r, r, 0, 0), mode="replicate"), k.view(1, 1, 1, -1).expand(c, 1, 1, -1),
+                 groups=c)
+    return F.conv2d(F.pad(x, (0, 0, r, r), mode="replicate"), k.view(1, 1, -1, 1).expand(c, 1, -1, 1),
+                    groups=c)
+
+
+def check_mask(mask: torch.Tensor, b: int, h: int, w: int) -> torch.Tensor:
+    """ComfyUI MASK [B,H,W] or [H,W] -> [b,1,h,w] float in 0..1; clear error if it does not fit."""
+    if mask.dim() == 2:
+        mask = mask[None]
+    if mask.dim() != 3:
+        raise RefineError(f"mask must be [B, H, W], got shape {tuple(mask.shape)}")
+    if tuple(mask.shape[1:]) != (h, w):
+        raise RefineError(f"mask is {mask.shape[2]}x{mask.shape[1]} but the image is {w}x{h}; "
+                          "make the mask at the image's size")
+    if mask.shape[0] not in (1, b):
+        raise RefineError(f"mask has {mask.shape[0]} layers for {b} images; give 1 or {b}")
+    if not torch.isfinite(mask).all():
+        raise RefineError("mask contains NaN or infinite values")
+    return mask.float().clamp(0, 1).expand(b, -1, -1)[:, None]
+
+
+def composite(original: torch.Tensor, edited: torch.Tensor, mask: torch.Tensor,
+              feather: float = DEFAULT_FEATHER) -> torch.Tensor:
+    """original and edited [B,3,H,W]; mask [B,1,H,W] in 0..1 (1 = take the edit). The edge is
+    softened inwards only (mask * blur(mask)), so where the mask is 0 the original is kept
+    exactly."""
+    m = mask
+    if feather > 0:
+        m = mask * _blur(mask, feather)
+    return original * (1 - m) + edited * m
+
+
+def ssim_map(a: torch.Tensor, b: torch.Tensor, sigma: float = 1.5) -> torch.Tensor:
+    """Per-pixel SSIM [B,H,W] of images [B,3,H,W] in [-1,1] (Gaussian window, channel mean)."""
+    a, b = (a.float() + 1) / 2, (b.float() + 1) / 2
+    c1, c2 = 0.01 ** 2, 0.03 ** 2
+    mu_a, mu_b = _blur(a, sigma), _blur(b, sigma)
+    va = _blur(a * a, sigma) - mu_a ** 2
+    vb = _blur(b * b, sigma) - mu_b ** 2
+    cov = _blur(a * b, sigma) - mu_a * mu_b
+    s = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a ** 2 + mu_b ** 2 + c1) * (va + vb + c2))
+    return s.mean(1)
+
+
+def masked_ssim(a: torch.Tensor, b: torch.Tensor, region: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean SSIM [B] over ``region`` [B,H,W] (weights in 0..1; None: the whole image)."""
+    s = ssim_map(a, b)
+    if region is None:
+        return s.mean((1, 2))
+    w = region.float()
+    return (s * w).sum((1, 2)) / w.sum((1, 2)).clamp_min(1e-6)
+
+
+# ---------------------------------------------------------------------------------------------
+# refinement
+# ---------------------------------------------------------------------------------------------
+
+def langevin_noise(seeds: list[int], seed: int, steps: int, nz: int) -> torch.Tensor:
+    """[B, steps, nz] standard noise, one CPU generator per image (seed mixed with the image's own
+    seed): the same image gets the same noise whatever the batch or device."""
+    rows = [torch.randn(steps, nz, generator=torch.Generator().manual_seed(seed_mix(seed, s)))
+            for s in seeds]
+    return torch.stack(rows) if rows else torch.zeros(0, steps, nz)
+
+
+def refine_latent(model, latent: GANLatent, sentence: torch.Tensor | None = None,
+                  steps: int = DEFAULT_STEPS, step_size: float = DEFAULT_STEP_SIZE,
+                  noise: float = DEFAULT_NOISE, *, seed: int = 0, device="cpu", chunk: int = 16,
+                  progress=None, check_interrupt=None) -> GANLatent:
+    """Discriminator gradient flow on the latent's noise (see the module docstring).
+
+    ``sentence`` [B,D] (or broadcastable, see ``broadcast_rows``): the prompt the discriminator
+    judges against and the generator draws with; default the latent's own. Returns a new latent
+    (the input is not modified). progress(done, total) and check_interrupt() are called every
+    step. Works under torch.inference_mode(): gradients are switched on here, on copies.
+    """
+    if model.discriminator is None:
+        raise RefineError(f"model '{model.name}' was loaded without its discriminator; refine mode "
+                          "needs it (load the full checkpoint)")
+    b = len(latent)
+    with torch.inference_mode(False), torch.enable_grad():
+        g = autograd_ready(model.generator)
+        d = autograd_ready(model.discriminator)
+        device = torch.device(device)
+        g.to(device)
+        d.to(device)
+        nz = g.cfg.nz
+        s_all = broadcast_rows(plain(latent.sentence if sentence is None else sentence).float(), b)
+        z_all = plain(latent.z).float()
+        steps = max(int(steps), 0)
+        xi_all = langevin_noise(latent.seeds, seed, steps, nz)                   # [B, steps, nz]
+        eta, gamma = float(step_size), float(noise)
+        noise_scale = math.sqrt(max(2 * eta * gamma, 0.0))
+        n_chunks = max(1, math.ceil(b / chunk))
+        total, done, out = steps * n_chunks, 0, []
+        for start in range(0, b, chunk):
+            z = z_all[start:start + chunk].to(device)
+            s = s_all[start:start + chunk].to(device)
+            xi = xi_all[start:start + chunk].to(device)
+            radius = z.norm(dim=1, keepdim=True)
+            for t in range(steps):
+                if check_interrupt is not None:
+                    check_interrupt()
+                z = z.detach().requires_grad_(True)
+                score = d.judge(g(z, s), s)                                      # [b]
+                (grad,) = torch.autograd.grad(score.sum(), z)
+                with torch.no_grad():
+                    rms = grad.pow(2).mean(1, keepdim=True).sqrt()
+                    grad = torch.where(rms > 0, grad / rms.clamp_min(1e-20), torch.zeros_like(grad))
+                    z = z + eta * grad + noise_scale * xi[:, t]
+                    z = z * (radius / z.norm(dim=1, keepdim=True).clamp_min(1e-12))
+                done += 1
+                if progress is not None:
+                    progress(done, total)
+            out.append(z.detach().cpu())
+        z_new = torch.cat(out) if out else z_all
+        return GANLatent(z_new, s_all.cpu(), list(latent.prompts), list(latent.seeds),
+                         latent.encoder_id, latent.model_id)
+
+
+@torch.no_grad()
+def render(model, latent: GANLatent, device="cpu", chunk: int = 16) -> torch.Tensor:
+    """latent -> images [B,3,R,R] in [-1,1] on the CPU (plain tensors even under inference mode)."""
+    from .generate import generate
+
+    return generate(model, latent, device=device, chunk=chunk)
+
+
+@torch.no_grad()
+def discriminator_scores(model, images: torch.Tensor, sentence: torch.Tensor, chunk: int = 64):
+    d = model.discriminator
+    dev = next(d.parameters()).device
+    return torch.cat([d.judge(images[i:i + chunk].to(dev), sentence[i:i + chunk].to(dev)).float().cpu()
+                      for i in range(0, len(images), chunk)])
+
+
+# ---------------------------------------------------------------------------------------------
+# editing
+# ---------------------------------------------------------------------------------------------
+
+def edit(model, source, new_sentence: torch.Tensor, strength: float = 1.0,
+         mask: torch.Tensor | None = None, *, image: torch.Tensor | None = None,
+         new_prompts: list[str] | None = None, invert_steps: int = 50, encoder=None, seed: int = 0,
+         feather: float = DEFAULT_FEATHER, device="cpu", progress=None,
+         check_interrupt=None) -> tuple[torch.Tensor, GANLatent]:
+    """Redraw with the conditioning moved towards ``new_sentence`` on the same noise.
+
+    source: a GANLatent (exact) or images [B,3,H,W] in [-1,1] (inverted first: approximate;
+      another size than the model's is resized with a warning and the result resized back).
+    new_sentence: [B,D] or broadcastable (1 or one per prompt group).
+    strength: 0 keeps the original conditioning, 1 uses the new prompt, in between blends.
+    mask: [B,H,W] or [H,W] at the output size; edits only inside it (outside kept exactly).
+    image: with a latent source, the original to composite into (default: the latent redrawn).
+    -> (images [B,3,H,W] in [-1,1] at the source's size, the edited latent).
+    """
+    r = model.resolution
+    with torch.inference_mode(False), torch.enable_grad():
+        if isinstance(source, GANLatent):
+            latent = GANLatent(plain(source.z).float(), plain(source.sentence).float(),
+                               list(source.prompts), list(source.seeds), source.encoder_id,
+                               source.model_id)
+            original = None if image is None else plain(image).float()
+        else:
+            original = plain(source).float()
+            if original.dim() != 4 or original.shape[1] != 3:
+                raise RefineError(f"edit: image must be [B, 3, H, W], got {tuple(original.shape)}")
+            b = original.shape[0]
+            start = broadcast_rows(plain(new_sentence).float(), b, "new embeddings")
+            latent = invert(model, fit_to_model(original, r), start, invert_steps, encoder,
+                            fit_sentence=True, seed=seed, device=device, progress=progress,
+                            check_interrupt=check_interrupt)
+        b = len(latent)
+        new = broadcast_rows(plain(new_sentence).float(), b, "new embeddings")
+        mixed = mix_sentences(latent.sentence, new, strength)
+        prompts = list(new_prompts) if new_prompts is not None else list(latent.prompts)
+        if len(prompts) != b:
+            prompts = [prompts[i * len(prompts) // b] for i in range(b)] if prompts else [""] * b
+        edited_latent = GANLatent(latent.z, mixed, prompts, list(latent.seeds), latent.encoder_id,
+                                  latent.model_id)
+        edited = render(model, edited_latent, device)
+        if original is None:
+            original = render(model, latent, device) if mask is not None else None
+        if original is not None:
+            if original.shape[0] != b:
+                raise RefineError(f"the image has {original.shape[0]} pictures, the latent {b}")
+            edited = resize(edited, tuple(original.shape[-2:]))
+        if mask is not None:
+            h, w = original.shape[-2:]
+            edited = composite(original, edited, check_mask(plain(mask), b, h, w), feather)
+        return edited, edited_latent

@@ -1,0 +1,238 @@
+"""Refine node: discriminator-guided refinement and text-guided editing.
+
+Layout: ComfyUI IMAGE is [B, H, W, C] float 0..1 on the CPU; models/refine works on [B, 3, H, W]
+in [-1, 1] (``generate.from_comfy_image`` / ``to_comfy_image``). MASK is [B, H, W] (or [H, W]).
+ComfyUI runs nodes under torch.inference_mode(); models/refine switches gradients back on for its
+own loop and works on copies, so the model's weights and the inputs are never modified and a
+Cancel in the middle leaves nothing half-changed.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import threading
+
+import torch
+
+from . import runtime
+
+log = logging.getLogger("PromptGAN")
+
+MODES = ["refine", "edit"]
+IMAGE_REFINE_INVERT_STEPS = 50      # inversion steps before refining an image given without latent
+
+_inverters: dict = {}
+_inverter_lock = threading.Lock()
+
+
+def _inverter_for(model):
+    """The inverter saved beside the model file (cached), or None."""
+    from ..models import invert as inv
+
+    path = inv.find_inverter(model)
+    if path is None:
+        return None
+    key = (str(path), os.path.getmtime(path))
+    with _inverter_lock:
+        net = _inverters.get(key)
+    if net is None:
+        net = inv.load_inverter(path, model)
+        with _inverter_lock:
+            _inverters.clear()
+            _inverters[key] = net
+    return net
+
+
+def _phase(bar, offset: int, share: int, total: int):
+    """A progress(done, n) callback that fills [offset, offset + share] of the node's bar."""
+    def report(done, n):
+        bar(min(total, offset + round(share * done / max(n, 1))), total)
+    return report
+
+
+def _finite(t: torch.Tensor, what: str) -> None:
+    if not torch.isfinite(t).all():
+        raise ValueError(f"{what} contains NaN or infinite values; check the node that made it")
+
+
+def _image_to_model_layout(image: torch.Tensor) -> torch.Tensor:
+    """IMAGE [B,H,W,C] (C = 1, 3 or 4) -> [B,3,H,W] in [-1,1]; alpha is ignored."""
+    from ..models.generate import from_comfy_image
+
+    if not torch.is_tensor(image) or image.dim() != 4 or image.shape[-1] not in (1, 3, 4):
+        shape = tuple(image.shape) if torch.is_tensor(image) else type(image).__name__
+        raise ValueError(f"image must be an IMAGE [B, H, W, 3], got {shape}")
+    _finite(image, "image")
+    if image.shape[-1] == 1:
+        image = image.expand(-1, -1, -1, 3)
+    return from_comfy_image(image)
+
+
+class PromptGAN_Refine:
+    DESCRIPTION = (
+        "Improves or edits images of a PromptGAN model. 'refine': discriminator gradient flow on "
+        "the noise makes the image more realistic and closer to its prompt (about 15 steps). "
+        "'edit': redraws the same noise with the conditioning moved towards a new prompt "
+        "('a pink flower ...'), optionally only inside a mask. Exact for images coming with "
+        "their PROMPTGAN_LATENT from GANGenerate; other images of the model's domain are "
+        "inverted first (approximate, slower). The model's weights are never changed.")
+    CATEGORY = "PromptGAN/refine"
+    FUNCTION = "refine"
+    RETURN_TYPES = ("IMAGE", "PROMPTGAN_LATENT")
+    RETURN_NAMES = ("image", "latent")
+    OUTPUT_TOOLTIPS = (
+        "The refined or edited images [B, H, W, 3], at the input image's size (the model's "
+        "resolution when only a latent is given).",
+        "The new latent (noise and conditioning) for a further Refine, e.g. edit then refine.")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "model": ("PROMPTGAN_MODEL", {
+                    "tooltip": "From PromptGAN Model Loader; the same model that made the latent. "
+                               "Refine mode needs its discriminator (saved in every PromptGAN "
+                               "model file)."}),
+                "mode": (MODES, {
+                    "default": "refine",
+                    "tooltip": "refine: move the noise along the discriminator's gradient "
+                               "(realism, prompt fidelity), keeping the prompt. edit: keep the "
+                               "noise, move the conditioning towards the prompt in 'embeds'."}),
+                "steps": ("INT", {
+                    "default": 15, "min": 0, "max": 1000,
+                    "tooltip": "refine: gradient-flow steps (10-25 is typical; 0 changes nothing). "
+                               "edit: optimisation steps of the inversion of an image given "
+                               "without its latent (50-200 for a closer match; unused with a "
+                               "latent)."}),
+                "strength": ("FLOAT", {
+                    "default": 1.0, "min": 0.0, "max": 2.0, "step": 0.05,
+                    "tooltip": "refine: multiplies the default step size (0 = no change, 2 = "
+                               "bolder). edit: 0 keeps the original prompt, 1 uses the new one, "
+                               "in between blends (spherical interpolation), above 1 "
+                               "exaggerates."}),
+                "seed": ("INT", {
+                    "default": 0, "min": 0, "max": 0xFFFFFFFFFFFFFFFF, "control_after_generate": True,
+                    "tooltip": "Seed of the refinement's small random term and of the inversion's "
+                               "random starts: the same seed gives the same result."}),
+            },
+            "optional": {
+                "image": ("IMAGE", {
+                    "tooltip": "Image to refine or edit. With a latent it is the original the "
+                               "masked edit is composited into. Without a latent it is inverted "
+                               "into the model (approximate: only images of the model's domain "
+                               "work well); another size than the model's is resized with a "
+                               "warning and the result resized back."}),
+                "latent": ("PROMPTGAN_LATENT", {
+                    "tooltip": "GANGenerate's latent output: the exact noise and prompt of its "
+                               "images (best results). Must come from the same model."}),
+                "embeds": ("PROMPTGAN_EMBEDS", {
+                    "tooltip": "From PromptGAN Text Encode with the model's encoder. edit: the new "
+                               "prompt (required). refine: optional prompt to refine towards "
+                               "(default: the latent's own). One prompt, one per image, or one "
+                               "per group of images."}),
+                "mask": ("MASK", {
+                    "tooltip": "Optional: change only where the mask is 1 (soft edge inside the "
+                               "mask); pixels where it is 0 are kept exactly. Same size as the "
+                               "output image; 1 layer or one per image."}),
+            },
+        }
+
+    def refine(self, model, mode: str, steps: int, strength: float, seed: int, image=None,
+               latent=None, embeds=None, mask=None):
+        from ..models import generate as gen
+        from ..models import invert as inv
+        from ..models import refine as ref
+
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        if image is None and latent is None:
+            raise ValueError("Refine needs an image or a latent: connect GANGenerate's latent "
+                             "(exact) and/or an image (inverted, approximate)")
+        steps, strength = int(steps), float(strength)
+        if steps < 0:
+            raise ValueError(f"steps must be 0 or more, got {steps}")
+        if not (strength >= 0.0):
+            raise ValueError(f"strength must be 0 or more, got {strength}")
+        if latent is not None:
+            if not isinstance(latent, gen.GANLatent):
+                raise ValueError(f"latent must be a PROMPTGAN_LATENT, got {type(latent).__name__}")
+            if latent.model_id != gen.model_id(model):
+                raise ValueError(f"the latent was made by model '{latent.model_id}' but this Refine "
+                                 f"has model '{gen.model_id(model)}'; connect the same model to "
+                                 "GANGenerate and Refine")
+            _finite(latent.z, "latent noise")
+            _finite(latent.sentence, "latent conditioning")
+        if embeds is not None:
+            gen.check_embeds(model, embeds)
+            _finite(embeds.sentence, "embeds")
+        if mode == "edit" and embeds is None:
+            raise ValueError("edit mode needs the new prompt: connect a PromptGAN Text Encode "
+                             "(e.g. 'a pink flower ...') to 'embeds'")
+        if mode == "refine" and model.discriminator is None:
+            raise ValueError(f"model '{model.name}' has no discriminator, which refine mode needs; "
+                             "load a full PromptGAN model file")
+        x = _image_to_model_layout(image) if image is not None else None
+        b = len(latent) if latent is not None else x.shape[0]
+        if x is not None and x.shape[0] != b:
+            raise ValueError(f"the image batch has {x.shape[0]} images but the latent {b}; give "
+                             "the images that came with the latent")
+        out_h, out_w = (x.shape[-2:] if x is not None else (model.resolution, model.resolution))
+        if mask is not None:
+            if not torch.is_tensor(mask):
+                raise ValueError(f"mask must be a MASK tensor, got {type(mask).__name__}")
+            ref.check_mask(mask, b, out_h, out_w)
+        if embeds is not None:
+            ref.broadcast_rows(embeds.sentence, b, "embeds")
+
+        device = runtime.get_device()
+        encoder = _inverter_for(model) if latent is None else None
+        invert_steps = 0
+        if latent is None:
+            invert_steps = steps if mode == "edit" else IMAGE_REFINE_INVERT_STEPS
+        total = invert_steps + (steps if mode == "refine" else 0) or 1
+        bar = runtime.progress_bar(total)
+        interrupt = runtime.check_interrupt
+
+        with torch.inference_mode(False), torch.enable_grad():
+            x = None if x is None else inv.plain(x)
+            new_s = None if embeds is None else inv.plain(embeds.sentence).float()
+            m = None if mask is None else inv.plain(mask).float()
+            if mode == "edit":
+                source = latent if latent is not None else x
+                out, new_latent = ref.edit(
+                    model, source, new_s, strength, m, image=x if latent is not None else None,
+                    new_prompts=list(embeds.prompts), invert_steps=invert_steps, encoder=encoder,
+                    seed=int(seed), device=device, progress=_phase(bar, 0, invert_steps, total),
+                    check_interrupt=interrupt)
+            else:
+                if latent is None:
+                    if new_s is None and encoder is None:
+                        raise ValueError(
+                            "refining an image without its latent needs 'embeds' describing the "
+                            "image (or an inverter file beside the model); connect a Text Encode")
+                    start = None if new_s is None else ref.broadcast_rows(new_s, b, "embeds")
+                    latent = inv.invert(model, ref.fit_to_model(x, model.resolution), start,
+                                        invert_steps, encoder, seed=int(seed), device=device,
+                                        progress=_phase(bar, 0, invert_steps, total),
+                                        check_interrupt=interrupt)
+                    original = x
+                else:
+                    original = x
+                sentence = None if new_s is None else ref.broadcast_rows(new_s, b, "embeds")
+                new_latent = ref.refine_latent(
+                    model, latent, sentence, steps, ref.DEFAULT_STEP_SIZE * strength,
+                    seed=int(seed), device=device, progress=_phase(bar, invert_steps, steps, total),
+                    check_interrupt=interrupt)
+                out = ref.render(model, new_latent, device)
+                if original is None and m is not None:
+                    original = ref.render(model, latent, device)
+                if original is not None:
+                    out = ref.resize(out, tuple(original.shape[-2:]))
+                if m is not None:
+                    out = ref.composite(original, out, ref.check_mask(m, b, out_h, out_w))
+        bar(total, total)
+        return (gen.to_comfy_image(out).to(runtime.intermediate_device()), new_latent)
+
+
+NODE_CLASS_MAPPINGS = {"PromptGAN_Refine": PromptGAN_Refine}
+NODE_DISPLAY_NAME_MAPPINGS = {"PromptGAN_Refine": "PromptGAN Refine"}

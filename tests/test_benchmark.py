@@ -1,0 +1,59 @@
+"""Benchmark script: structure of its result on a tiny random generator (times never asserted)."""
+import json
+
+import pytest
+import torch
+
+from promptgan.models import benchmark as bm
+from promptgan.models.gan import Generator, GeneratorConfig
+
+
+@pytest.fixture(scope="module")
+def result():
+    torch.manual_seed(0)
+    g = Generator(GeneratorConfig(resolution=64, ngf=4)).eval().requires_grad_(False)
+    return bm.run_benchmark(g, resolutions=[64, 32], batches=[1, 2], dtypes=["fp32"],
+                            compile_modes=(False,), repeat=1, matmul_n=128, matmul_reps=1,
+                            text=False, log=lambda s: None)
+
+
+def test_result_structure(result):
+    assert result["matmul"]["fp32_gflops"] > 0 and result["matmul"]["bf16_gflops"] > 0
+    assert result["model"]["config"]["ngf"] == 4 and result["model"]["random"]
+    assert set(result["machine"]) >= {"cpu", "torch", "torch_threads"}
+    rows = result["generation"]
+    assert len(rows) == 4 and not [r for r in rows if "error" in r]
+    assert {(r["resolution"], r["batch"]) for r in rows} == {(64, 1), (64, 2), (32, 1), (32, 2)}
+    for r in rows:
+        for key in ("images_per_s", "ms_per_image", "gflop_per_image", "gflops",
+                    "fraction_of_fp32_matmul", "fraction_of_bf16_matmul", "peak_rss_mb",
+                    "params", "first_call_s"):
+            assert r[key] > 0, (key, r)
+        assert r["mode"] == "eager" and r["compile_warmup_s"] is None and r["reps"] == 1
+        assert r["output_shape"] == [r["batch"], 3, r["resolution"], r["resolution"]]
+        assert r["weights"].startswith("random")
+    # FLOPs grow with resolution; the same configuration at batch 1 and 2 counts the same per image
+    per_res = {r["resolution"]: r["gflop_per_image"] for r in rows}
+    assert per_res[64] > per_res[32]
+    json.dumps(result)  # JSON-able as written by --json
+
+
+def test_markdown_table(result):
+    text = bm.markdown(result)
+    assert "| res | batch | dtype | mode |" in text and text.count("| eager |") == 4
+    assert "GFLOP/s" in text and "Peak RSS" in text
+
+
+def test_caller_generator_untouched_and_bf16_runs():
+    g = Generator(GeneratorConfig(resolution=32, ngf=4)).eval()
+    spec = {"base_config": {**g.cfg.__dict__}, "model_path": None, "resolution": 32, "batch": 2,
+            "dtype": "bf16", "compiled": False, "repeat": 1}
+    r = bm.run_one(spec, g, fp32_rate=1.0)
+    assert r["output_dtype"] == "bfloat16" and r["images_per_s"] > 0
+    assert not g.blocks[0].conv1.weight.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_bad_dtype_is_a_clear_error():
+    g = Generator(GeneratorConfig(resolution=32, ngf=4)).eval()
+    with pytest.raises(ValueError, match="dtype 'fp8' not supported"):
+        bm.time_generator(g, 1, "fp8")
