@@ -321,7 +321,8 @@ def run_benchmark(base: Generator | None = None, model_path: str | None = None, 
     model_note = ""
     if base is None and model_path:
         base = load_gan(model_path, with_discriminator=False).generator
-        model_note = f"{model_path} (weights used at {base.cfg.resolution} px)"
+        model_note = (f"{model_path} (ngf={base.cfg.ngf}; its weights used at "
+                      f"{base.cfg.resolution} px)")
     elif base is None:
         base = Generator(GeneratorConfig(resolution=64, ngf=RANDOM_NGF)).eval().requires_grad_(False)
         model_note = f"no model file: random ngf={RANDOM_NGF} generator config ({RANDOM_NOTE})"

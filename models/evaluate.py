@@ -296,6 +296,21 @@ def _pairwise(feats: np.ndarray, group: int) -> float:
     return float(np.mean(ds))
 
 
+def write_grid(model, path, seeds: int = 6, prompts: list[str] | None = None, scale: int = 2):
+    """Rows of images, one row per prompt, ``seeds`` seeds each (seed k for column k); the
+    prompts are written beside the PNG as a .txt."""
+    from .text_encoder import encode_prompts
+    from .train_gan import SAMPLE_PROMPTS
+    from .train_utils import save_image_grid
+
+    prompts = prompts or SAMPLE_PROMPTS
+    s = encode_prompts(prompts).sentence
+    rows = generate(model, s.repeat_interleave(seeds, 0), [k for _ in prompts for k in range(seeds)])
+    if scale > 1:
+        rows = F.interpolate(rows, scale_factor=scale, mode="nearest")
+    save_image_grid(rows, path, nrow=seeds, captions=prompts)
+
+
 def markdown_table(result: dict, name: str = "model") -> str:
     rows = ["| attribute | generated | classifier on real renders |", "| --- | --- | --- |"]
     for k, v in result["accuracy"].items():
@@ -320,10 +335,16 @@ def main(argv=None) -> int:
     p.add_argument("--truncation", type=float, default=1.0)
     p.add_argument("--json", default=None, help="write the result here")
     p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--grid", default=None,
+                   help="also write a PNG grid: the sample prompts (rows) x --grid-seeds seeds")
+    p.add_argument("--grid-seeds", type=int, default=6)
     args = p.parse_args(argv)
     set_threads(args.threads)
-    net = load_classifier(args.classifier)
     model = load_gan(args.model, with_discriminator=False)
+    if args.grid:
+        write_grid(model, args.grid, args.grid_seeds)
+        print(f"grid: {args.grid}")
+    net = load_classifier(args.classifier)
     result = evaluate_model(model, net, args.n_per_domain, args.seed, args.truncation)
     result["model"] = str(args.model)
     result["step"] = model.provenance.get("step")

@@ -15,13 +15,14 @@ encoder-then-optimise inversion:
   plus a distance between the discriminator's features of the two images, starting from the
   inverter's guess when there is one, else from the best of several seeded random starts.
 
-Also here, because refinement needs it too: ``autograd_ready`` gives a network whose weights
-autograd can use even when the model was loaded under ``torch.inference_mode()`` (as ComfyUI and
-the headless runner run every node), without ever touching the original's weights.
+Also here, because refinement needs it too: ``work_copy`` gives a private copy of a network
+that autograd can use even when the model was loaded under ``torch.inference_mode()`` (as ComfyUI
+and the headless runner run every node), so the original's weights are never touched.
 """
 from __future__ import annotations
 
 import argparse
+import functools
 import itertools
 import logging
 import math
@@ -49,29 +50,45 @@ INVERTER_SUFFIX = "_inverter.safetensors"
 _copies: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def autograd_ready(module: nn.Module) -> nn.Module:
-    """``module`` itself, or a frozen copy of it with ordinary tensors.
+def _fingerprint(module: nn.Module) -> tuple:
+    """Changes when the module's tensors are replaced or (outside inference mode) edited."""
+    return tuple((t.data_ptr(), t.device.type, t.dtype, 0 if t.is_inference() else t._version)
+                 for t in itertools.chain(module.parameters(), module.buffers()))
 
-    Weights created under ``torch.inference_mode()`` are inference tensors, which autograd
-    refuses to save for backward; gradients with respect to the *input* still need them saved.
-    The copy (made once per module and cached) never shares storage with the original, so the
-    caller can differentiate through it and the original's weights stay untouched.
+
+def work_copy(module: nn.Module, device=None) -> nn.Module:
+    """A private frozen copy of ``module`` for gradient loops (cached per module).
+
+    Why a copy: weights created under ``torch.inference_mode()`` (a model loaded by a node, as
+    ComfyUI runs every node in inference mode) are inference tensors, which autograd refuses to
+    save for backward, and gradients with respect to the *input* need them saved. The copy holds
+    ordinary tensors in channels_last layout (about 1.3x faster convolutions on CPU), never
+    shares storage with the original, and has requires_grad off, so nothing a caller does to it
+    can reach the model's weights. Call it with inference mode off.
     """
-    tensors = itertools.chain(module.parameters(), module.buffers())
-    if not any(t.is_inference() for t in tensors):
-        return module
-    copy = _copies.get(module)
-    if copy is None:
+    key = _fingerprint(module)
+    entry = _copies.get(module)
+    if entry is None or entry[0] != key:
         with torch.inference_mode(False):
             copy = type(module)(module.cfg)
-            state = {k: v.clone() for k, v in module.state_dict().items()}
-            copy.load_state_dict(state)
+            copy.load_state_dict({k: v.clone() for k, v in module.state_dict().items()})
             copy.eval().requires_grad_(False)
-        _copies[module] = copy
-    first = next(module.parameters(), None)
-    if first is not None:
-        copy.to(device=first.device, dtype=first.dtype)
+            copy.to(memory_format=torch.channels_last)
+        entry = (key, copy)
+        _copies[module] = entry
+    copy = entry[1]
+    if device is not None:
+        copy.to(device)
     return copy
+
+
+def grad_enabled(fn):
+    """Run ``fn`` with autograd on, even when called under torch.inference_mode()."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with torch.inference_mode(False), torch.enable_grad():
+            return fn(*args, **kwargs)
+    return wrapper
 
 
 def plain(t: torch.Tensor) -> torch.Tensor:
@@ -210,6 +227,7 @@ def _best_random_start(g, target, s, starts: int, seed: int, chunk: int) -> torc
     return torch.stack(best)
 
 
+@grad_enabled
 def invert(model, image: torch.Tensor, sentence: torch.Tensor | None = None, steps: int = 50,
            encoder: Inverter | None = None, *, fit_sentence: bool = True, starts: int = 8,
            seed: int = 0, lr: float = 0.05, sentence_lr: float = 0.01, feature_weight: float = 0.1,
@@ -223,14 +241,14 @@ def invert(model, image: torch.Tensor, sentence: torch.Tensor | None = None, ste
     sentence when ``fit_sentence``, which stays on the unit sphere) minimising pixel L1 + L2, a
     discriminator-feature distance (when the model has a discriminator) and a weak pull of |z|
     towards the noise shell. The best iterate per image is returned. Deterministic for a seed.
-    Model weights are never changed; call it with gradients enabled.
+    Model weights are never changed (the loop runs on ``work_copy`` networks).
     """
     from .generate import GANLatent, model_id
 
-    g = autograd_ready(model.generator)
-    d = autograd_ready(model.discriminator) if model.discriminator is not None else None
+    g = work_copy(model.generator)
+    d = work_copy(model.discriminator) if model.discriminator is not None else None
     device = torch.device(device)
-    r, nz = model.resolution, g.cfg.nz
+    r = model.resolution
     if image.dim() != 4 or image.shape[1:] != (3, r, r):
         raise ValueError(f"invert: image must be [B, 3, {r}, {r}] at the model's resolution, "
                          f"got {tuple(image.shape)}")
@@ -320,6 +338,7 @@ def caption_bank(n: int, seed: int = 0) -> list[str]:
     return out
 
 
+@grad_enabled
 def train_inverter(model, sentences: torch.Tensor, *, steps: int = 3000, batch: int = 32,
                    lr: float = 1e-3, width: int = 32, recon_weight: float = 1.0,
                    sentence_weight: float = 1.0, truncation_min: float = 0.5, seed: int = 0,
@@ -327,7 +346,7 @@ def train_inverter(model, sentences: torch.Tensor, *, steps: int = 3000, batch: 
     """Fit an Inverter to (G(z, s) -> z, s) with z ~ N(0, I) scaled by a per-sample truncation in
     [truncation_min, 1] and s drawn from ``sentences`` [N, D]. Loss: MSE on z + sentence cosine
     distance + pixel L1 of the redrawn image. -> (net, last losses)."""
-    g = autograd_ready(model.generator)
+    g = work_copy(model.generator)
     torch.manual_seed(seed)
     net = net or Inverter(inverter_config_for(model, width))
     check_inverter(net, model)

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from .generate import GANLatent
-from .invert import seed_mix, autograd_ready, invert, plain
+from .invert import invert, plain, seed_mix, work_copy
 
 log = logging.getLogger("PromptGAN")
 
@@ -196,8 +196,8 @@ def refine_latent(model, latent: GANLatent, sentence: torch.Tensor | None = None
                           "needs it (load the full checkpoint)")
     b = len(latent)
     with torch.inference_mode(False), torch.enable_grad():
-        g = autograd_ready(model.generator)
-        d = autograd_ready(model.discriminator)
+        g = work_copy(model.generator)
+        d = work_copy(model.discriminator)
         device = torch.device(device)
         g.to(device)
         d.to(device)

@@ -68,6 +68,11 @@ def _image_to_model_layout(image: torch.Tensor) -> torch.Tensor:
     return from_comfy_image(image)
 
 
+def _rows(prompts: list[str], b: int) -> list[str]:
+    """Prompts for b images, prompt-major (as GANGenerate orders its batch)."""
+    return [prompts[i * len(prompts) // b] for i in range(b)]
+
+
 class PromptGAN_Refine:
     DESCRIPTION = (
         "Improves or edits images of a PromptGAN model. 'refine': discriminator gradient flow on "
@@ -215,9 +220,9 @@ class PromptGAN_Refine:
                                         invert_steps, encoder, seed=int(seed), device=device,
                                         progress=_phase(bar, 0, invert_steps, total),
                                         check_interrupt=interrupt)
-                    original = x
-                else:
-                    original = x
+                    if embeds is not None:
+                        latent.prompts = _rows(list(embeds.prompts), b)
+                original = x
                 sentence = None if new_s is None else ref.broadcast_rows(new_s, b, "embeds")
                 new_latent = ref.refine_latent(
                     model, latent, sentence, steps, ref.DEFAULT_STEP_SIZE * strength,

@@ -46,7 +46,7 @@ def test_film_zero_init_is_unconditioned():
     base = net(x)
     assert torch.equal(base, net(x, torch.randn(1, 384)))
     # and the same network without any FiLM effect: gamma = beta = 0
-    gamma, beta = net.film(torch.randn(3, 384), 3)
+    gamma, beta = net.film(torch.randn(3, 384), 3, context=torch.rand(3, 11))
     assert gamma.abs().max() == 0 and beta.abs().max() == 0
 
 
@@ -59,6 +59,23 @@ def test_text_changes_output_once_trained():
     out = net(torch.cat([x, x]), t, mask)
     assert torch.allclose(out[0], net(x, None)[0], atol=1e-6)
     assert torch.allclose(out[1], net(x, t[1:])[0], atol=1e-6)
+
+
+def test_global_context():
+    from promptgan.models.enhance.network import CONTEXT_DIM, image_stats
+
+    x = rand_image(2, 300, 200)
+    st = image_stats(x)
+    assert st.shape == (2, CONTEXT_DIM) and torch.isfinite(st).all()
+    assert image_stats(x * 0.3)[:, :3].max() < st[:, :3].min()      # darker image, lower means
+    net = tiny()
+    with torch.no_grad():
+        net.film.ctx.weight.normal_(0, 1)
+    small = x[:, :, :20, :20]
+    # a tile handed the whole image's statistics differs from the tile on its own
+    assert not torch.allclose(net(small), net(small, context=image_stats(x)))
+    nocontext = Enhancer(EnhancerConfig(scale=2, channels=8, n_convs=2, film_hidden=16, context_dim=0))
+    assert nocontext(small).shape == (2, 3, 40, 40) and nocontext.film.ctx is None
 
 
 def test_tiled_equals_untiled():
@@ -79,16 +96,17 @@ class FlakyNet(torch.nn.Module):
     def __init__(self, net, limit):
         super().__init__()
         self.inner, self.limit, self.sizes = net, limit, []
+        self.cfg = net.cfg
 
     @property
     def scale(self):
         return self.inner.scale
 
-    def forward(self, x, text=None):
+    def forward(self, x, text=None, **kw):
         self.sizes.append(max(x.shape[-2:]))
         if max(x.shape[-2:]) > self.limit:
             raise torch.OutOfMemoryError("simulated: CUDA out of memory")
-        return self.inner(x, text)
+        return self.inner(x, text, **kw)
 
 
 def test_oom_halves_tile():

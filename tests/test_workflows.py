@@ -51,3 +51,16 @@ def test_workflow_runs_in_real_comfyui(path, tmp_path):
     assert out.returncode == 0, log[-4000:]
     assert "IMPORT FAILED" not in log
     assert "OUTPUT node=" in log and "exists=True" in log
+
+
+def test_text_to_image_runs_headless(tmp_path):
+    from PIL import Image
+
+    wf = json.loads((ROOT / "workflows" / "text_to_image.json").read_text())
+    paths = headless.run_workflow(wf, tmp_path, overrides={"3.batch_size": 2})
+    assert len(paths) == 8                                  # 4 prompts x 2 images
+    with Image.open(paths[0]) as im:
+        assert im.size == (64, 64)
+        prompt = json.loads(im.text["prompt"])
+        assert prompt["3"]["class_type"] == "PromptGAN_GANGenerate"
+        assert "workflow" in im.text

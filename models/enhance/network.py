@@ -9,6 +9,12 @@ Text enters through FiLM: a small MLP maps the sentence embedding [B, text_dim] 
 (gamma, beta) pair per body layer, applied as ``h * (1 + gamma) + beta``. The MLP's last layer
 starts at zero, so a fresh network ignores the text and behaves as the unconditioned network.
 No text (``None``) uses a learned null embedding, meaning "fix whatever is wrong".
+
+Global context: low light and colour casts are properties of the whole picture, which a stack of
+3x3 convolutions (receptive field about 30 input pixels) cannot see. A few statistics of the
+*whole* input (per-channel mean and spread, luminance quantiles; ``image_stats``) join the text in
+the FiLM MLP. Tiled inference computes them once on the full image and hands them to every
+tile, so tiles agree on how bright the picture should be.
 """
 from __future__ import annotations
 
@@ -19,6 +25,26 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 
+CONTEXT_DIM = 11
+STATS_SIZE = 128   # statistics are taken on an area-downsampled copy at most this big
+
+
+def image_stats(x: torch.Tensor) -> torch.Tensor:
+    """[B, 3, H, W] in 0..1 -> [B, 11]: channel means, channel stds, luminance quantiles."""
+    assert x.dim() == 4 and x.shape[1] == 3, x.shape
+    x = x.float()
+    h, w = x.shape[2:]
+    if max(h, w) > STATS_SIZE:
+        f = STATS_SIZE / max(h, w)
+        x = F.interpolate(x, size=(max(1, round(h * f)), max(1, round(w * f))), mode="area")
+    flat = x.flatten(2)                                         # [B, 3, N]
+    mean, std = flat.mean(2), flat.std(2, unbiased=False)
+    lum = (0.299 * flat[:, 0] + 0.587 * flat[:, 1] + 0.114 * flat[:, 2])   # [B, N]
+    q = torch.quantile(lum, torch.tensor([0.05, 0.25, 0.5, 0.75, 0.95], dtype=lum.dtype,
+                                          device=lum.device), dim=1).t()   # [B, 5]
+    return torch.cat([mean, std * 2, q], 1)
+
+
 @dataclass
 class EnhancerConfig:
     scale: int = 4            # output size / input size: 1, 2 or 4
@@ -26,10 +52,13 @@ class EnhancerConfig:
     n_convs: int = 12         # body conv layers (each 3x3 + PReLU + FiLM)
     text_dim: int = 384       # sentence-embedding size (MiniLM: 384)
     film_hidden: int = 128    # hidden width of the text -> FiLM MLP
+    context_dim: int = 11     # global image statistics fed to the FiLM MLP (0 = none)
 
     def __post_init__(self):
         if self.scale not in (1, 2, 4):
             raise ValueError(f"EnhancerConfig.scale must be 1, 2 or 4, got {self.scale}")
+        if self.context_dim not in (0, CONTEXT_DIM):
+            raise ValueError(f"EnhancerConfig.context_dim must be 0 or {CONTEXT_DIM}")
         if self.channels < 1 or self.n_convs < 1 or self.text_dim < 1 or self.film_hidden < 1:
             raise ValueError(f"EnhancerConfig sizes must be positive: {self}")
 
@@ -48,19 +77,21 @@ class EnhancerConfig:
 class TextFiLM(nn.Module):
     """sentence [B, text_dim] (or None) -> gamma, beta each [B, n_layers, C]."""
 
-    def __init__(self, text_dim: int, hidden: int, n_layers: int, channels: int):
+    def __init__(self, text_dim: int, hidden: int, n_layers: int, channels: int, context_dim: int = 0):
         super().__init__()
         self.n_layers, self.channels = n_layers, channels
         self.null = nn.Parameter(torch.zeros(text_dim))
         self.fc1 = nn.Linear(text_dim, hidden)
+        self.ctx = nn.Linear(context_dim, hidden) if context_dim else None
         self.fc2 = nn.Linear(hidden, hidden)
         self.out = nn.Linear(hidden, 2 * n_layers * channels)
         nn.init.zeros_(self.out.weight)   # zero-init: starts as the unconditioned network
         nn.init.zeros_(self.out.bias)
 
-    def forward(self, text: torch.Tensor | None, batch: int,
-                null_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """``null_mask`` [B] bool replaces those rows of ``text`` with the null embedding."""
+    def forward(self, text: torch.Tensor | None, batch: int, null_mask: torch.Tensor | None = None,
+                context: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``null_mask`` [B] bool replaces those rows of ``text`` with the null embedding;
+        ``context`` [B, context_dim] are the global image statistics."""
         if text is None:
             text = self.null.unsqueeze(0).expand(batch, -1)
         elif null_mask is not None:
@@ -70,7 +101,12 @@ class TextFiLM(nn.Module):
         if text.shape[0] == 1 and batch > 1:
             text = text.expand(batch, -1)
         assert text.shape[0] == batch, f"text batch {text.shape[0]} != image batch {batch}"
-        h = F.silu(self.fc1(text.to(self.fc1.weight.dtype)))
+        h = self.fc1(text.to(self.fc1.weight.dtype))
+        if self.ctx is not None:
+            assert context is not None and context.shape == (batch, self.ctx.in_features), \
+                f"context must be [{batch}, {self.ctx.in_features}], got {getattr(context, 'shape', None)}"
+            h = h + self.ctx(context.to(h.dtype))
+        h = F.silu(h)
         h = F.silu(self.fc2(h))
         gb = self.out(h).view(batch, 2, self.n_layers, self.channels)
         return gb[:, 0], gb[:, 1]
@@ -88,7 +124,7 @@ class Enhancer(nn.Module):
         self.body = nn.ModuleList(nn.Conv2d(c, c, 3, padding=1) for _ in range(cfg.n_convs))
         self.acts = nn.ModuleList(nn.PReLU(c) for _ in range(cfg.n_convs))
         self.tail = nn.Conv2d(c, 3 * cfg.scale * cfg.scale, 3, padding=1)
-        self.film = TextFiLM(cfg.text_dim, cfg.film_hidden, cfg.n_convs, c)
+        self.film = TextFiLM(cfg.text_dim, cfg.film_hidden, cfg.n_convs, c, cfg.context_dim)
 
     @property
     def scale(self) -> int:
@@ -100,10 +136,16 @@ class Enhancer(nn.Module):
         return self.cfg.n_convs + 2
 
     def forward(self, x: torch.Tensor, text: torch.Tensor | None = None,
-                null_mask: torch.Tensor | None = None) -> torch.Tensor:
+                null_mask: torch.Tensor | None = None,
+                context: torch.Tensor | None = None) -> torch.Tensor:
+        """``context``: ``image_stats`` of the whole image when ``x`` is one tile of it."""
         assert x.dim() == 4 and x.shape[1] == 3, f"image must be [B, 3, H, W], got {tuple(x.shape)}"
         b = x.shape[0]
-        gamma, beta = self.film(text, b, null_mask)             # [B, L, C] each
+        if self.cfg.context_dim and context is None:
+            context = image_stats(x)
+        elif context is not None and context.shape[0] == 1 and b > 1:
+            context = context.expand(b, -1)
+        gamma, beta = self.film(text, b, null_mask, context)             # [B, L, C] each
         gamma = gamma.to(x.dtype)[..., None, None]             # [B, L, C, 1, 1]
         beta = beta.to(x.dtype)[..., None, None]
         h = self.head_act(self.head(x))                        # [B, C, H, W]

@@ -58,6 +58,9 @@ def _ramp(n: int, lo_edge: bool, hi_edge: bool, overlap: int, scale: int) -> tor
 
 
 def _run_tiles(net, image, text, tile, overlap, progress, check_interrupt, autocast_dtype):
+    from .network import image_stats
+
+    uses_context = bool(getattr(getattr(net, "cfg", None), "context_dim", 0))
     b, _, h, w = image.shape
     s = net.scale
     device = next(net.parameters()).device
@@ -69,6 +72,7 @@ def _run_tiles(net, image, text, tile, overlap, progress, check_interrupt, autoc
     total = len(ys) * len(xs)
     if text is not None:
         text = text.to(device)
+    kwargs = {"context": image_stats(image).to(device)} if uses_context else {}
     done = 0
     for y0 in ys:
         for x0 in xs:
@@ -78,9 +82,9 @@ def _run_tiles(net, image, text, tile, overlap, progress, check_interrupt, autoc
             patch = image[:, :, y0:y1, x0:x1].to(device).contiguous(memory_format=torch.channels_last)
             if autocast_dtype is not None:
                 with torch.autocast(device_type=device.type, dtype=autocast_dtype):
-                    res = net(patch, text)
+                    res = net(patch, text, **kwargs)
             else:
-                res = net(patch, text)
+                res = net(patch, text, **kwargs)
             res = res.float().clamp_(0, 1).to(image.device)       # [B, 3, s*th, s*tw]
             wy = _ramp(res.shape[2], y0 > 0, y1 < h, overlap, s)
             wx = _ramp(res.shape[3], x0 > 0, x1 < w, overlap, s)
