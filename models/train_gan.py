@@ -225,7 +225,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache-dir", default=os.path.join(os.path.expanduser("~"), ".cache",
                                                        "promptgan"))
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: best)")
+    p.add_argument("--export", default=None, metavar="PATH",
+                   help="do not train: write the run's current model (EMA G + D) to PATH in fp16, "
+                        "the format the pack ships, and exit")
     return p
+
+
+def export(run_dir: Path, path: str) -> int:
+    """Shipping copy of a run's model: fp16, provenance kept, checked to load back."""
+    model = gan.load_gan(run_dir / "model.safetensors")
+    prov = dict(model.provenance, exported_from=str(run_dir / "model.safetensors"))
+    gan.save_gan(path, model.generator, model.discriminator, encoder_id=model.encoder_id,
+                 provenance=prov, dtype=torch.float16)
+    gan.load_gan(path)
+    print(f"exported step {prov.get('step')} to {path}")
+    return 0
 
 
 def _setup_distributed(device_arg):
@@ -276,6 +290,8 @@ def ema_decay(step: int, target: float) -> float:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if args.export:
+        return export(Path(args.out), args.export)
     set_threads(args.threads)
     device, rank, world = _setup_distributed(args.device)
     torch.manual_seed(args.seed + rank)
