@@ -77,11 +77,11 @@ def save_checkpoint(path: str | os.PathLike, tensors: dict[str, torch.Tensor], *
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)          # mkstemp makes 0600; a weights file is for everyone
     try:
         save_file(out, tmp, metadata=metadata)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)      # mkstemp made it 0600; weights are for everyone
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)

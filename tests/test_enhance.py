@@ -46,7 +46,8 @@ def test_film_zero_init_is_unconditioned():
     base = net(x)
     assert torch.equal(base, net(x, torch.randn(1, 384)))
     # and the same network without any FiLM effect: gamma = beta = 0
-    gamma, beta = net.film(torch.randn(3, 384), 3, context=torch.rand(3, 11))
+    gamma, beta, tone = net.film(torch.randn(3, 384), 3, context=torch.rand(3, 11))
+    assert tone.abs().max() == 0
     assert gamma.abs().max() == 0 and beta.abs().max() == 0
 
 

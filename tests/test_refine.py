@@ -268,3 +268,18 @@ def test_embeds_broadcast_over_prompt_groups():
     assert torch.equal(ref.broadcast_rows(s, 4), s[[0, 0, 1, 1]])
     with pytest.raises(ref.RefineError, match="hold 2 prompts but there are 3 images"):
         ref.broadcast_rows(s, 3)
+
+
+def test_node_uses_the_inverter_saved_beside_the_model(tmp_path):
+    src = tiny_model(seed=4)
+    path = gan.save_gan(tmp_path / "m.safetensors", src.generator, src.discriminator,
+                        encoder_id="toy-encoder", provenance={"step": 1}, dtype=None)
+    m = gan.load_gan(path)
+    net, _ = inv.train_inverter(m, embeds(8).sentence, steps=1, batch=2, width=4)
+    inv.save_inverter(inv.inverter_path_for(path), net, encoder_id="toy-encoder",
+                      provenance={"gan": "m.safetensors"})
+    assert inv.find_inverter(m) == tmp_path / "m_inverter.safetensors"
+    img = torch.rand(1, RES, RES, 3)
+    out, lat = run_node(m, mode="refine", image=img, steps=1)     # no embeds: the inverter guesses
+    assert out.shape == img.shape and lat.sentence.shape == (1, TD)
+    assert any(k[0].endswith("m_inverter.safetensors") for k in refine_nodes._inverters)

@@ -14,7 +14,10 @@ Global context: low light and colour casts are properties of the whole picture, 
 3x3 convolutions (receptive field about 30 input pixels) cannot see. A few statistics of the
 *whole* input (per-channel mean and spread, luminance quantiles; ``image_stats``) join the text in
 the FiLM MLP. Tiled inference computes them once on the full image and hands them to every
-tile, so tiles agree on how bright the picture should be.
+tile, so tiles agree on how bright the picture should be. From the same hidden vector a global
+tone head predicts per-channel gains g and a gamma, and the input becomes (x / g) ** (1 / gamma)
+before the convolutions: low light and colour casts are inverted by a global curve (zero-init:
+the identity), and the convolutions keep their capacity for local restoration.
 """
 from __future__ import annotations
 
@@ -53,6 +56,7 @@ class EnhancerConfig:
     text_dim: int = 384       # sentence-embedding size (MiniLM: 384)
     film_hidden: int = 128    # hidden width of the text -> FiLM MLP
     context_dim: int = 11     # global image statistics fed to the FiLM MLP (0 = none)
+    tone: bool = True         # global tone head: per-channel gain + gamma applied to the input
 
     def __post_init__(self):
         if self.scale not in (1, 2, 4):
@@ -74,10 +78,20 @@ class EnhancerConfig:
         return asdict(self)
 
 
-class TextFiLM(nn.Module):
-    """sentence [B, text_dim] (or None) -> gamma, beta each [B, n_layers, C]."""
+def apply_tone(x: torch.Tensor, tone: torch.Tensor) -> torch.Tensor:
+    """x [B, 3, H, W], tone [B, 4] (raw) -> (x / g) ** (1 / gamma), g = exp(1.5 tanh(t[:3])),
+    gamma = exp(0.8 tanh(t[3])); zero tone is the identity."""
+    log_g = 1.5 * torch.tanh(tone[:, :3].float())
+    inv_gamma = torch.exp(-0.8 * torch.tanh(tone[:, 3].float()))
+    y = (x.float() * torch.exp(-log_g)[:, :, None, None]).clamp(1e-3, 1.0)
+    return (y ** inv_gamma[:, None, None, None]).to(x.dtype)
 
-    def __init__(self, text_dim: int, hidden: int, n_layers: int, channels: int, context_dim: int = 0):
+
+class TextFiLM(nn.Module):
+    """sentence [B, text_dim] (or None) + context -> FiLM gamma, beta [B, n_layers, C], tone."""
+
+    def __init__(self, text_dim: int, hidden: int, n_layers: int, channels: int, context_dim: int = 0,
+                 tone: bool = False):
         super().__init__()
         self.n_layers, self.channels = n_layers, channels
         self.null = nn.Parameter(torch.zeros(text_dim))
@@ -87,10 +101,16 @@ class TextFiLM(nn.Module):
         self.out = nn.Linear(hidden, 2 * n_layers * channels)
         nn.init.zeros_(self.out.weight)   # zero-init: starts as the unconditioned network
         nn.init.zeros_(self.out.bias)
+        self.tone = nn.Linear(hidden, 4) if tone else None
+        if self.tone is not None:         # zero-init: starts as the identity curve
+            nn.init.zeros_(self.tone.weight)
+            nn.init.zeros_(self.tone.bias)
 
     def forward(self, text: torch.Tensor | None, batch: int, null_mask: torch.Tensor | None = None,
-                context: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """``null_mask`` [B] bool replaces those rows of ``text`` with the null embedding;
+                context: torch.Tensor | None = None):
+        """-> gamma, beta [B, L, C] and tone [B, 4] (or None): log channel gains, log gamma.
+
+        ``null_mask`` [B] bool replaces those rows of ``text`` with the null embedding;
         ``context`` [B, context_dim] are the global image statistics."""
         if text is None:
             text = self.null.unsqueeze(0).expand(batch, -1)
@@ -109,7 +129,8 @@ class TextFiLM(nn.Module):
         h = F.silu(h)
         h = F.silu(self.fc2(h))
         gb = self.out(h).view(batch, 2, self.n_layers, self.channels)
-        return gb[:, 0], gb[:, 1]
+        tone = self.tone(h) if self.tone is not None else None
+        return gb[:, 0], gb[:, 1], tone
 
 
 class Enhancer(nn.Module):
@@ -124,7 +145,7 @@ class Enhancer(nn.Module):
         self.body = nn.ModuleList(nn.Conv2d(c, c, 3, padding=1) for _ in range(cfg.n_convs))
         self.acts = nn.ModuleList(nn.PReLU(c) for _ in range(cfg.n_convs))
         self.tail = nn.Conv2d(c, 3 * cfg.scale * cfg.scale, 3, padding=1)
-        self.film = TextFiLM(cfg.text_dim, cfg.film_hidden, cfg.n_convs, c, cfg.context_dim)
+        self.film = TextFiLM(cfg.text_dim, cfg.film_hidden, cfg.n_convs, c, cfg.context_dim, cfg.tone)
 
     @property
     def scale(self) -> int:
@@ -145,7 +166,9 @@ class Enhancer(nn.Module):
             context = image_stats(x)
         elif context is not None and context.shape[0] == 1 and b > 1:
             context = context.expand(b, -1)
-        gamma, beta = self.film(text, b, null_mask, context)             # [B, L, C] each
+        gamma, beta, tone = self.film(text, b, null_mask, context)
+        if tone is not None:
+            x = apply_tone(x, tone)             # [B, L, C] each
         gamma = gamma.to(x.dtype)[..., None, None]             # [B, L, C, 1, 1]
         beta = beta.to(x.dtype)[..., None, None]
         h = self.head_act(self.head(x))                        # [B, C, H, W]
