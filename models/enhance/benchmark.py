@@ -146,7 +146,8 @@ def main(argv=None) -> int:
     report["memory_2048_output"] = [measure_memory(int(t), args.weights, args.threads)
                                     for t in args.tiles.split(",") if t.strip()]
     print(f"Enhance x{net.scale} ({source}), {args.threads} thread(s)")
-    print(f"matmul 2048^2: fp32 {report['matmul_fp32_gflops']} GFLOP/s, bf16 {report['matmul_bf16_gflops']} GFLOP/s")
+    print(f"matmul 2048^2: fp32 {report['matmul_fp32_gflops']} GFLOP/s, "
+          f"bf16 {report['matmul_bf16_gflops']} GFLOP/s")
     for name in ("fp32", "bf16"):
         r = report[name]
         print(f"{name}: {args.size}->{args.size * net.scale} in {r['seconds']} s = {r['output_mp_per_s']} "

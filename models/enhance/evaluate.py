@@ -130,7 +130,7 @@ def evaluate(net: Enhancer, *, images=None, degradations=DEGRADATION_ORDER, seed
     flat = sorted({t for pair in texts.values() for t in pair})
     emb = dict(zip(flat, encode(flat)))
     results: dict = {d: {m: {"psnr": [], "ssim": []} for m in METHODS} for d in degradations}
-    for img_i, (name, hr) in enumerate(images):
+    for img_i, (_name, hr) in enumerate(images):
         if crop:
             hr = hr[:, :crop, :crop]
         h, w = (hr.shape[1] // s) * s, (hr.shape[2] // s) * s

@@ -106,7 +106,8 @@ def _join(parts: list[str]) -> str:
     return ", ".join(parts[:-1]) + " and " + parts[-1]
 
 
-def build_pool(seed: int = 0, per_single: int = 40, per_combo: int = 10) -> list[tuple[str, frozenset | None]]:
+def build_pool(seed: int = 0, per_single: int = 40,
+               per_combo: int = 10) -> list[tuple[str, frozenset | None]]:
     """All training instructions as (text, fix); fix None means 'fix everything present'."""
     rng = np.random.default_rng(seed)
     pool: list[tuple[str, frozenset | None]] = [("", None)] + [(g, None) for g in GENERIC]

@@ -27,7 +27,6 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-
 CONTEXT_DIM = 11
 STATS_SIZE = 128   # statistics are taken on an area-downsampled copy at most this big
 
