@@ -120,10 +120,13 @@ class PreviewImage(SaveImage):
         return super().save_images(images, "PromptGAN_preview", prompt, extra_pnginfo)
 
 
+EXAMPLE_INPUTS = Path(__file__).resolve().parents[1] / "workflows" / "inputs"
+
+
 class LoadImage:
     """Load an image from the input folder: IMAGE [1,H,W,3] and MASK [1,H,W] = 1 - alpha."""
 
-    input_dir = "input"
+    input_dir = str(EXAMPLE_INPUTS)
     RETURN_TYPES = ("IMAGE", "MASK")
     FUNCTION = "load_image"
     CATEGORY = "image"
@@ -164,7 +167,7 @@ class LoadImage:
         return torch.from_numpy(rgb)[None], mask
 
 
-def _node_classes(node_classes=None, output_dir="output", input_dir="input"):
+def _node_classes(node_classes=None, output_dir="output", input_dir=EXAMPLE_INPUTS):
     """Core nodes bound to the folders, plus ``node_classes`` (default: this pack's nodes)."""
     classes = {
         "SaveImage": type("SaveImage", (SaveImage,), {"output_dir": str(output_dir)}),
@@ -584,7 +587,8 @@ def run_workflow(workflow, output_dir, input_dir=None, overrides=None, node_clas
     NodeExecutionError.
     """
     output_dir = Path(output_dir)
-    classes = _node_classes(node_classes, output_dir, "input" if input_dir is None else input_dir)
+    classes = _node_classes(node_classes, output_dir,
+                            EXAMPLE_INPUTS if input_dir is None else input_dir)
     if isinstance(workflow, dict) and isinstance(workflow.get("nodes"), list):
         ui = json.loads(json.dumps(workflow))
         prompt, skipped = _convert(ui, classes)
@@ -608,7 +612,9 @@ def main(argv=None, *, node_classes=None) -> int:
         description="Run a ComfyUI workflow (UI or API format) without ComfyUI.")
     parser.add_argument("workflow", help="workflow JSON file")
     parser.add_argument("--output-dir", default="output", help="where PNGs go (./output)")
-    parser.add_argument("--input-dir", default="input", help="LoadImage's folder (./input)")
+    parser.add_argument("--input-dir", default=str(EXAMPLE_INPUTS),
+                        help="LoadImage's folder (default: the pack's workflows/inputs, which "
+                             "holds the example images the shipped workflows load)")
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         metavar="NODE_ID.INPUT=VALUE", help="override an input (repeatable)")
     parser.add_argument("-v", "--verbose", action="store_true", help="print tracebacks")
