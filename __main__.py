@@ -17,6 +17,7 @@ COMMANDS = {
     "train-enhance": ("models.enhance.train", "train an Enhance restoration network"),
     "evaluate-enhance": ("models.enhance.evaluate", "evaluate an Enhance checkpoint"),
     "benchmark": ("models.benchmark", "measure generation and encoding speed"),
+    "benchmark-enhance": ("models.enhance.benchmark", "measure Enhance speed and tiled memory"),
 }
 
 
