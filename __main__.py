@@ -17,6 +17,8 @@ COMMANDS = {
     "train-enhance": ("models.enhance.train", "train an Enhance restoration network"),
     "evaluate-enhance": ("models.enhance.evaluate", "evaluate an Enhance checkpoint"),
     "benchmark": ("models.benchmark", "measure generation and encoding speed"),
+    "refine-eval": ("models.refine_eval", "measure Refine (refinement and edits) on held-out prompts"),
+    "train-inverter": ("models.invert", "train the inversion encoder used by Refine's edit mode"),
     "benchmark-enhance": ("models.enhance.benchmark", "measure Enhance speed and tiled memory"),
 }
 

@@ -13,7 +13,7 @@ encoder-then-optimise inversion:
   where ``find_inverter`` looks for it.
 - ``invert``: Adam on z (and on the sentence, kept on the unit sphere) minimising pixel L1 + L2
   plus a distance between the discriminator's features of the two images, starting from the
-  inverter's guess when there is one, else from the best of several seeded random starts.
+  best of several seeded random starts and (when there is one) the inverter's guess.
 
 Also here, because refinement needs it too: ``work_copy`` gives a private copy of a network
 that autograd can use even when the model was loaded under ``torch.inference_mode()`` (as ComfyUI
@@ -154,9 +154,12 @@ def check_inverter(net: Inverter, model, source: str = "inverter") -> None:
                               f"with '{model.encoder_id}'")
 
 
-def save_inverter(path, net: Inverter, *, encoder_id: str, provenance: dict) -> Path:
+def save_inverter(path, net: Inverter, *, encoder_id: str, provenance: dict,
+                  dtype: torch.dtype | None = torch.float16) -> Path:
+    """Safetensors kind "inverter" (fp16 by default: it only gives a starting point)."""
     return save_checkpoint(path, net.state_dict(), kind=INVERTER_KIND, config=asdict(net.cfg),
-                           encoder=encoder_id, resolution=net.cfg.resolution, provenance=provenance)
+                           encoder=encoder_id, resolution=net.cfg.resolution, provenance=provenance,
+                           dtype=dtype)
 
 
 def load_inverter(path, model=None, device="cpu") -> Inverter:
@@ -211,15 +214,18 @@ def seed_mix(seed: int, index: int) -> int:
 
 
 @torch.no_grad()
-def _best_random_start(g, target, s, starts: int, seed: int, chunk: int) -> torch.Tensor:
-    """For each image, the best of ``starts`` seeded noise vectors by pixel loss -> z [B,nz]."""
+def _best_start(g, target, s, starts: int, seed: int, chunk: int, guess=None) -> torch.Tensor:
+    """For each image the best, by pixel loss, of ``starts`` seeded noise vectors (and of the
+    inverter's ``guess`` [B,nz] when given) -> z [B,nz]."""
     b, nz = target.shape[0], g.cfg.nz
     best = []
     for i in range(b):
         gen = torch.Generator().manual_seed(seed_mix(seed, i))
         cand = torch.randn(starts, nz, generator=gen).to(target.device)    # [K, nz]
+        if guess is not None:
+            cand = torch.cat([guess[i:i + 1], cand])
         losses = []
-        for k in range(0, starts, chunk):
+        for k in range(0, cand.shape[0], chunk):
             zk = cand[k:k + chunk]
             x = g(zk, s[i:i + 1].expand(zk.shape[0], -1))
             losses.append(_recon_loss(x, target[i:i + 1], None, None, 0.0))
@@ -235,8 +241,9 @@ def invert(model, image: torch.Tensor, sentence: torch.Tensor | None = None, ste
            check_interrupt=None):
     """image [B,3,R,R] in [-1,1] at the model's resolution -> GANLatent (z [B,nz], sentence [B,D]).
 
-    Start: the inverter's guess (``encoder``) when given, else for each image the best of
-    ``starts`` seeded random noise vectors under ``sentence``. ``sentence`` [B,D] (or [1,D]) also
+    Start: for each image the best (pixel loss) of ``starts`` seeded random noise vectors and,
+    with an inverter (``encoder``), its guess; the sentence starts at the inverter's guess or
+    ``sentence``. ``sentence`` [B,D] (or [1,D]) also
     replaces the inverter's sentence guess when given. Then ``steps`` Adam steps on z (and on the
     sentence when ``fit_sentence``, which stays on the unit sphere) minimising pixel L1 + L2, a
     discriminator-feature distance (when the model has a discriminator) and a weak pull of |z|
@@ -271,14 +278,15 @@ def invert(model, image: torch.Tensor, sentence: torch.Tensor | None = None, ste
     for start in range(0, b, chunk):
         x_t = target[start:start + chunk]
         with torch.no_grad():
+            guess = None
             if encoder is not None:
                 encoder.to(device)
-                z0, s0 = encoder(x_t)
+                guess, s0 = encoder(x_t)
                 if sentence is not None:
                     s0 = sentence[start:start + chunk]
             else:
                 s0 = sentence[start:start + chunk]
-                z0 = _best_random_start(g, x_t, s0, starts, seed_mix(seed, start), chunk)
+            z0 = _best_start(g, x_t, s0, starts, seed_mix(seed, start), chunk, guess)
             feat_t = d.features(x_t) if d is not None and feature_weight > 0 else None
         z = z0.detach().clone().requires_grad_(True)
         u = s0.detach().clone().requires_grad_(fit_sentence)

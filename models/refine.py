@@ -282,7 +282,10 @@ def edit(model, source, new_sentence: torch.Tensor, strength: float = 1.0,
             if original.dim() != 4 or original.shape[1] != 3:
                 raise RefineError(f"edit: image must be [B, 3, H, W], got {tuple(original.shape)}")
             b = original.shape[0]
-            start = broadcast_rows(plain(new_sentence).float(), b, "new embeddings")
+            # the image's own sentence is unknown: the inverter guesses it, else the fit starts
+            # from the new prompt (it describes the same kind of picture) and moves away from it
+            start = None if encoder is not None else broadcast_rows(
+                plain(new_sentence).float(), b, "new embeddings")
             latent = invert(model, fit_to_model(original, r), start, invert_steps, encoder,
                             fit_sentence=True, seed=seed, device=device, progress=progress,
                             check_interrupt=check_interrupt)

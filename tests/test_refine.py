@@ -141,7 +141,7 @@ def test_inverter_trains_saves_loads_and_checks(model, tmp_path):
     net, stats = inv.train_inverter(model, bank, steps=3, batch=4, width=4)
     assert stats["step"] == 3
     path = inv.save_inverter(tmp_path / "toy_inverter.safetensors", net, encoder_id="toy-encoder",
-                             provenance={"gan": model.name})
+                             provenance={"gan": model.name}, dtype=None)
     loaded = inv.load_inverter(path, model)
     x = torch.rand(2, 3, RES, RES) * 2 - 1
     assert all(torch.equal(a, b) for a, b in zip(net(x), loaded(x)))

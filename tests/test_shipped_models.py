@@ -1,6 +1,5 @@
 """The weights that ship with the pack: they load, they are what the README says, and the
 default model follows its prompts well above chance (a broken model fails here)."""
-import numpy as np
 import pytest
 import torch
 from promptgan.models import evaluate as ev
@@ -11,11 +10,11 @@ from promptgan.nodes.runtime import BUNDLED_WEIGHTS_DIR
 
 DEFAULT_MODEL = BUNDLED_WEIGHTS_DIR / "promptgan_default.safetensors"
 
-# Floors well under the evaluator's figures in the README (which use 200 held-out prompts), far
-# above chance: they catch a broken or text-blind model, not small regressions.
-FLOOR_DOMAIN = 0.9           # flower vs landscape read from the image
-FLOOR_MEAN_ATTRIBUTE = None  # set from the evaluator once the default model is final
-CHANCE_MEAN_ATTRIBUTE = float(np.mean([1 / n for name, n in P.LABEL_HEADS if name != "domain"]))
+# Floors under the evaluator's figures in the README (200 held-out prompts: domain 0.885, time of
+# day 0.60, text sensitivity 0.33 vs noise 0.13) and above chance (0.5, 0.33): they catch a broken
+# or text-blind model. The model does not yet follow most attributes (README), so no floor on those.
+FLOOR_DOMAIN = 0.75
+FLOOR_TIME_OF_DAY = 0.45
 
 
 @pytest.fixture(scope="module")
@@ -50,8 +49,17 @@ def test_default_model_follows_prompts(model, classifier):
     images = ev.generate(model, s, list(range(len(prompts))))
     acc = ev.evaluate_images(images, prompts, classifier)
     assert acc["accuracy"]["domain"] >= FLOOR_DOMAIN, acc
-    floor = FLOOR_MEAN_ATTRIBUTE or CHANCE_MEAN_ATTRIBUTE + 0.1
-    assert acc["mean_accuracy"] >= floor, acc
+    assert acc["accuracy"]["landscape.time_of_day"] >= FLOOR_TIME_OF_DAY, acc
+
+
+def test_default_model_listens_to_the_text(model):
+    """Changing only the prompt moves the image more than changing only the seed."""
+    prompts = [p["prompt"] for p in P.heldout_prompts(8, seed=77)]
+    s = encode_prompts(prompts).sentence
+    a = ev.generate(model, s, [5] * len(prompts))
+    b = ev.generate(model, s.roll(1, 0), [5] * len(prompts))
+    c = ev.generate(model, s, list(range(100, 100 + len(prompts))))
+    assert (a - b).abs().mean() > (a - c).abs().mean()
 
 
 def test_same_seed_same_image(model):
