@@ -109,7 +109,8 @@ def load_training_data(spec: str, resolution: int, n_images: int, seed: int, cac
     """spec: 'procedural', 'flowers', 'landscapes' or 'folder:PATH'."""
     from safetensors.torch import load_file, save_file
 
-    key = hashlib.sha1(f"{spec}|{resolution}|{n_images}|{seed}|{captions_per_image}|v1".encode()).hexdigest()[:12]
+    fingerprint = f"{spec}|{resolution}|{n_images}|{seed}|{captions_per_image}|v1"
+    key = hashlib.sha1(fingerprint.encode()).hexdigest()[:12]
     cache = cache_dir / f"data_{key}.safetensors"
     if spec.startswith("folder:"):
         from .data.folder import load_image_folder

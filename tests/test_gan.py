@@ -18,8 +18,10 @@ def tiny(res=32, with_aux=False):
 
 
 def fake_embeds(n, encoder="toy-encoder", dim=6, seed=0):
-    s = torch.nn.functional.normalize(torch.randn(n, dim, generator=torch.Generator().manual_seed(seed)), dim=1)
-    return TextEmbeds(s, s[:, None], torch.ones(n, 1, dtype=torch.bool), encoder, [f"p{i}" for i in range(n)])
+    g = torch.Generator().manual_seed(seed)
+    s = torch.nn.functional.normalize(torch.randn(n, dim, generator=g), dim=1)
+    mask = torch.ones(n, 1, dtype=torch.bool)
+    return TextEmbeds(s, s[:, None], mask, encoder, [f"p{i}" for i in range(n)])
 
 
 @pytest.mark.parametrize("res", [32, 64, 128])

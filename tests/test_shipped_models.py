@@ -2,6 +2,7 @@
 default model follows its prompts well above chance (a broken model fails here)."""
 import pytest
 import torch
+
 from promptgan.models import evaluate as ev
 from promptgan.models.data import procedural as P
 from promptgan.models.gan import load_gan

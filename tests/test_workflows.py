@@ -6,6 +6,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+
 from promptgan.nodes import headless
 
 ROOT = Path(__file__).resolve().parents[1]
