@@ -11,9 +11,6 @@ error that names the input. Any image size works: tiles bound the memory, a 1x1 
 from __future__ import annotations
 
 import logging
-import os
-import threading
-from collections import OrderedDict
 from pathlib import Path
 
 import torch
@@ -24,9 +21,7 @@ from . import runtime
 log = logging.getLogger("PromptGAN")
 
 BUNDLED_SUFFIX = " (bundled)"
-_cache: OrderedDict[tuple, EnhancerModel] = OrderedDict()
-_cache_lock = threading.Lock()
-MAX_CACHED = 2
+_cache = runtime.ModelCache(2)
 
 
 class EnhancerModel:
@@ -81,22 +76,14 @@ def load_model(name: str) -> EnhancerModel:
     from ..models.checkpoint import load_checkpoint
     from ..models.enhance.network import build_from_checkpoint
 
-    path = resolve(name)
-    key = (str(path), os.path.getmtime(path))
-    with _cache_lock:
-        if key in _cache:
-            _cache.move_to_end(key)
-            return _cache[key]
-    ck = load_checkpoint(path, kind="enhancer")
-    net = build_from_checkpoint(ck).to(memory_format=torch.channels_last)
-    for p in net.parameters():
-        p.requires_grad_(False)
-    model = EnhancerModel(net, name, str(path), ck.encoder, ck.provenance)
-    with _cache_lock:
-        _cache[key] = model
-        while len(_cache) > MAX_CACHED:
-            _cache.popitem(last=False)
-    return model
+    def load(path):
+        ck = load_checkpoint(path, kind="enhancer")
+        net = build_from_checkpoint(ck).to(memory_format=torch.channels_last)
+        for p in net.parameters():
+            p.requires_grad_(False)
+        return EnhancerModel(net, name, str(path), ck.encoder, ck.provenance)
+
+    return _cache.get(resolve(name), load)
 
 
 class PromptGAN_EnhancerLoader:

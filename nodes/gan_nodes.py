@@ -1,18 +1,11 @@
 """Model loader and GANGenerate nodes."""
 from __future__ import annotations
 
-import os
-import threading
-from collections import OrderedDict
-
 from . import runtime
 
 BUNDLED_MODEL = "promptgan_default.safetensors"
 BUNDLED_CHOICE = "promptgan_default (bundled)"
-MAX_CACHED_MODELS = 3
-
-_cache: OrderedDict[tuple, object] = OrderedDict()
-_lock = threading.Lock()
+_cache = runtime.ModelCache(3)
 
 
 def model_choices() -> list[str]:
@@ -32,18 +25,7 @@ def resolve_choice(name: str):
 def load_model_cached(name: str):
     from ..models.gan import load_gan
 
-    path = resolve_choice(name)
-    key = (str(path), os.path.getmtime(path))
-    with _lock:
-        if key in _cache:
-            _cache.move_to_end(key)
-            return _cache[key]
-    model = load_gan(path, device="cpu")
-    with _lock:
-        _cache[key] = model
-        while len(_cache) > MAX_CACHED_MODELS:
-            _cache.popitem(last=False)
-    return model
+    return _cache.get(resolve_choice(name), lambda path: load_gan(path, device="cpu"))
 
 
 class PromptGAN_ModelLoader:
