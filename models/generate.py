@@ -8,7 +8,7 @@ import torch
 from .gan import GANModel, seeded_noise
 from .text_encoder import TextEmbeds
 
-BYTES_PER_PIXEL_CHUNK = 4 * 3
+BYTES_PER_OUTPUT_PIXEL = 4 * 3          # float32 RGB
 
 
 class EncoderMismatchError(ValueError):
@@ -67,7 +67,7 @@ def available_memory_bytes(device: torch.device) -> int | None:
 
 def check_fits(n_images: int, resolution: int, chunk: int, device: torch.device) -> None:
     """Refuse a request whose output (plus one chunk's activations) cannot fit in memory."""
-    out_bytes = n_images * resolution * resolution * BYTES_PER_PIXEL_CHUNK
+    out_bytes = n_images * resolution * resolution * BYTES_PER_OUTPUT_PIXEL
     # activations of one chunk: about 64 float maps of the output size per image (measured
     # order of magnitude for ngf=32; generous on purpose)
     work = chunk * resolution * resolution * 4 * 64 * 4

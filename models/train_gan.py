@@ -355,7 +355,7 @@ def main(argv=None) -> int:
     def aug(images):
         return diff_augment(images, gen, args.translation, args.cutout)
 
-    def save(final=False):
+    def save():
         if not is_main:
             return
         extra = dict(history, step=step)
@@ -461,7 +461,7 @@ def main(argv=None) -> int:
                     grid = G_ema(sample_z, sample_s)
                 save_image_grid(grid, out / "samples" / f"step_{step:06d}.png", nrow=8,
                                 captions=SAMPLE_PROMPTS)
-        save(final=True)
+        save()
     if bar is not None:
         bar.close()
         print(f"saved {model_path} at step {step}")
