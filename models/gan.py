@@ -122,14 +122,19 @@ class Generator(nn.Module):
 
 
 class DBlock(nn.Module):
-    """Residual down-block: two convs, stride-2, learned shortcut with average pooling."""
+    """Residual down-block: two convs, stride-2, learned shortcut with average pooling.
+
+    The residual branch is scaled by a learned gamma. DF-GAN starts it at 0; measured here, it
+    then stayed near 0.05 for 4,000 steps, which leaves D almost a linear function of 16x16
+    block averages: it read background and time of day but petal colour only at chance. Starting
+    at 1 gives D its non-linear branch from the first step."""
 
     def __init__(self, cin: int, cout: int):
         super().__init__()
         self.conv1 = nn.Conv2d(cin, cout, 4, 2, 1)
         self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1)
         self.shortcut = nn.Conv2d(cin, cout, 1)
-        self.gamma = nn.Parameter(torch.zeros(1))
+        self.gamma = nn.Parameter(torch.ones(1))
 
     def forward(self, x):
         h = self.conv2(F.leaky_relu(self.conv1(x), 0.2, inplace=True))

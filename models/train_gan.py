@@ -109,7 +109,7 @@ def load_training_data(spec: str, resolution: int, n_images: int, seed: int, cac
     """spec: 'procedural', 'flowers', 'landscapes' or 'folder:PATH'."""
     from safetensors.torch import load_file, save_file
 
-    fingerprint = f"{spec}|{resolution}|{n_images}|{seed}|{captions_per_image}|v1"
+    fingerprint = f"{spec}|{resolution}|{n_images}|{seed}|{captions_per_image}|v2"
     key = hashlib.sha1(fingerprint.encode()).hexdigest()[:12]
     cache = cache_dir / f"data_{key}.safetensors"
     if spec.startswith("folder:"):
@@ -210,6 +210,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "to --recon-size: a paired signal that teaches colours and layout early "
                         "(0 = off)")
     p.add_argument("--recon-size", type=int, default=16, help="resolution of the L1 term")
+    p.add_argument("--colour-weight", type=float, default=0.0,
+                   help="weight of a layout-free colour term: sliced Wasserstein distance between "
+                        "the pixel colours of G's image and of its caption's real image, so petal, "
+                        "centre and sky colours are taught wherever they sit in the picture")
+    p.add_argument("--colour-size", type=int, default=32,
+                   help="resolution at which the colour term compares pixels")
     p.add_argument("--translation", type=float, default=0.125, help="DiffAugment translation")
     p.add_argument("--cutout", type=float, default=0.25, help="DiffAugment cutout size")
     p.add_argument("--ema", type=float, default=0.999, help="EMA decay (after ramp-up)")
@@ -220,6 +226,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--init", default=None,
                    help="warm start from a shipped model (G from its EMA weights, D as shipped)")
+    p.add_argument("--fresh-d", action="store_true",
+                   help="with --init: take only the generator, start a new discriminator")
     p.add_argument("--save-every", type=int, default=250)
     p.add_argument("--sample-every", type=int, default=1000)
     p.add_argument("--log-every", type=int, default=50)
@@ -283,6 +291,23 @@ def _cpu_has_native_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
+def colour_distance(fake: torch.Tensor, real: torch.Tensor, size: int, gen: torch.Generator,
+                    n_dirs: int = 8) -> torch.Tensor:
+    """Sliced Wasserstein distance between the pixel colours of paired images, [B,3,R,R] each.
+
+    Each image is pooled to size x size and its pixels are treated as a set of RGB points; both
+    sets are projected on the three colour axes and on random unit directions, sorted, and
+    compared. Where a colour sits in the picture does not matter, only how much of it there is.
+    """
+    f = F.adaptive_avg_pool2d(fake, size).flatten(2)                 # [B, 3, P]
+    r = F.adaptive_avg_pool2d(real, size).flatten(2).to(f.dtype)
+    dirs = torch.randn(n_dirs, 3, generator=gen)
+    dirs = torch.cat([torch.eye(3), dirs / dirs.norm(dim=1, keepdim=True)]).to(f)  # [K, 3]
+    pf = torch.einsum("kc,bcp->bkp", dirs, f).sort(dim=-1).values
+    pr = torch.einsum("kc,bcp->bkp", dirs, r).sort(dim=-1).values
+    return (pf - pr).abs().mean()
+
+
 def ema_decay(step: int, target: float) -> float:
     """Ramp-up: early on the EMA follows G closely, later it averages over ~1/(1-target)."""
     return min(target, (1 + step) / (10 + step))
@@ -333,7 +358,11 @@ def main(argv=None) -> int:
 
         load_state_strict(G, init.generator.state_dict(), source=f"{args.init} [generator]")
         load_state_strict(G_ema, init.generator.state_dict(), source=f"{args.init} [generator]")
-        load_state_strict(D, init.discriminator.state_dict(), source=f"{args.init} [discriminator]")
+        if args.fresh_d:
+            log.info("--fresh-d: the discriminator starts from scratch")
+        else:
+            load_state_strict(D, init.discriminator.state_dict(),
+                              source=f"{args.init} [discriminator]")
         step = int(init.provenance.get("step", 0))
         history = {"commands": init.provenance.get("commands", []), "init": str(args.init)}
         log.info("warm start from %s (step %d)", args.init, step)
@@ -363,7 +392,8 @@ def main(argv=None) -> int:
                          step, extra, kind="gan", config=config, encoder=data.encoder_id)
         prov = {"step": step, "commands": history["commands"], "data": args.data,
                 "recipe": "hinge+MA-GP+DiffAugment+EMA" + ("+AC" if use_aux else "")
-                + (f"+L1@{args.recon_size}px" if args.recon_weight > 0 else ""),
+                + (f"+L1@{args.recon_size}px" if args.recon_weight > 0 else "")
+                + (f"+colourSWD@{args.colour_size}px" if args.colour_weight > 0 else ""),
                 "saved": time.strftime("%Y-%m-%d %H:%M:%S")}
         gan.save_gan(model_path, G_ema, D, encoder_id=data.encoder_id, provenance=prov,
                      dtype=torch.float32)
@@ -428,6 +458,10 @@ def main(argv=None) -> int:
                                   F.adaptive_avg_pool2d(x, args.recon_size))
                 loss_g = loss_g + args.recon_weight * recon
                 stats["recon"] = recon.item()
+            if args.colour_weight > 0:
+                colour = colour_distance(fake.float(), x, args.colour_size, gen)
+                loss_g = loss_g + args.colour_weight * colour
+                stats["colour"] = colour.item()
             opt_g.zero_grad(set_to_none=True)
             loss_g.backward()
             opt_g.step()

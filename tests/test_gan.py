@@ -6,7 +6,7 @@ from promptgan.models import gan
 from promptgan.models import generate as gen
 from promptgan.models.checkpoint import CheckpointError
 from promptgan.models.text_encoder import TextEmbeds
-from promptgan.models.train_gan import diff_augment, ema_decay
+from promptgan.models.train_gan import colour_distance, diff_augment, ema_decay
 
 
 def tiny(res=32, with_aux=False):
@@ -96,6 +96,19 @@ def test_diff_augment_keeps_shape_and_gradient():
     assert y.shape == x.shape
     y.sum().backward()
     assert x.grad is not None and (x.grad == 0).any()   # cutout and shifts zero some pixels
+
+
+def test_colour_distance_ignores_layout_but_not_colour():
+    g = torch.Generator().manual_seed(0)
+    img = torch.rand(2, 3, 8, 8) * 2 - 1
+    shuffled = img.flatten(2)[:, :, torch.randperm(64, generator=g)].view(2, 3, 8, 8)
+    assert colour_distance(shuffled, img, 8, g).item() < 1e-6          # same pixels, new places
+    recoloured = img.clone()
+    recoloured[:, 0] = 0.5 * recoloured[:, 0] + 0.5                      # redder everywhere
+    assert colour_distance(recoloured, img, 8, g).item() > 0.1
+    fake = img.clone().requires_grad_(True)
+    colour_distance(fake + 0.1, img, 8, g).backward()
+    assert fake.grad.abs().sum() > 0
 
 
 def test_ema_ramps_up():
