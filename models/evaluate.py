@@ -287,6 +287,68 @@ def evaluate_model(model, net, n_per_domain: int = 100, seed: int = 0,
     return out
 
 
+def train_phrasing_accuracy(model, net, n_per_domain: int = 100, seed: int = 0) -> dict:
+    """Attribute accuracy on the held-out combinations phrased with training words and templates:
+    beside the headline figure it separates new wording from new combinations."""
+    from .data import procedural as P
+    from .text_encoder import encode_prompts
+
+    rng = np.random.default_rng(seed + 7)
+    prompts = [dict(p, prompt=P.make_caption(p["domain"], p["attrs"], rng, "any"))
+               for p in P.heldout_prompts(n_per_domain)]
+    s = encode_prompts([p["prompt"] for p in prompts]).sentence
+    images = generate(model, s, [seed + i for i in range(len(prompts))])
+    return evaluate_images(images, prompts, net)
+
+
+def text_probe_accuracy(n_captions: int = 4000, n_per_domain: int = 100, seed: int = 0,
+                        steps: int = 1500) -> dict:
+    """How much of each attribute the sentence embedding of a held-out prompt carries.
+
+    A linear probe (embedding -> attribute logits) is fitted on training captions and read on the
+    held-out prompts. A generator conditioned on the same embedding sees no more than this, so it
+    is a practical ceiling on text-side generalisation, reported beside the classifier's ceiling.
+    """
+    from .data import procedural as P
+    from .text_encoder import encode_prompts
+
+    rng = np.random.default_rng(seed + 11)
+    caps, labels = [], []
+    for i in range(n_captions):
+        domain = P.DOMAINS[i % len(P.DOMAINS)]
+        attrs = P.sample_attributes(domain, rng, "train")
+        caps.append(P.make_caption(domain, attrs, rng, "train"))
+        labels.append(P.labels_vector(domain, attrs))
+    x = torch.cat([encode_prompts(caps[i:i + 256]).sentence for i in range(0, len(caps), 256)])
+    y = torch.as_tensor(np.stack(labels))
+    heads = [list(h) for h in P.LABEL_HEADS]
+    gen = torch.Generator().manual_seed(seed)
+    probe = nn.Linear(x.shape[1], sum(n for _, n in heads))
+    opt = torch.optim.Adam(probe.parameters(), lr=3e-3)
+    from .gan import aux_loss
+
+    for _ in range(steps):
+        idx = torch.randint(len(x), (256,), generator=gen)
+        loss = aux_loss(probe(x[idx]), y[idx], heads)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    held = P.heldout_prompts(n_per_domain)
+    hx = encode_prompts([p["prompt"] for p in held]).sentence
+    with torch.no_grad():
+        logits = probe(hx)
+    pred, start = [], 0
+    for _, n in heads:
+        pred.append(logits[:, start:start + n].argmax(1))
+        start += n
+    acc = per_head_accuracy(torch.stack(pred, 1), torch.as_tensor(np.stack([p["labels"] for p in held])),
+                            heads)
+    attrs = {k: v for k, v in acc.items() if k != "domain"}
+    return {"accuracy": acc, "mean_accuracy": round(float(np.mean(list(attrs.values()))), 4),
+            "colour_accuracy": round(float(np.mean([v for k, v in attrs.items()
+                                                    if k in COLOUR_ATTRIBUTES])), 4)}
+
+
 def _pairwise(feats: np.ndarray, group: int) -> float:
     ds = []
     for i in range(0, len(feats), group):
@@ -312,11 +374,21 @@ def write_grid(model, path, seeds: int = 6, prompts: list[str] | None = None, sc
 
 
 def markdown_table(result: dict, name: str = "model") -> str:
-    rows = ["| attribute | generated | classifier on real renders |", "| --- | --- | --- |"]
-    for k, v in result["accuracy"].items():
-        rows.append(f"| {k} | {v:.3f} | {result['classifier_on_real'].get(k, float('nan')):.3f} |")
-    rows.append(f"| **mean (attributes)** | **{result['mean_accuracy']:.3f}** | |")
-    rows.append(f"| **colour attributes** | **{result['colour_accuracy']:.3f}** | |")
+    """README table: held-out prompts, plus the optional training-phrasing and text-probe columns."""
+    cols = [("generated", result)]
+    if "train_phrasing" in result:
+        cols.append(("same combinations, training wording", result["train_phrasing"]))
+    if "text_probe" in result:
+        cols.append(("text probe (ceiling from the embedding)", result["text_probe"]))
+    head = ["attribute"] + [c for c, _ in cols] + ["classifier on real renders"]
+    rows = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    for k in result["accuracy"]:
+        vals = [f"{r['accuracy'].get(k, float('nan')):.3f}" for _, r in cols]
+        rows.append(f"| {k} | " + " | ".join(vals)
+                    + f" | {result['classifier_on_real'].get(k, float('nan')):.3f} |")
+    for label, key in (("mean (attributes)", "mean_accuracy"), ("colour attributes", "colour_accuracy")):
+        vals = [f"**{r[key]:.3f}**" for _, r in cols]
+        rows.append(f"| **{label}** | " + " | ".join(vals) + " | |")
     extra = (f"\nFrechet distance {result['frechet']:.2f}, KID {result['kid']:.4f}, diversity "
              f"{result['diversity']:.2f} (real {result['diversity_real']:.2f}), text sensitivity "
              f"{result['text_sensitivity']:.3f} vs noise sensitivity {result['noise_sensitivity']:.3f}"
@@ -338,6 +410,12 @@ def main(argv=None) -> int:
     p.add_argument("--grid", default=None,
                    help="also write a PNG grid: the sample prompts (rows) x --grid-seeds seeds")
     p.add_argument("--grid-seeds", type=int, default=6)
+    p.add_argument("--train-phrasing", action="store_true",
+                   help="also report accuracy on the same combinations worded as training captions")
+    p.add_argument("--text-probe", action="store_true",
+                   help="also report the text-side ceiling: a linear probe from the sentence "
+                        "embedding to the attributes, fitted on training captions, read on the "
+                        "held-out prompts (encodes 4,000 captions: about a minute)")
     args = p.parse_args(argv)
     set_threads(args.threads)
     model = load_gan(args.model, with_discriminator=False)
@@ -346,6 +424,10 @@ def main(argv=None) -> int:
         print(f"grid: {args.grid}")
     net = load_classifier(args.classifier)
     result = evaluate_model(model, net, args.n_per_domain, args.seed, args.truncation)
+    if args.train_phrasing:
+        result["train_phrasing"] = train_phrasing_accuracy(model, net, args.n_per_domain, args.seed)
+    if args.text_probe:
+        result["text_probe"] = text_probe_accuracy(n_per_domain=args.n_per_domain, seed=args.seed)
     result["model"] = str(args.model)
     result["step"] = model.provenance.get("step")
     if args.json:
