@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
 
 from . import gan
@@ -214,6 +215,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="weight of a layout-free colour term: sliced Wasserstein distance between "
                         "the pixel colours of G's image and of its caption's real image, so petal, "
                         "centre and sky colours are taught wherever they sit in the picture")
+    p.add_argument("--code-weight", type=float, default=0.0,
+                   help="on labelled procedural data: weight of a linear read-out of the attribute "
+                        "labels from G's text code, so that no attribute fades from the code")
     p.add_argument("--colour-size", type=int, default=32,
                    help="resolution at which the colour term compares pixels")
     p.add_argument("--translation", type=float, default=0.125, help="DiffAugment translation")
@@ -341,7 +345,15 @@ def main(argv=None) -> int:
     G_ema.requires_grad_(False)
     if device.type == "cpu":
         G, D, G_ema = (m.to(memory_format=torch.channels_last) for m in (G, D, G_ema))
-    opt_g = torch.optim.Adam(G.parameters(), lr=args.lr_g, betas=(0.0, 0.9))
+    # --code-weight: a linear read-out of attribute labels from G's text code keeps every
+    # attribute (petal colour included) distinct in the code; it is trained with G, never shipped
+    use_code = bool(heads) and args.code_weight > 0
+    code_head = nn.Linear(gcfg.cond_dim, sum(n for _, n in heads)).to(device) if use_code else None
+    g_params = list(G.parameters()) + (list(code_head.parameters()) if use_code else [])
+    opt_g = torch.optim.Adam(g_params, lr=args.lr_g, betas=(0.0, 0.9))
+    train_modules = {"G": G, "D": D, "G_ema": G_ema}
+    if use_code:
+        train_modules["code_head"] = code_head
     opt_d = torch.optim.Adam(D.parameters(), lr=args.lr_d, betas=(0.0, 0.9))
 
     state_path, model_path = out / "state.safetensors", out / "model.safetensors"
@@ -349,7 +361,7 @@ def main(argv=None) -> int:
               "args": vars(args)}
     step, history = 0, {"commands": []}
     if state_path.is_file():
-        step, history = load_train_state(state_path, {"G": G, "D": D, "G_ema": G_ema},
+        step, history = load_train_state(state_path, train_modules,
                                          {"G": opt_g, "D": opt_d}, kind="gan")
         log.info("resumed %s at step %d", state_path, step)
     elif args.init:
@@ -388,12 +400,13 @@ def main(argv=None) -> int:
         if not is_main:
             return
         extra = dict(history, step=step)
-        save_train_state(state_path, {"G": G, "D": D, "G_ema": G_ema}, {"G": opt_g, "D": opt_d},
+        save_train_state(state_path, train_modules, {"G": opt_g, "D": opt_d},
                          step, extra, kind="gan", config=config, encoder=data.encoder_id)
         prov = {"step": step, "commands": history["commands"], "data": args.data,
                 "recipe": "hinge+MA-GP+DiffAugment+EMA" + ("+AC" if use_aux else "")
                 + (f"+L1@{args.recon_size}px" if args.recon_weight > 0 else "")
-                + (f"+colourSWD@{args.colour_size}px" if args.colour_weight > 0 else ""),
+                + (f"+colourSWD@{args.colour_size}px" if args.colour_weight > 0 else "")
+                + ("+code-readout" if use_code else ""),
                 "saved": time.strftime("%Y-%m-%d %H:%M:%S")}
         gan.save_gan(model_path, G_ema, D, encoder_id=data.encoder_id, provenance=prov,
                      dtype=torch.float32)
@@ -458,6 +471,10 @@ def main(argv=None) -> int:
                                   F.adaptive_avg_pool2d(x, args.recon_size))
                 loss_g = loss_g + args.recon_weight * recon
                 stats["recon"] = recon.item()
+            if use_code:
+                code = gan.aux_loss(code_head(G.text_proj(s)), labels, heads)
+                loss_g = loss_g + args.code_weight * code
+                stats["code"] = code.item()
             if args.colour_weight > 0:
                 colour = colour_distance(fake.float(), x, args.colour_size, gen)
                 loss_g = loss_g + args.colour_weight * colour

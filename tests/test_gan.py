@@ -121,11 +121,24 @@ def test_trainer_runs_resumes_and_exports(tmp_path):
 
     args = ["--out", str(tmp_path / "run"), "--n-images", "16", "--resolution", "32", "--ngf", "4",
             "--ndf", "4", "--batch", "4", "--steps", "3", "--save-every", "2", "--sample-every", "2",
-            "--cache-dir", str(tmp_path / "cache"), "--gp-every", "2", "--captions-per-image", "1"]
+            "--cache-dir", str(tmp_path / "cache"), "--gp-every", "2", "--captions-per-image", "1",
+            "--colour-weight", "1", "--code-weight", "1"]
     assert main(args) == 0
     run = tmp_path / "run"
     assert (run / "state.safetensors").is_file() and (run / "samples" / "step_000002.png").is_file()
     m = gan.load_gan(run / "model.safetensors")
     assert m.provenance["step"] == 3 and m.discriminator.aux is not None
-    assert main(args[:-10] + ["--steps", "5"] + args[-8:]) == 0     # resumes at 3, runs to 5
-    assert gan.load_gan(run / "model.safetensors").provenance["step"] == 5
+    assert "+colourSWD@32px+code-readout" in m.provenance["recipe"]
+    assert main(args[:-14] + ["--steps", "5"] + args[-12:]) == 0    # resumes at 3, runs to 5
+    m = gan.load_gan(run / "model.safetensors")
+    assert m.provenance["step"] == 5
+    from safetensors import safe_open
+
+    with safe_open(str(run / "state.safetensors"), "pt") as f:        # the read-out resumes ...
+        assert "code_head.weight" in f.keys()
+    with safe_open(str(run / "model.safetensors"), "pt") as f:        # ... and never ships
+        assert not [k for k in f.keys() if "code_head" in k]
+    # warm start with a new discriminator
+    assert main(["--out", str(tmp_path / "warm"), "--init", str(run / "model.safetensors"),
+                 "--fresh-d"] + args[2:-14] + ["--steps", "6"] + args[-12:]) == 0
+    assert gan.load_gan(tmp_path / "warm" / "model.safetensors").provenance["step"] == 6
