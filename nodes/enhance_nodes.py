@@ -21,6 +21,7 @@ from . import runtime
 log = logging.getLogger("PromptGAN")
 
 BUNDLED_SUFFIX = " (bundled)"
+ENHANCER_KIND = "enhancer"  # promptgan.kind of the files the loader lists (models/enhance/train.py)
 _cache = runtime.ModelCache(2)
 
 
@@ -77,7 +78,7 @@ def load_model(name: str) -> EnhancerModel:
     from ..models.enhance.network import build_from_checkpoint
 
     def load(path):
-        ck = load_checkpoint(path, kind="enhancer")
+        ck = load_checkpoint(path, kind=ENHANCER_KIND)
         net = build_from_checkpoint(ck).to(memory_format=torch.channels_last)
         for p in net.parameters():
             p.requires_grad_(False)
@@ -98,7 +99,7 @@ class PromptGAN_EnhancerLoader:
 
     @classmethod
     def INPUT_TYPES(cls):
-        names = bundled_names() + runtime.folder_files(runtime.MODEL_FOLDER)
+        names = bundled_names() + runtime.folder_files(runtime.MODEL_FOLDER, kind=ENHANCER_KIND)
         return {"required": {
             "model_name": (names or ["enhance_x4" + BUNDLED_SUFFIX], {
                 "tooltip": "Enhancer weights (.safetensors): the bundled x4 model, or a file you "

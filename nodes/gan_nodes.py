@@ -5,11 +5,12 @@ from . import runtime
 
 BUNDLED_MODEL = "promptgan_default.safetensors"
 BUNDLED_CHOICE = "promptgan_default (bundled)"
+GAN_KIND = "gan"  # promptgan.kind of the files this loader lists (models.gan.GAN_KIND)
 _cache = runtime.ModelCache(3)
 
 
 def model_choices() -> list[str]:
-    return [BUNDLED_CHOICE] + runtime.folder_files(runtime.MODEL_FOLDER)
+    return [BUNDLED_CHOICE] + runtime.folder_files(runtime.MODEL_FOLDER, kind=GAN_KIND)
 
 
 def resolve_choice(name: str):
@@ -43,13 +44,15 @@ class PromptGAN_ModelLoader:
         return {"required": {"model_name": (model_choices(), {
             "default": BUNDLED_CHOICE,
             "tooltip": "The bundled model (64 px flowers and landscapes) or a .safetensors file "
-                       "trained with this pack's trainer, placed in ComfyUI/models/promptgan."})}}
+                       "trained with this pack's trainer, placed in ComfyUI/models/promptgan "
+                       "(only text-to-image models are listed)."})}}
 
     @classmethod
     def VALIDATE_INPUTS(cls, model_name):
         if model_name != BUNDLED_CHOICE and model_name not in runtime.folder_files(
-                runtime.MODEL_FOLDER):
-            return (f"model '{model_name}' is not in models/promptgan; pick one from the list "
+                runtime.MODEL_FOLDER, kind=GAN_KIND):
+            return (f"model '{model_name}' is not a PromptGAN text-to-image model in "
+                    f"models/promptgan; pick one from the list "
                     f"or '{BUNDLED_CHOICE}'")
         return True
 

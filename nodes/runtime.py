@@ -97,16 +97,35 @@ def progress_bar(total: int) -> _Progress:
     return _Progress(total)
 
 
-def folder_files(folder: str) -> list[str]:
-    """Names (relative paths) of the files in a ComfyUI model folder; [] outside ComfyUI."""
+def folder_files(folder: str, kind: str | None = None) -> list[str]:
+    """Names (relative paths) of the files in a ComfyUI model folder; [] outside ComfyUI.
+
+    With ``kind`` only the pack's files of that kind are listed ("gan", "enhancer"), read from
+    the safetensors header alone, so one shared folder gives each loader only what it can load.
+    """
     if folder_paths is None:
         return []
     try:
         names = folder_paths.get_filename_list(folder)
     except KeyError:
         return []
-    return sorted(n for n in names if Path(n).suffix.lower() in WEIGHT_EXTENSIONS
-                  or folder == TEXT_ENCODER_FOLDER)
+    names = sorted(n for n in names if Path(n).suffix.lower() in WEIGHT_EXTENSIONS
+                   or folder == TEXT_ENCODER_FOLDER)
+    if kind is None:
+        return names
+    return [n for n in names if file_kind(folder_paths.get_full_path(folder, n)) == kind]
+
+
+def file_kind(path) -> str | None:
+    """promptgan.kind of a safetensors file, or None (not ours, unreadable, not safetensors)."""
+    from ..models.checkpoint import read_metadata
+
+    if not path or Path(path).suffix.lower() != ".safetensors":
+        return None
+    try:
+        return read_metadata(path).get("promptgan.kind")
+    except Exception:  # noqa: BLE001 - any unreadable file is simply not listed
+        return None
 
 
 def folder_roots(folder: str) -> list[Path]:

@@ -183,6 +183,32 @@ def test_names_resolve_only_inside_their_folder(tmp_path):
         runtime.resolve_in([root], "nope.safetensors", "model")
 
 
+def test_loader_dropdowns_list_only_their_kind(tmp_path, monkeypatch):
+    """One shared models/promptgan folder: each loader lists only the files it can load."""
+    import types
+
+    from safetensors.torch import save_file
+
+    from promptgan.models.checkpoint import save_checkpoint
+    from promptgan.nodes import enhance_nodes, gan_nodes
+
+    t = {"w": torch.zeros(2)}
+    save_checkpoint(tmp_path / "mine_gan.safetensors", t, kind="gan", config={})
+    save_checkpoint(tmp_path / "mine_x4.safetensors", t, kind="enhancer", config={})
+    save_file(t, str(tmp_path / "foreign.safetensors"))
+    (tmp_path / "broken.safetensors").write_bytes(b"\x01\x02not a header")
+    (tmp_path / "old.ckpt").write_bytes(b"x")
+    names = sorted(p.name for p in tmp_path.iterdir())
+    fake = types.SimpleNamespace(get_filename_list=lambda folder: names,
+                                 get_full_path=lambda folder, name: str(tmp_path / name))
+    monkeypatch.setattr(runtime, "folder_paths", fake)
+    assert gan_nodes.model_choices() == [gan_nodes.BUNDLED_CHOICE, "mine_gan.safetensors"]
+    enh = enhance_nodes.PromptGAN_EnhancerLoader.INPUT_TYPES()["required"]["model_name"][0]
+    assert [n for n in enh if not n.endswith(enhance_nodes.BUNDLED_SUFFIX)] == ["mine_x4.safetensors"]
+    assert "not a PromptGAN text-to-image model" in gan_nodes.PromptGAN_ModelLoader.VALIDATE_INPUTS(
+        "mine_x4.safetensors")
+
+
 def test_pyproject_registry_fields(pack_root):
     import tomllib
 
