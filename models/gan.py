@@ -30,6 +30,10 @@ class GeneratorConfig:
     text_dim: int = 384
     cond_dim: int = 128
     ngf: int = 32
+    # sentence embeddings are multiplied by this before use. MiniLM's are unit vectors over 384
+    # dims (about 0.05 per dim) while the noise is N(0, 1) per dim: at 1.0 the noise drowned the
+    # text (petal colour ignored after 4,000 steps). The trainer sets sqrt(dim) / mean norm.
+    text_scale: float = 1.0
 
     def __post_init__(self):
         if self.resolution not in _G_MULTS:
@@ -43,6 +47,7 @@ class DiscriminatorConfig:
     text_dim: int = 384
     ndf: int = 32
     label_heads: list = field(default_factory=list)  # [[name, n_classes], ...] for the aux head
+    text_scale: float = 1.0                            # as GeneratorConfig.text_scale
 
 
 def config_dict(cfg) -> dict:
@@ -114,11 +119,15 @@ class Generator(nn.Module):
         assert z.shape == (b, self.cfg.nz), f"noise must be [B, {self.cfg.nz}], got {tuple(z.shape)}"
         assert s.shape == (b, self.cfg.text_dim), (
             f"sentence embedding must be [B, {self.cfg.text_dim}], got {tuple(s.shape)}")
-        c = torch.cat([z, self.text_proj(s)], dim=1)                # [B, nz + cond_dim]
+        c = torch.cat([z, self.text_code(s)], dim=1)                # [B, nz + cond_dim]
         x = self.fc(z).view(b, -1, 4, 4)                             # [B, C0, 4, 4]
         for block in self.blocks:
             x = block(x, c)                                          # doubles H, W
         return self.to_rgb(x)                                        # [B, 3, R, R]
+
+    def text_code(self, s: torch.Tensor) -> torch.Tensor:
+        """Sentence [B, text_dim] -> the text part of the condition [B, cond_dim]."""
+        return self.text_proj(s * self.cfg.text_scale)
 
 
 class DBlock(nn.Module):
@@ -171,6 +180,7 @@ class Discriminator(nn.Module):
         """Features [B, F, 4, 4] and sentences [B, text_dim] -> matching score [B]."""
         b = h.shape[0]
         assert s.shape == (b, self.cfg.text_dim), tuple(s.shape)
+        s = s * self.cfg.text_scale
         tiled = s[:, :, None, None].expand(-1, -1, h.shape[2], h.shape[3])
         joint = self.joint(torch.cat([h, tiled.to(h.dtype)], 1)).view(b)
         pooled = F.leaky_relu(h, 0.2).sum(dim=(2, 3))                # [B, F]
@@ -193,6 +203,20 @@ class Discriminator(nn.Module):
     def judge(self, x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
         """Matching score [B] of images [B,3,R,R] with sentences [B,text_dim]."""
         return self.score(self.features(x), s)
+
+
+@torch.no_grad()
+def rescale_text_weights(net: Generator | Discriminator, old_scale: float, new_scale: float) -> None:
+    """Divide the weights that read the sentence by new_scale / old_scale, so that the network
+    computes the same function after its cfg.text_scale changes from old_scale to new_scale (the
+    caller sets the config). Used when warm-starting a model trained at another scale."""
+    ratio = old_scale / new_scale
+    if isinstance(net, Generator):
+        net.text_proj[0].weight.mul_(ratio)
+    else:
+        feat = net.text_proj.out_features
+        net.joint[0].weight[:, feat:].mul_(ratio)
+        net.text_proj.weight.mul_(ratio)
 
 
 def aux_loss(logits: torch.Tensor, labels: torch.Tensor, heads: list) -> torch.Tensor:

@@ -20,6 +20,7 @@ import argparse
 import hashlib
 import json
 import logging
+import math
 import os
 import time
 from pathlib import Path
@@ -215,6 +216,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="weight of a layout-free colour term: sliced Wasserstein distance between "
                         "the pixel colours of G's image and of its caption's real image, so petal, "
                         "centre and sky colours are taught wherever they sit in the picture")
+    p.add_argument("--text-scale", type=float, default=None,
+                   help="multiply sentence embeddings by this inside G and D (default: sqrt(dim) "
+                        "/ mean norm of the training embeddings, i.e. unit RMS per dimension like "
+                        "the noise; 1.0 is the old behaviour, where the noise drowned the text)")
     p.add_argument("--code-weight", type=float, default=0.0,
                    help="on labelled procedural data: weight of a linear read-out of the attribute "
                         "labels from G's text code, so that no attribute fades from the code")
@@ -335,10 +340,14 @@ def main(argv=None) -> int:
 
     heads = [list(h) for h in procedural.LABEL_HEADS] if data.labels is not None else []
     use_aux = bool(heads) and args.aux_weight > 0
+    if args.text_scale is None:  # unit RMS per dimension, like the noise
+        args.text_scale = round(math.sqrt(data.embeds.shape[1])
+                                / data.embeds.norm(dim=1).mean().clamp_min(1e-8).item(), 4)
     gcfg = gan.GeneratorConfig(resolution=args.resolution, ngf=args.ngf,
-                               text_dim=data.embeds.shape[1])
+                               text_dim=data.embeds.shape[1], text_scale=args.text_scale)
     dcfg = gan.DiscriminatorConfig(resolution=args.resolution, ndf=args.ndf,
-                                   text_dim=data.embeds.shape[1], label_heads=heads if use_aux else [])
+                                   text_dim=data.embeds.shape[1], label_heads=heads if use_aux else [],
+                                   text_scale=args.text_scale)
     G, D = gan.Generator(gcfg).to(device), gan.Discriminator(dcfg).to(device)
     G_ema = gan.Generator(gcfg).to(device)
     G_ema.load_state_dict(G.state_dict())
@@ -372,11 +381,15 @@ def main(argv=None) -> int:
 
         load_state_strict(G, init.generator.state_dict(), source=f"{args.init} [generator]")
         load_state_strict(G_ema, init.generator.state_dict(), source=f"{args.init} [generator]")
+        old_scale = init.generator.cfg.text_scale
+        for net in (G, G_ema):  # same function at the new text scale
+            gan.rescale_text_weights(net, old_scale, args.text_scale)
         if args.fresh_d:
             log.info("--fresh-d: the discriminator starts from scratch")
         else:
             load_state_strict(D, init.discriminator.state_dict(),
                               source=f"{args.init} [discriminator]")
+            gan.rescale_text_weights(D, init.discriminator.cfg.text_scale, args.text_scale)
         step = int(init.provenance.get("step", 0))
         history = {"commands": init.provenance.get("commands", []), "init": str(args.init)}
         log.info("warm start from %s (step %d)", args.init, step)
@@ -449,6 +462,7 @@ def main(argv=None) -> int:
                 sr = s.detach().requires_grad_(True)
                 out_gp = Dm(xr, sr)[0]
                 gx, gs = torch.autograd.grad(out_gp.sum(), (xr, sr), create_graph=True)
+                gs = gs / D.cfg.text_scale  # the gradient w.r.t. the sentence D actually reads
                 norm = torch.cat([gx.flatten(1), gs.flatten(1)], 1).norm(2, dim=1)
                 gp = args.gp_weight * (norm ** args.gp_power).mean()
                 loss_d = loss_d + args.gp_every * gp
@@ -474,7 +488,7 @@ def main(argv=None) -> int:
                 loss_g = loss_g + args.recon_weight * recon
                 stats["recon"] = recon.item()
             if use_code:
-                code = gan.aux_loss(code_head(G.text_proj(s)), labels, heads)
+                code = gan.aux_loss(code_head(G.text_code(s)), labels, heads)
                 loss_g = loss_g + args.code_weight * code
                 stats["code"] = code.item()
             if args.colour_weight > 0:

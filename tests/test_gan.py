@@ -111,6 +111,23 @@ def test_colour_distance_ignores_layout_but_not_colour():
     assert fake.grad.abs().sum() > 0
 
 
+def test_text_scale_rescaling_keeps_the_function():
+    import copy
+
+    torch.manual_seed(0)
+    g = gan.Generator(gan.GeneratorConfig(resolution=32, ngf=4)).eval()
+    d = gan.Discriminator(gan.DiscriminatorConfig(resolution=32, ndf=4)).eval()
+    z, s = torch.randn(2, 100), torch.nn.functional.normalize(torch.randn(2, 384), dim=1)
+    x = torch.rand(2, 3, 32, 32) * 2 - 1
+    g2, d2 = copy.deepcopy(g), copy.deepcopy(d)
+    for net in (g2, d2):
+        gan.rescale_text_weights(net, 1.0, 19.6)
+        net.cfg.text_scale = 19.6
+    assert torch.allclose(g(z, s), g2(z, s), atol=1e-5)
+    assert torch.allclose(d.judge(x, s), d2.judge(x, s), atol=1e-4)
+    assert not torch.allclose(g.text_proj[0].weight, g2.text_proj[0].weight)
+
+
 def test_ema_ramps_up():
     assert ema_decay(0, 0.999) == pytest.approx(0.1)
     assert ema_decay(10**6, 0.999) == 0.999
