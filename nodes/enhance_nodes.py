@@ -12,47 +12,21 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 
 from . import runtime
 
+if TYPE_CHECKING:
+    from ..models.enhance.model import EnhancerModel
+
 log = logging.getLogger("PromptGAN")
 
 BUNDLED_SUFFIX = " (bundled)"
-ENHANCER_KIND = "enhancer"  # promptgan.kind of the files the loader lists (models/enhance/train.py)
+ENHANCER_KIND = "enhancer"  # models.enhance.model.KIND, kept here so import stays light
 _cache = runtime.ModelCache(2)
-
-
-class EnhancerModel:
-    """What travels on a PROMPTGAN_ENHANCER socket: the network plus what it was trained with."""
-
-    def __init__(self, net, name: str, path: str, encoder_id: str, provenance: dict):
-        self.net = net
-        self.name = name
-        self.path = path
-        self.encoder_id = encoder_id
-        self.provenance = provenance
-        self._device_copies: dict[str, torch.nn.Module] = {}
-
-    @property
-    def scale(self) -> int:
-        return int(self.net.scale)
-
-    def on(self, device: torch.device):
-        """The network on ``device`` (kept, so repeated runs do not copy again)."""
-        key = str(device)
-        if key == "cpu":
-            return self.net
-        if key not in self._device_copies:
-            import copy
-
-            self._device_copies = {key: copy.deepcopy(self.net).to(device)}
-        return self._device_copies[key]
-
-    def __repr__(self) -> str:
-        return f"EnhancerModel({self.name!r}, x{self.scale}, encoder={self.encoder_id!r})"
 
 
 def bundled_names() -> list[str]:
@@ -73,18 +47,11 @@ def resolve(name: str) -> Path:
     return runtime.resolve_model_path(runtime.MODEL_FOLDER, name)
 
 
-def load_model(name: str) -> EnhancerModel:
-    from ..models.checkpoint import load_checkpoint
-    from ..models.enhance.network import build_from_checkpoint
+def load_model(name: str):
+    """The enhancer a dropdown name points to (models.enhance.model.EnhancerModel), cached."""
+    from ..models.enhance.model import load_enhancer
 
-    def load(path):
-        ck = load_checkpoint(path, kind=ENHANCER_KIND)
-        net = build_from_checkpoint(ck).to(memory_format=torch.channels_last)
-        for p in net.parameters():
-            p.requires_grad_(False)
-        return EnhancerModel(net, name, str(path), ck.encoder, ck.provenance)
-
-    return _cache.get(resolve(name), load)
+    return _cache.get(resolve(name), lambda path: load_enhancer(path, name))
 
 
 class PromptGAN_EnhancerLoader:

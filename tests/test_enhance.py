@@ -181,7 +181,7 @@ def test_instruction_pool_holds_out_eval_phrasings():
 
 @pytest.fixture()
 def node_model():
-    from promptgan.nodes.enhance_nodes import EnhancerModel
+    from promptgan.models.enhance.model import EnhancerModel
 
     return EnhancerModel(tiny(), "tiny", "", DEFAULT_ENCODER_ID, {})
 

@@ -207,6 +207,10 @@ def test_loader_dropdowns_list_only_their_kind(tmp_path, monkeypatch):
     assert [n for n in enh if not n.endswith(enhance_nodes.BUNDLED_SUFFIX)] == ["mine_x4.safetensors"]
     assert "not a PromptGAN text-to-image model" in gan_nodes.PromptGAN_ModelLoader.VALIDATE_INPUTS(
         "mine_x4.safetensors")
+    from promptgan.models import gan
+    from promptgan.models.enhance import model as enhance_model
+
+    assert (gan_nodes.GAN_KIND, enhance_nodes.ENHANCER_KIND) == (gan.GAN_KIND, enhance_model.KIND)
 
 
 def test_pyproject_registry_fields(pack_root):

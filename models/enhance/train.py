@@ -30,9 +30,8 @@ from ..train_utils import (
 )
 from .data import EnhanceData
 from .instructions import build_pool
+from .model import KIND
 from .network import Enhancer, EnhancerConfig, count_parameters
-
-KIND = "enhancer"
 
 
 def parse_args(argv):
