@@ -75,12 +75,16 @@ class AttributeClassifier(nn.Module):
 
     def predict(self, x: torch.Tensor) -> torch.Tensor:
         """-> predicted class index per head [B, H]."""
-        _, logits = self(x)
-        out, start = [], 0
-        for _, n in self.cfg.label_heads:
-            out.append(logits[:, start:start + n].argmax(1))
-            start += n
-        return torch.stack(out, 1)
+        return head_argmax(self(x)[1], self.cfg.label_heads)
+
+
+def head_argmax(logits: torch.Tensor, heads) -> torch.Tensor:
+    """Concatenated per-head logits [B, sum(classes)] -> class index per head [B, H]."""
+    out, start = [], 0
+    for _, n in heads:
+        out.append(logits[:, start:start + n].argmax(1))
+        start += n
+    return torch.stack(out, 1)
 
 
 def load_classifier(path=CLASSIFIER_PATH, device="cpu") -> AttributeClassifier:
@@ -232,15 +236,20 @@ def features_of(net, images: torch.Tensor) -> np.ndarray:
     return torch.cat([net(images[i:i + 256])[0] for i in range(0, len(images), 256)]).numpy()
 
 
+def accuracy_summary(acc: dict) -> dict:
+    """Per-head accuracy -> {accuracy, mean_accuracy (attributes, domain left out),
+    colour_accuracy}."""
+    attrs = {k: v for k, v in acc.items() if k != "domain"}
+    colour = [v for k, v in attrs.items() if k in COLOUR_ATTRIBUTES]
+    return {"accuracy": acc, "mean_accuracy": round(float(np.mean(list(attrs.values()))), 4),
+            "colour_accuracy": round(float(np.mean(colour)), 4)}
+
+
 def evaluate_images(images: torch.Tensor, prompts: list[dict], net, real_feats=None) -> dict:
     """Attribute accuracy of images [N,3,R,R] against the prompts' labels."""
     pred = torch.cat([net.predict(images[i:i + 256]) for i in range(0, len(images), 256)])
     labels = torch.as_tensor(np.stack([p["labels"] for p in prompts]))
-    acc = per_head_accuracy(pred, labels, net.cfg.label_heads)
-    attrs = {k: v for k, v in acc.items() if k != "domain"}
-    colour = [v for k, v in attrs.items() if k in COLOUR_ATTRIBUTES]
-    out = {"accuracy": acc, "mean_accuracy": round(float(np.mean(list(attrs.values()))), 4),
-           "colour_accuracy": round(float(np.mean(colour)), 4)}
+    out = accuracy_summary(per_head_accuracy(pred, labels, net.cfg.label_heads))
     if real_feats is not None:
         fake = features_of(net, images)
         out["frechet"] = round(frechet_distance(fake, real_feats), 3)
@@ -311,6 +320,7 @@ def text_probe_accuracy(n_captions: int = 4000, n_per_domain: int = 100, seed: i
     an attribute better than this probe does).
     """
     from .data import procedural as P
+    from .gan import aux_loss
     from .text_encoder import encode_prompts
 
     rng = np.random.default_rng(seed + 11)
@@ -326,8 +336,6 @@ def text_probe_accuracy(n_captions: int = 4000, n_per_domain: int = 100, seed: i
     gen = torch.Generator().manual_seed(seed)
     probe = nn.Linear(x.shape[1], sum(n for _, n in heads))
     opt = torch.optim.Adam(probe.parameters(), lr=3e-3)
-    from .gan import aux_loss
-
     for _ in range(steps):
         idx = torch.randint(len(x), (256,), generator=gen)
         loss = aux_loss(probe(x[idx]), y[idx], heads)
@@ -337,17 +345,9 @@ def text_probe_accuracy(n_captions: int = 4000, n_per_domain: int = 100, seed: i
     held = P.heldout_prompts(n_per_domain)
     hx = encode_prompts([p["prompt"] for p in held]).sentence
     with torch.no_grad():
-        logits = probe(hx)
-    pred, start = [], 0
-    for _, n in heads:
-        pred.append(logits[:, start:start + n].argmax(1))
-        start += n
-    acc = per_head_accuracy(torch.stack(pred, 1), torch.as_tensor(np.stack([p["labels"] for p in held])),
-                            heads)
-    attrs = {k: v for k, v in acc.items() if k != "domain"}
-    return {"accuracy": acc, "mean_accuracy": round(float(np.mean(list(attrs.values()))), 4),
-            "colour_accuracy": round(float(np.mean([v for k, v in attrs.items()
-                                                    if k in COLOUR_ATTRIBUTES])), 4)}
+        pred = head_argmax(probe(hx), heads)
+    labels = torch.as_tensor(np.stack([p["labels"] for p in held]))
+    return accuracy_summary(per_head_accuracy(pred, labels, heads))
 
 
 def _pairwise(feats: np.ndarray, group: int) -> float:

@@ -5,6 +5,7 @@ the device is picked among cuda/mps/cpu, progress goes to tqdm, interruption is 
 """
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from pathlib import Path
@@ -117,11 +118,21 @@ def folder_files(folder: str, kind: str | None = None) -> list[str]:
 
 
 def file_kind(path) -> str | None:
-    """promptgan.kind of a safetensors file, or None (not ours, unreadable, not safetensors)."""
-    from ..models.checkpoint import read_metadata
-
+    """promptgan.kind of a safetensors file, or None (not ours, unreadable, not safetensors).
+    The header is read once per file version: dropdowns ask on every /object_info."""
     if not path or Path(path).suffix.lower() != ".safetensors":
         return None
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    return _header_kind(str(path), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=256)
+def _header_kind(path: str, mtime_ns: int, size: int) -> str | None:
+    from ..models.checkpoint import read_metadata
+
     try:
         return read_metadata(path).get("promptgan.kind")
     except Exception:  # noqa: BLE001 - any unreadable file is simply not listed
