@@ -128,6 +128,38 @@ def test_text_scale_rescaling_keeps_the_function():
     assert not torch.allclose(g.text_proj[0].weight, g2.text_proj[0].weight)
 
 
+def test_gblock_matches_dfgan_upsample_first_order():
+    """GBlock runs FiLM, leaky ReLU and the shortcut before the upsample; with non-trivial FiLM
+    weights that must equal DF-GAN's order (upsample, then everything), values and gradients."""
+    import torch.nn.functional as F
+
+    torch.manual_seed(0)
+    block = gan.GBlock(cond_dim=5, cin=6, cout=4)
+    for p in block.parameters():          # FiLM heads start at zero: make them do something
+        torch.nn.init.normal_(p, std=0.3)
+    x = torch.randn(3, 6, 8, 8, requires_grad=True)
+    c = torch.randn(3, 5)
+
+    def reference(x):
+        up = F.interpolate(x, scale_factor=2, mode="nearest")
+        h = block.conv1(block.fuse1(up, c))
+        return block.shortcut(up) + block.conv2(block.fuse2(h, c))
+
+    out, ref = block(x, c), reference(x)
+    assert out.shape == (3, 4, 16, 16)
+    assert torch.allclose(out, ref, atol=1e-5)
+    (gx,) = torch.autograd.grad(out.square().sum(), x)
+    (gr,) = torch.autograd.grad(ref.square().sum(), x)
+    assert torch.allclose(gx, gr, atol=1e-4)
+
+
+def test_generator_output_is_plain_contiguous():
+    g, _ = tiny(32)
+    x = g(torch.randn(2, 8), torch.randn(2, 6))
+    assert x.is_contiguous()
+    x.view(2, -1)                         # callers flatten and convert to numpy
+
+
 def test_ema_ramps_up():
     assert ema_decay(0, 0.999) == pytest.approx(0.1)
     assert ema_decay(10**6, 0.999) == 0.999
