@@ -162,8 +162,9 @@ def train_classifier(argv=None) -> int:
     acc = classifier_accuracy(net, test["images"], test["labels"])
     print(json.dumps(acc, indent=1))
     save_checkpoint(args.out, net.state_dict(), kind=CLASSIFIER_KIND, config=asdict(net.cfg),
-                    resolution=64, provenance={"command": command_line(), "heldout_accuracy": acc,
-                                               "date": time.strftime("%Y-%m-%d")})
+                    resolution=64,
+                    provenance={"command": command_line("train-classifier", argv),
+                                "heldout_accuracy": acc, "date": time.strftime("%Y-%m-%d")})
     print(f"saved {args.out}")
     return 0
 

@@ -442,7 +442,7 @@ def main_train_inverter(argv=None) -> int:
     bar.close()
     save_inverter(out, net, encoder_id=model.encoder_id,
                   provenance={"gan": model.name, "gan_step": model.provenance.get("step"),
-                              "command": command_line(), "final": stats,
+                              "command": command_line("train-inverter", argv), "final": stats,
                               "seconds": round(time.time() - t0, 1),
                               "date": time.strftime("%Y-%m-%d")})
     print(f"saved {out} ({stats})")

@@ -393,7 +393,7 @@ def main(argv=None) -> int:
         step = int(init.provenance.get("step", 0))
         history = {"commands": init.provenance.get("commands", []), "init": str(args.init)}
         log.info("warm start from %s (step %d)", args.init, step)
-    history.setdefault("commands", []).append({"command": command_line(), "from_step": step})
+    history.setdefault("commands", []).append({"command": command_line("train-gan", argv), "from_step": step})
 
     Gm, Dm = G, D
     if world > 1:

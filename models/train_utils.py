@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import sys
 import time
@@ -138,8 +139,14 @@ def save_image_grid(images: torch.Tensor, path: str | os.PathLike, nrow: int = 8
     return path
 
 
-def command_line() -> str:
-    return " ".join([os.path.basename(sys.executable)] + sys.argv)
+def command_line(prog: str | None = None, argv: list[str] | None = None) -> str:
+    """The command that reproduces this run, for provenance. ``prog`` and ``argv`` are the pack
+    command and its arguments as the entry point received them (``python3 . <prog> <argv>``);
+    without them, the process's own command line (wrong when main() is called from Python)."""
+    exe = os.path.basename(sys.executable)
+    if prog is None or argv is None:
+        return " ".join([exe] + sys.argv)
+    return " ".join([exe, ".", prog, shlex.join(argv)]).rstrip()
 
 
 def dump_json(obj, path: str | os.PathLike) -> None:

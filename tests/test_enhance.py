@@ -1,11 +1,13 @@
 """Enhance: network, tiling, degradations, checkpoints, node. CPU, tiny configs, no network."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
 
-from promptgan.models.checkpoint import CheckpointError, save_checkpoint
+from promptgan.models.checkpoint import CheckpointError, read_metadata, save_checkpoint
 from promptgan.models.enhance import degrade
 from promptgan.models.enhance.instructions import HELD_OUT, build_pool
 from promptgan.models.enhance.network import Enhancer, EnhancerConfig, load_enhancer
@@ -15,9 +17,10 @@ from promptgan.models.text_encoder import DEFAULT_ENCODER_ID
 torch.set_num_threads(1)
 
 
-def tiny(scale=4, perturb=True, seed=0, n_convs=3) -> Enhancer:
+def tiny(scale=4, perturb=True, seed=0, n_convs=3, skip="nearest") -> Enhancer:
     torch.manual_seed(seed)
-    net = Enhancer(EnhancerConfig(scale=scale, channels=8, n_convs=n_convs, film_hidden=16)).eval()
+    net = Enhancer(EnhancerConfig(scale=scale, channels=8, n_convs=n_convs, film_hidden=16,
+                                  skip=skip)).eval()
     if perturb:  # give FiLM a non-zero output so the text matters
         with torch.no_grad():
             net.film.out.weight.normal_(0, 0.05)
@@ -79,8 +82,9 @@ def test_global_context():
     assert nocontext(small).shape == (2, 3, 40, 40) and nocontext.film.ctx is None
 
 
-def test_tiled_equals_untiled():
-    net = tiny(scale=2)
+@pytest.mark.parametrize("skip", ["nearest", "bicubic"])
+def test_tiled_equals_untiled(skip):
+    net = tiny(scale=2, skip=skip)
     x = rand_image(2, 70, 90, seed=1)
     t = torch.randn(2, 384)
     full = enhance_image(net, x, t, tile=0)
@@ -89,6 +93,24 @@ def test_tiled_equals_untiled():
     assert tiled.shape == full.shape == (2, 3, 140, 180)
     assert (tiled - full).abs().max() < 2e-3
     assert calls[-1][0] == calls[-1][1] == count_tiles(70, 90, 32, 24) > 1
+
+
+def test_bicubic_skip_starts_as_bicubic_and_old_configs_keep_nearest():
+    import torch.nn.functional as F
+
+    net = tiny(scale=4, perturb=False, skip="bicubic")
+    torch.nn.init.zeros_(net.tail.weight)
+    torch.nn.init.zeros_(net.tail.bias)
+    x = rand_image(2, 12, 10, seed=3)
+    with torch.no_grad():
+        out = net(x)
+    assert torch.allclose(out, F.interpolate(x, scale_factor=4, mode="bicubic", align_corners=False),
+                          atol=1e-6)
+    assert net.receptive_radius == tiny(skip="nearest").receptive_radius + 2
+    old = {k: v for k, v in tiny().cfg.to_dict().items() if k != "skip"}   # files before `skip`
+    assert EnhancerConfig.from_dict(old).skip == "nearest"
+    with pytest.raises(ValueError, match="skip must be one of"):
+        EnhancerConfig(skip="lanczos")
 
 
 class FlakyNet(torch.nn.Module):
@@ -269,3 +291,31 @@ def test_shipped_weights_beat_bicubic(pack_root):
     # what broken or random weights give
     assert gain["lowlight"] > 3.0, gain
     assert gain["blur"] > -0.5 and gain["mixed"] > -0.5, gain
+
+
+def test_trainer_runs_resumes_and_warm_starts_across_skips(tmp_path):
+    """A few steps of train-enhance: state, resume, fp16 export with its command; a nearest-skip
+    file warm-starts a bicubic-skip run with the tail restarted at zero."""
+    from promptgan.models.enhance import train as T
+
+    flags = ["--channels", "8", "--n-convs", "2", "--film-hidden", "16", "--batch", "2",
+             "--lr-size", "8", "--val-size", "4", "--val-every", "2", "--save-every", "2",
+             "--warmup", "1"]
+    run, out = tmp_path / "run", tmp_path / "x4.safetensors"
+    assert T.main(["--run-dir", str(run), "--out", str(out), "--steps", "2", "--skip", "nearest",
+                   *flags]) == 0
+    assert T.main(["--run-dir", str(run), "--out", str(out), "--steps", "3", "--skip", "nearest",
+                   *flags]) == 0
+    lines = (run / "log.jsonl").read_text().splitlines()
+    assert [json.loads(x)["step"] for x in lines] == [2, 3]      # resumed at 2, not restarted
+    net = load_enhancer(out)
+    assert net.cfg.skip == "nearest"
+    prov = json.loads(read_metadata(out)["promptgan.provenance"])
+    assert prov["step"] == 3 and "--steps 3" in prov["command"]
+
+    run2, out2 = tmp_path / "run2", tmp_path / "x4b.safetensors"
+    assert T.main(["--run-dir", str(run2), "--out", str(out2), "--steps", "0", "--skip", "bicubic",
+                   "--init", str(out), *flags]) == 0
+    warm = load_enhancer(out2)
+    assert warm.cfg.skip == "bicubic" and warm.tail.weight.abs().max() == 0
+    assert torch.equal(warm.body[0].weight, net.body[0].weight)

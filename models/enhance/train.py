@@ -13,9 +13,11 @@ import copy
 import math
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
 
 from ..checkpoint import load_checkpoint, load_state_strict, save_checkpoint
@@ -45,6 +47,9 @@ def parse_args(argv):
     p.add_argument("--channels", type=int, default=48)
     p.add_argument("--n-convs", type=int, default=12)
     p.add_argument("--film-hidden", type=int, default=128)
+    p.add_argument("--skip", default="bicubic", choices=("nearest", "bicubic"),
+                   help="what the predicted residual is added to (the shipped x4 of 2026-11-28 "
+                        "used nearest)")
     p.add_argument("--steps", type=int, default=4000, help="total optimiser steps")
     p.add_argument("--minutes", type=float, default=0.0,
                    help="also stop (and save) after this many minutes of this session; 0 = no limit")
@@ -101,7 +106,7 @@ def ema_update(ema: torch.nn.Module, net: torch.nn.Module, decay: float) -> None
 
 @torch.no_grad()
 def validate(net, val, embeds) -> tuple[float, float]:
-    """(PSNR of the network, PSNR of nearest upsampling) on the fixed validation batch."""
+    """(PSNR of the network, PSNR of bicubic upsampling) on the fixed validation batch."""
     net.eval()
     outs = []
     for i in range(0, val.lr.shape[0], 16):
@@ -110,23 +115,25 @@ def validate(net, val, embeds) -> tuple[float, float]:
     net.train()
     out = torch.cat(outs)
     s = out.shape[-1] // val.lr.shape[-1]
-    base = F.interpolate(val.lr, scale_factor=s, mode="nearest") if s > 1 else val.lr
+    base = F.interpolate(val.lr, scale_factor=s, mode="bicubic", align_corners=False) if s > 1 \
+        else val.lr
     return psnr(out, val.target), psnr(base, val.target)
 
 
 def main(argv=None) -> int:
-    args = parse_args(sys.argv[1:] if argv is None else argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = parse_args(argv)
     set_threads(args.threads)
     torch.manual_seed(args.seed)
     run_dir = Path(args.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     state_path = run_dir / "state.safetensors"
-    command = command_line()
+    command = command_line("train-enhance", argv)
 
     from ..text_encoder import DEFAULT_ENCODER_ID, encode_prompts
 
     cfg = EnhancerConfig(scale=args.scale, channels=args.channels, n_convs=args.n_convs,
-                         film_hidden=args.film_hidden)
+                         film_hidden=args.film_hidden, skip=args.skip)
     pool = build_pool(seed=0)
     t0 = time.time()
     embeds = encode_prompts([t for t, _ in pool]).sentence            # [N, 384]
@@ -136,10 +143,18 @@ def main(argv=None) -> int:
     net = Enhancer(cfg).to(memory_format=torch.channels_last)
     if args.init:
         ck = load_checkpoint(args.init, kind=KIND)
-        if EnhancerConfig.from_dict(ck.config) != cfg:
+        init_cfg = EnhancerConfig.from_dict({"skip": "nearest", **ck.config})
+        if replace(init_cfg, skip=cfg.skip) != cfg:
             raise SystemExit(f"--init {args.init}: its config {ck.config} differs from this run's "
                              f"{cfg.to_dict()}; pass the same --scale/--channels/--n-convs")
         load_state_strict(net, ck.tensors, source=args.init)
+        if init_cfg.skip != cfg.skip:
+            # the residual was learned against another skip: keep the features, restart the
+            # tail at zero so the network starts as exactly its skip (the tone head is kept)
+            nn.init.zeros_(net.tail.weight)
+            nn.init.zeros_(net.tail.bias)
+            print(f"[enhance] skip {init_cfg.skip} -> {cfg.skip}: tail restarted at zero",
+                  file=sys.stderr)
         print(f"[enhance] warm start from {args.init}", file=sys.stderr)
     ema = copy.deepcopy(net).eval()
     for p in ema.parameters():
@@ -202,11 +217,11 @@ def main(argv=None) -> int:
             if step % args.val_every == 0 or step == args.steps:
                 v, v0 = validate(ema, val, embeds)
                 rec = {"step": step, "loss": round(running, 5), "val_psnr": round(v, 3),
-                       "val_nearest_psnr": round(v0, 3), "seconds": round(elapsed, 1)}
+                       "val_bicubic_psnr": round(v0, 3), "seconds": round(elapsed, 1)}
                 with open(log_path, "a") as f:
                     f.write(__import__("json").dumps(rec) + "\n")
                 bar.write(f"[enhance] step {step} loss {running:.4f} val PSNR {v:.2f} dB "
-                          f"(nearest {v0:.2f})")
+                          f"(bicubic {v0:.2f})")
                 if v > best:
                     best = v
                     export(run_dir / "best.safetensors", ema, "best validation PSNR so far")
