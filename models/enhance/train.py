@@ -33,7 +33,7 @@ from ..train_utils import (
 from .data import EnhanceData
 from .instructions import build_pool
 from .model import KIND
-from .network import Enhancer, EnhancerConfig, count_parameters
+from .network import SKIP_MODES, Enhancer, EnhancerConfig, count_parameters, upsample_skip
 
 
 def parse_args(argv):
@@ -47,7 +47,7 @@ def parse_args(argv):
     p.add_argument("--channels", type=int, default=48)
     p.add_argument("--n-convs", type=int, default=12)
     p.add_argument("--film-hidden", type=int, default=128)
-    p.add_argument("--skip", default="bicubic", choices=("nearest", "bicubic"),
+    p.add_argument("--skip", default="bicubic", choices=SKIP_MODES,
                    help="what the predicted residual is added to (the shipped x4 of 2026-11-28 "
                         "used nearest)")
     p.add_argument("--steps", type=int, default=4000, help="total optimiser steps")
@@ -115,8 +115,7 @@ def validate(net, val, embeds) -> tuple[float, float]:
     net.train()
     out = torch.cat(outs)
     s = out.shape[-1] // val.lr.shape[-1]
-    base = F.interpolate(val.lr, scale_factor=s, mode="bicubic", align_corners=False) if s > 1 \
-        else val.lr
+    base = upsample_skip(val.lr, s, "bicubic") if s > 1 else val.lr
     return psnr(out, val.target), psnr(base, val.target)
 
 
@@ -143,7 +142,7 @@ def main(argv=None) -> int:
     net = Enhancer(cfg).to(memory_format=torch.channels_last)
     if args.init:
         ck = load_checkpoint(args.init, kind=KIND)
-        init_cfg = EnhancerConfig.from_dict({"skip": "nearest", **ck.config})
+        init_cfg = EnhancerConfig.from_dict(ck.config)   # files without `skip` are nearest
         if replace(init_cfg, skip=cfg.skip) != cfg:
             raise SystemExit(f"--init {args.init}: its config {ck.config} differs from this run's "
                              f"{cfg.to_dict()}; pass the same --scale/--channels/--n-convs")
