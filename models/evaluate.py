@@ -351,6 +351,45 @@ def text_probe_accuracy(n_captions: int = 4000, n_per_domain: int = 100, seed: i
     return accuracy_summary(per_head_accuracy(pred, labels, heads))
 
 
+# the colour-like attributes whose held-out synonyms are single words or short phrases
+ANCHOR_ATTRIBUTES = (("flower", "petal_colour"), ("flower", "centre_colour"),
+                     ("landscape", "time_of_day"))
+
+
+def synonym_anchor_accuracy() -> dict:
+    """Does the encoder place each held-out synonym nearest its own value, word by word?
+
+    For each attribute of ``ANCHOR_ATTRIBUTES`` every value gets an anchor: the normalised mean
+    sentence embedding of its training synonyms, each encoded alone ("crimson", "scarlet", ...).
+    A held-out synonym ("ruby"), encoded alone, reads as the value of the nearest anchor (cosine).
+    No caption context and no training: what the encoder itself knows of the held-out words,
+    which bounds any generator conditioned on its embeddings. -> {attribute: {"correct", "total",
+    "misread": {synonym: value read}}}.
+    """
+    from .data import captions as C
+    from .text_encoder import encode_prompts
+
+    tables = {"flower": (C.FLOWER_TRAIN, C.FLOWER_HELDOUT),
+              "landscape": (C.LANDSCAPE_TRAIN, C.LANDSCAPE_HELDOUT)}
+    out = {}
+    for domain, attr in ANCHOR_ATTRIBUTES:
+        train, held = (t[attr] for t in tables[domain])
+        values = list(train)
+        anchors = torch.stack([F.normalize(encode_prompts(list(train[v])).sentence.mean(0), dim=0)
+                               for v in values])                              # [V, D]
+        correct, total, misread = 0, 0, {}
+        for value, synonyms in held.items():
+            e = encode_prompts(list(synonyms)).sentence                       # [S, D]
+            for word, k in zip(synonyms, (e @ anchors.T).argmax(1).tolist()):
+                total += 1
+                if values[k] == value:
+                    correct += 1
+                else:
+                    misread[word] = values[k]
+        out[f"{domain}.{attr}"] = {"correct": correct, "total": total, "misread": misread}
+    return out
+
+
 def _pairwise(feats: np.ndarray, group: int) -> float:
     ds = []
     for i in range(0, len(feats), group):
@@ -395,6 +434,9 @@ def markdown_table(result: dict, name: str = "model") -> str:
              f"{result['diversity']:.2f} (real {result['diversity_real']:.2f}), text sensitivity "
              f"{result['text_sensitivity']:.3f} vs noise sensitivity {result['noise_sensitivity']:.3f}"
              f"; {result['n_prompts']} held-out prompts, {name}.")
+    if "synonym_anchors" in result:
+        extra += "\nHeld-out synonyms the encoder places nearest their own value, word by word: " + ", ".join(
+            f"{k} {v['correct']}/{v['total']}" for k, v in result["synonym_anchors"].items()) + "."
     return "\n".join(rows) + extra
 
 
@@ -417,7 +459,9 @@ def main(argv=None) -> int:
     p.add_argument("--text-probe", action="store_true",
                    help="also report a linear probe from the sentence embedding to the "
                         "attributes, fitted on training captions, read on the held-out prompts: "
-                        "how well the text side carries each attribute (encodes 4,000 captions)")
+                        "how well the text side carries each attribute (encodes 4,000 captions); "
+                        "and how many held-out colour and time-of-day synonyms, encoded alone, "
+                        "lie nearest their own value's training synonyms")
     args = p.parse_args(argv)
     set_threads(args.threads)
     model = load_gan(args.model, with_discriminator=False)
@@ -430,6 +474,7 @@ def main(argv=None) -> int:
         result["train_phrasing"] = train_phrasing_accuracy(model, net, args.n_per_domain, args.seed)
     if args.text_probe:
         result["text_probe"] = text_probe_accuracy(n_per_domain=args.n_per_domain, seed=args.seed)
+        result["synonym_anchors"] = synonym_anchor_accuracy()
     result["model"] = str(args.model)
     result["step"] = model.provenance.get("step")
     if args.json:

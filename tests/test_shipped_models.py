@@ -92,6 +92,20 @@ def test_text_probe_reads_the_easy_attributes():
     assert 0 < r["colour_accuracy"] <= 1
 
 
+def test_synonym_anchors_count_every_held_out_synonym():
+    """Word by word, MiniLM reads many held-out colour words as their own value but not all;
+    every synonym is counted once and each misread one names the value it was read as."""
+    from promptgan.models.data import captions as C
+
+    r = ev.synonym_anchor_accuracy()
+    assert set(r) == {f"{d}.{a}" for d, a in ev.ANCHOR_ATTRIBUTES}
+    petal = r["flower.petal_colour"]
+    assert petal["total"] == sum(len(v) for v in C.FLOWER_HELDOUT["petal_colour"].values())
+    assert petal["correct"] + len(petal["misread"]) == petal["total"]
+    assert set(petal["misread"].values()) <= set(C.FLOWER_TRAIN["petal_colour"])
+    assert petal["correct"] >= petal["total"] // 2, petal   # the encoder knows ruby, rosy, ivory...
+
+
 def test_evaluator_markdown_has_optional_columns():
     acc = {"domain": 1.0, "flower.petal_colour": 0.5}
     part = {"accuracy": acc, "mean_accuracy": 0.5, "colour_accuracy": 0.5}
