@@ -20,6 +20,7 @@ COMMANDS = {
     "refine-eval": ("models.refine_eval", "measure Refine (refinement and edits) on held-out prompts"),
     "train-inverter": ("models.invert", "train the inversion encoder used by Refine's edit mode"),
     "benchmark-enhance": ("models.enhance.benchmark", "measure Enhance speed and tiled memory"),
+    "fit-text-head": ("models.text_head", "add Refine's prompt -> attribute head to a GAN file"),
 }
 
 

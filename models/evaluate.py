@@ -315,34 +315,17 @@ def text_probe_accuracy(n_captions: int = 4000, n_per_domain: int = 100, seed: i
                         steps: int = 1500) -> dict:
     """How much of each attribute the sentence embedding of a held-out prompt carries.
 
-    A linear probe (embedding -> attribute logits) is fitted on training captions and read on the
-    held-out prompts: an indication of how well the embedding carries each attribute across the
-    held-out wording, not a strict bound (a generator trained longer on more captions can read
-    an attribute better than this probe does).
+    A linear probe (embedding -> attribute logits; Refine's text head, ``text_head.py``) is
+    fitted on training captions and read on the held-out prompts: an indication of how well the
+    embedding carries each attribute across the held-out wording, not a strict bound (a
+    generator trained longer on more captions can read an attribute better than this probe does).
     """
     from .data import procedural as P
-    from .gan import aux_loss
     from .text_encoder import encode_prompts
+    from .text_head import fit_text_head
 
-    rng = np.random.default_rng(seed + 11)
-    caps, labels = [], []
-    for i in range(n_captions):
-        domain = P.DOMAINS[i % len(P.DOMAINS)]
-        attrs = P.sample_attributes(domain, rng, "train")
-        caps.append(P.make_caption(domain, attrs, rng, "train"))
-        labels.append(P.labels_vector(domain, attrs))
-    x = torch.cat([encode_prompts(caps[i:i + 256]).sentence for i in range(0, len(caps), 256)])
-    y = torch.as_tensor(np.stack(labels))
     heads = [list(h) for h in P.LABEL_HEADS]
-    gen = torch.Generator().manual_seed(seed)
-    probe = nn.Linear(x.shape[1], sum(n for _, n in heads))
-    opt = torch.optim.Adam(probe.parameters(), lr=3e-3)
-    for _ in range(steps):
-        idx = torch.randint(len(x), (256,), generator=gen)
-        loss = aux_loss(probe(x[idx]), y[idx], heads)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+    probe = fit_text_head(heads, n_captions=n_captions, seed=seed + 11, steps=steps)
     held = P.heldout_prompts(n_per_domain)
     hx = encode_prompts([p["prompt"] for p in held]).sentence
     with torch.no_grad():

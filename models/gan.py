@@ -259,6 +259,7 @@ class GANModel:
     encoder_id: str
     path: str = ""
     provenance: dict = field(default_factory=dict)
+    text_head: nn.Module | None = None      # text_head.TextAttributeHead, for Refine (optional)
 
     @property
     def resolution(self) -> int:
@@ -274,11 +275,13 @@ class GANModel:
         self.generator.to(device)
         if self.discriminator is not None:
             self.discriminator.to(device)
+        if self.text_head is not None:
+            self.text_head.to(device)
         return self
 
 
 def save_gan(path, generator: Generator, discriminator: Discriminator | None, *, encoder_id: str,
-             provenance: dict, dtype: torch.dtype | None = torch.float16):
+             provenance: dict, dtype: torch.dtype | None = torch.float16, text_head=None):
     from .checkpoint import save_checkpoint
 
     tensors = {f"generator.{k}": v for k, v in generator.state_dict().items()}
@@ -286,6 +289,9 @@ def save_gan(path, generator: Generator, discriminator: Discriminator | None, *,
     if discriminator is not None:
         tensors.update({f"discriminator.{k}": v for k, v in discriminator.state_dict().items()})
         config["discriminator"] = config_dict(discriminator.cfg)
+    if text_head is not None:
+        tensors.update({f"text_head.{k}": v for k, v in text_head.state_dict().items()})
+        config["text_head"] = text_head.config
     return save_checkpoint(path, tensors, kind=GAN_KIND, config=config, encoder=encoder_id,
                            resolution=generator.cfg.resolution, provenance=provenance, dtype=dtype)
 
@@ -309,6 +315,17 @@ def load_gan(path, device="cpu", with_discriminator: bool = True) -> GANModel:
         d = Discriminator(dcfg)
         load_state_strict(d, ck.sub("discriminator"), source=f"{path} [discriminator]")
         d.eval().requires_grad_(False)
+    head = None
+    if d is not None and "text_head" in ck.config:
+        from .text_head import TextAttributeHead
+
+        try:
+            head = TextAttributeHead(**ck.config["text_head"])
+        except (TypeError, ValueError) as exc:
+            raise CheckpointError(f"{path}: text_head config in the metadata is not valid ({exc})") \
+                from exc
+        load_state_strict(head, ck.sub("text_head"), source=f"{path} [text_head]")
+        head.eval().requires_grad_(False)
     g.eval().requires_grad_(False)
-    model = GANModel(g, d, ck.encoder, str(path), ck.provenance)
+    model = GANModel(g, d, ck.encoder, str(path), ck.provenance, head)
     return model.to(device)

@@ -4,8 +4,11 @@ Refinement (``refine_latent``) is discriminator gradient flow on the noise (DGfl
 
     z <- z + eta * g(z) + sqrt(2 * eta * gamma) * xi,     then |z| reset to its starting norm
 
-where g is the gradient of the matching-aware discriminator's score D(G(z, s), s) with respect to
-z, scaled to unit RMS per image (so ``step_size`` eta is in units of the noise's standard
+where g is the gradient with respect to z of the matching-aware discriminator's score
+D(G(z, s), s) minus ``attribute_weight`` times the cross-entropy between the discriminator's
+auxiliary attribute head on the image and the model's text head on the prompt (the attributes
+the prompt asks for, ``text_head.py``; skipped for a model without one), scaled to unit RMS per
+image (so ``step_size`` eta is in units of the noise's standard
 deviation whatever the discriminator's scale, which drifts during training), xi is standard
 noise drawn per image from a seeded CPU generator (deterministic, batch-independent), and the
 projection back onto the starting norm keeps z on the shell where the generator's training noise
@@ -33,8 +36,9 @@ from .invert import invert, plain, seed_mix, work_copy
 log = logging.getLogger("PromptGAN")
 
 DEFAULT_STEPS = 15
-DEFAULT_STEP_SIZE = 0.05      # eta: RMS change of z per step, in noise standard deviations
+DEFAULT_STEP_SIZE = 0.1       # eta: RMS change of z per step, in noise standard deviations
 DEFAULT_NOISE = 0.01          # gamma: temperature of the Langevin noise
+DEFAULT_ATTRIBUTE_WEIGHT = 3.0  # weight of the prompt-attribute term against the matching score
 DEFAULT_FEATHER = 1.5         # px (Gaussian sigma) of the mask's inward soft edge
 
 
@@ -182,8 +186,9 @@ def langevin_noise(seeds: list[int], seed: int, steps: int, nz: int) -> torch.Te
 
 def refine_latent(model, latent: GANLatent, sentence: torch.Tensor | None = None,
                   steps: int = DEFAULT_STEPS, step_size: float = DEFAULT_STEP_SIZE,
-                  noise: float = DEFAULT_NOISE, *, seed: int = 0, device="cpu", chunk: int = 16,
-                  progress=None, check_interrupt=None) -> GANLatent:
+                  noise: float = DEFAULT_NOISE, *, attribute_weight: float = DEFAULT_ATTRIBUTE_WEIGHT,
+                  seed: int = 0, device="cpu", chunk: int = 16, progress=None,
+                  check_interrupt=None) -> GANLatent:
     """Discriminator gradient flow on the latent's noise (see the module docstring).
 
     ``sentence`` [B,D] (or broadcastable, see ``broadcast_rows``): the prompt the discriminator
@@ -201,6 +206,8 @@ def refine_latent(model, latent: GANLatent, sentence: torch.Tensor | None = None
         device = torch.device(device)
         g.to(device)
         d.to(device)
+        use_head = attribute_weight > 0 and model.text_head is not None and d.aux is not None
+        head = model.text_head if use_head else None    # read once per chunk, no gradient
         nz = g.cfg.nz
         s_all = broadcast_rows(plain(latent.sentence if sentence is None else sentence).float(), b)
         z_all = plain(latent.z).float()
@@ -215,12 +222,21 @@ def refine_latent(model, latent: GANLatent, sentence: torch.Tensor | None = None
             s = s_all[start:start + chunk].to(device)
             xi = xi_all[start:start + chunk].to(device)
             radius = z.norm(dim=1, keepdim=True)
+            asked = None
+            if head is not None:
+                with torch.no_grad():
+                    head_device = head.linear.weight.device
+                    asked = plain(head(s.to(head_device))).to(device)            # [b, labels]
             for t in range(steps):
                 if check_interrupt is not None:
                     check_interrupt()
                 z = z.detach().requires_grad_(True)
-                score = d.judge(g(z, s), s)                                      # [b]
-                (grad,) = torch.autograd.grad(score.sum(), z)
+                h = d.features(g(z, s))
+                objective = d.score(h, s)                                        # [b]
+                if asked is not None:
+                    objective = objective - attribute_weight * prompt_attribute_ce(
+                        d.aux_logits(h), asked, head.label_heads)
+                (grad,) = torch.autograd.grad(objective.sum(), z)
                 with torch.no_grad():
                     rms = grad.pow(2).mean(1, keepdim=True).sqrt()
                     grad = torch.where(rms > 0, grad / rms.clamp_min(1e-20), torch.zeros_like(grad))
@@ -233,6 +249,27 @@ def refine_latent(model, latent: GANLatent, sentence: torch.Tensor | None = None
         z_new = torch.cat(out) if out else z_all
         return GANLatent(z_new, s_all.cpu(), list(latent.prompts), list(latent.seeds),
                          latent.encoder_id, latent.model_id)
+
+
+def prompt_attribute_ce(image_logits: torch.Tensor, prompt_logits: torch.Tensor,
+                        label_heads: list) -> torch.Tensor:
+    """Per image [B]: cross-entropy of the image's attribute logits against the prompt's
+    predicted distribution, summed over label heads; a domain's heads ("flower.petal_colour")
+    are weighted by the prompt's probability of that domain (the procedural data's layout:
+    "domain" first, its classes in ``DOMAINS`` order)."""
+    from .data.procedural import DOMAINS
+
+    assert image_logits.shape == prompt_logits.shape, (image_logits.shape, prompt_logits.shape)
+    assert label_heads[0] == ["domain", len(DOMAINS)], label_heads[0]
+    domains = prompt_logits[:, :len(DOMAINS)].softmax(1)                        # [B, domains]
+    total, start = image_logits.new_zeros(image_logits.shape[0]), 0
+    for name, n in label_heads:
+        q = prompt_logits[:, start:start + n].softmax(1)
+        ce = -(q * image_logits[:, start:start + n].log_softmax(1)).sum(1)
+        weight = 1.0 if name == "domain" else domains[:, DOMAINS.index(name.split(".")[0])]
+        total = total + weight * ce
+        start += n
+    return total
 
 
 @torch.no_grad()

@@ -74,21 +74,22 @@ def _timed_refine(model, latent, **kw):
 # ---------------------------------------------------------------------------------------------
 
 def eval_refinement(model, net, n_per_domain: int, seed: int, steps: int, step_size: float,
-                    noise: float) -> dict:
+                    noise: float, attribute_weight: float = R.DEFAULT_ATTRIBUTE_WEIGHT) -> dict:
     from .data import procedural as P
 
     prompts = P.heldout_prompts(n_per_domain)
     s = _encode([p["prompt"] for p in prompts])
     lat = _latent(model, s, [p["prompt"] for p in prompts], [seed + i for i in range(len(prompts))])
     before = generate(model, lat)
-    refined, seconds = _timed_refine(model, lat, steps=steps, step_size=step_size, noise=noise,
-                                     seed=seed)
+    kw = dict(steps=steps, step_size=step_size, noise=noise, attribute_weight=attribute_weight,
+              seed=seed)
+    refined, seconds = _timed_refine(model, lat, **kw)
     after = generate(model, refined)
     # batch-1 timing on a few images (the first call warms up)
     R.refine_latent(model, _sub(lat, [0]), steps=1)
-    one = [_timed_refine(model, _sub(lat, [i]), steps=steps, step_size=step_size, noise=noise,
-                         seed=seed)[1] for i in range(3)]
+    one = [_timed_refine(model, _sub(lat, [i]), **kw)[1] for i in range(3)]
     out = {"n_prompts": len(prompts), "steps": steps, "step_size": step_size, "noise": noise,
+           "attribute_weight": attribute_weight if model.text_head is not None else None,
            "seconds_per_image_batched": round(seconds / len(prompts), 4),
            "seconds_per_image_batch1": round(float(np.median(one)), 4),
            "resolution": model.resolution,
@@ -114,8 +115,10 @@ def _sub(lat: GANLatent, idx: list[int]) -> GANLatent:
 # edits
 # ---------------------------------------------------------------------------------------------
 
-def edit_pairs(domain: str, attribute: str, n: int, seed: int) -> list[dict]:
-    """n (source, target) prompt pairs with the same phrasing, one attribute changed."""
+def edit_pairs(domain: str, attribute: str, n: int, seed: int, wording: str = "heldout") -> list[dict]:
+    """n (source, target) prompt pairs with the same phrasing, one attribute changed; wording
+    "heldout" (the evaluation's words) or "train" (the captions' words: the edit method without
+    the encoder's grasp of new words)."""
     from .data import procedural as P
 
     rng = np.random.default_rng([seed, 77, P.DOMAINS.index(domain)])
@@ -131,8 +134,8 @@ def edit_pairs(domain: str, attribute: str, n: int, seed: int) -> list[dict]:
         new[attribute] = choices[int(rng.integers(len(choices)))]
         k = int(rng.integers(2 ** 31))
         pairs.append({"attrs": attrs, "new_attrs": new,
-                      "prompt": P.make_caption(domain, attrs, np.random.default_rng(k), "heldout"),
-                      "new_prompt": P.make_caption(domain, new, np.random.default_rng(k), "heldout"),
+                      "prompt": P.make_caption(domain, attrs, np.random.default_rng(k), wording),
+                      "new_prompt": P.make_caption(domain, new, np.random.default_rng(k), wording),
                       "labels": P.labels_vector(domain, attrs),
                       "new_labels": P.labels_vector(domain, new)})
     return pairs
@@ -180,10 +183,10 @@ def _ssims(domain: str, original, edited, mask=None) -> dict:
 
 
 def eval_edits(model, net, n: int, seed: int, strengths: list[float], invert_n: int = 0,
-               invert_steps: int = 50) -> dict:
-    results = {}
+               invert_steps: int = 50, wording: str = "heldout") -> dict:
+    results = {"wording": wording}
     for domain, attribute in EDITS:
-        pairs = edit_pairs(domain, attribute, n, seed)
+        pairs = edit_pairs(domain, attribute, n, seed, wording)
         s_old = _encode([p["prompt"] for p in pairs])
         s_new = _encode([p["new_prompt"] for p in pairs])
         lat = _latent(model, s_old, [p["prompt"] for p in pairs], [seed + 500 + i for i in range(n)])
@@ -238,7 +241,8 @@ def markdown(report: dict) -> str:
     r = report["refinement"]
     lines = [f"Refine measured on {report['model']} (step {report['step']}), "
              f"{r['n_prompts']} held-out prompts, {r['steps']} steps, step size {r['step_size']}, "
-             f"noise {r['noise']}.", ""]
+             f"noise {r['noise']}, attribute weight {r.get('attribute_weight')}; edits in "
+             f"{report['edits'].get('wording', 'heldout')} wording.", ""]
     if "before" in r:
         lines += ["| | before | after |", "| --- | --- | --- |"]
         for k in ("mean_accuracy", "colour_accuracy", "frechet", "kid"):
@@ -252,6 +256,8 @@ def markdown(report: dict) -> str:
     lines += ["| edit | strength | success | success (source read) | preserved | all preserved | "
               "SSIM | SSIM outside flower / mask |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for key, res in report["edits"].items():
+        if not isinstance(res, dict):
+            continue
         for name, row in res.items():
             if not isinstance(row, dict):
                 continue
@@ -275,6 +281,10 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=R.DEFAULT_STEPS)
     p.add_argument("--step-size", type=float, default=R.DEFAULT_STEP_SIZE)
     p.add_argument("--noise", type=float, default=R.DEFAULT_NOISE)
+    p.add_argument("--attribute-weight", type=float, default=R.DEFAULT_ATTRIBUTE_WEIGHT,
+                   help="weight of the prompt-attribute term (0: the matching score alone)")
+    p.add_argument("--edit-wording", choices=("heldout", "train"), default="heldout",
+                   help="edit prompts in the held-out words or in the training captions' words")
     p.add_argument("--invert-n", type=int, default=0, help="colour edits through inversion")
     p.add_argument("--invert-steps", type=int, default=50)
     p.add_argument("--seed", type=int, default=0)
@@ -288,10 +298,10 @@ def main(argv=None) -> int:
     report = {"model": str(args.model), "step": model.provenance.get("step"),
               "classifier": str(args.classifier) if net is not None else None}
     report["refinement"] = eval_refinement(model, net, args.n_per_domain, args.seed, args.steps,
-                                           args.step_size, args.noise)
+                                           args.step_size, args.noise, args.attribute_weight)
     report["edits"] = eval_edits(model, net, args.edit_n, args.seed,
                                  [float(x) for x in args.strengths.split(",")], args.invert_n,
-                                 args.invert_steps)
+                                 args.invert_steps, args.edit_wording)
     text = markdown(report)
     if net is None:
         text += "\n\n(no attribute classifier found: accuracy, Frechet distance, KID and edit " \

@@ -250,11 +250,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def export(run_dir: Path, path: str) -> int:
-    """Shipping copy of a run's model: fp16, provenance kept, checked to load back."""
+    """Shipping copy of a run's model: fp16, provenance kept, checked to load back. A model
+    trained on the procedural data also gets Refine's text head (``text_head.py``)."""
+    from .text_head import fit_text_head
+
     model = gan.load_gan(run_dir / "model.safetensors")
     prov = dict(model.provenance, exported_from=str(run_dir / "model.safetensors"))
-    gan.save_gan(path, model.generator, model.discriminator, encoder_id=model.encoder_id,
-                 provenance=prov, dtype=torch.float16)
+    d = model.discriminator
+    head = None
+    if d is not None and d.cfg.label_heads:
+        head = fit_text_head(d.cfg.label_heads)
+        prov["text_head"] = {"command": "fitted by train-gan --export (fit_text_head defaults)"}
+    gan.save_gan(path, model.generator, d, encoder_id=model.encoder_id, provenance=prov,
+                 dtype=torch.float16, text_head=head)
     gan.load_gan(path)
     print(f"exported step {prov.get('step')} to {path}")
     return 0

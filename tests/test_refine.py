@@ -283,3 +283,88 @@ def test_node_uses_the_inverter_saved_beside_the_model(tmp_path):
     out, lat = run_node(m, mode="refine", image=img, steps=1)     # no embeds: the inverter guesses
     assert out.shape == img.shape and lat.sentence.shape == (1, TD)
     assert any(k[0].endswith("m_inverter.safetensors") for k in refine_nodes._inverters)
+
+
+# ------------------------------------------------------------------ the prompt-attribute term
+
+def labelled_model(seed=0):
+    """tiny_model whose discriminator has the procedural data's auxiliary label heads, with a
+    random text head beside it."""
+    from promptgan.models.data import procedural as P
+    from promptgan.models.text_head import TextAttributeHead
+
+    base = tiny_model(seed)
+    heads = [list(h) for h in P.LABEL_HEADS]
+    torch.manual_seed(seed + 1)
+    d = gan.Discriminator(gan.DiscriminatorConfig(resolution=RES, ndf=4, text_dim=TD,
+                                                  label_heads=heads))
+    d.load_state_dict(base.discriminator.state_dict(), strict=False)
+    d.aux.weight.data.normal_(0, 1.0)
+    head = TextAttributeHead(TD, heads)
+    head.linear.weight.data.normal_(0, 1.0)
+    for m in (d, head):
+        m.eval().requires_grad_(False)
+    return gan.GANModel(base.generator, d, base.encoder_id, base.path, text_head=head)
+
+
+def _attribute_ce(model, lat):
+    with torch.no_grad():
+        h = model.discriminator.features(gen.generate(model, lat))
+        return ref.prompt_attribute_ce(model.discriminator.aux_logits(h),
+                                       model.text_head(lat.sentence), model.text_head.label_heads)
+
+
+def test_attribute_term_pulls_the_image_towards_what_the_prompt_asks():
+    m = labelled_model()
+    lat = gen.make_latent(m, embeds(8, seed=5), seed=0, per_prompt=1)
+    out = ref.refine_latent(m, lat, steps=10, attribute_weight=100.0)
+    before, after = _attribute_ce(m, lat), _attribute_ce(m, out)
+    assert (after < before).float().mean() >= 0.75, (before, after)
+    # weight 0, or a model without a text head, is the matching score alone
+    plain_model = gan.GANModel(m.generator, m.discriminator, m.encoder_id, m.path)
+    a = ref.refine_latent(m, lat, steps=3, attribute_weight=0.0)
+    b = ref.refine_latent(plain_model, lat, steps=3, attribute_weight=100.0)
+    assert torch.equal(a.z, b.z)
+    assert not torch.equal(ref.refine_latent(m, lat, steps=3).z, a.z)
+
+
+def test_prompt_attribute_ce_weights_a_domain_by_the_prompts_belief():
+    from promptgan.models.data import procedural as P
+
+    heads = [list(h) for h in P.LABEL_HEADS]
+    n = sum(k for _, k in heads)
+    image = torch.randn(1, n)
+    prompt = torch.zeros(1, n)
+    prompt[0, 0] = 50.0                                  # surely a flower
+    flower_only = ref.prompt_attribute_ce(image, prompt, heads)
+    changed = image.clone()
+    start = sum(k for name, k in heads if not name.startswith("landscape"))
+    changed[0, start:] += torch.randn(n - start) * 5   # landscape heads: no weight for a flower
+    assert torch.allclose(ref.prompt_attribute_ce(changed, prompt, heads), flower_only, atol=1e-4)
+
+
+def test_text_head_ships_in_the_checkpoint_and_fit_text_head_adds_it(tmp_path):
+    from promptgan.models import text_head as th
+
+    m = labelled_model()
+    path = tmp_path / "m.safetensors"
+    gan.save_gan(path, m.generator, m.discriminator, encoder_id="toy-encoder", provenance={},
+                 text_head=m.text_head, dtype=torch.float32)
+    back = gan.load_gan(path)
+    assert back.text_head.config == m.text_head.config
+    assert torch.equal(back.text_head.linear.weight, m.text_head.linear.weight)
+    assert gan.load_gan(path, with_discriminator=False).text_head is None
+    # a file without a head gets one (MiniLM-sized) from fit-text-head; G and D are unchanged
+    gan.save_gan(path, m.generator, m.discriminator, encoder_id="toy-encoder", provenance={"step": 7})
+    out = tmp_path / "with_head.safetensors"
+    assert th.main(["--model", str(path), "--out", str(out), "--captions", "256"]) == 0
+    fitted = gan.load_gan(out)
+    assert fitted.text_head.text_dim == 384 and fitted.provenance["step"] == 7
+    assert "fit-text-head" in fitted.provenance["text_head"]["command"]
+    assert torch.equal(fitted.generator.state_dict()["to_rgb.1.weight"],
+                       gan.load_gan(path).generator.state_dict()["to_rgb.1.weight"])
+    # a discriminator without label heads has nothing to steer
+    gan.save_gan(path, tiny_model().generator, tiny_model().discriminator, encoder_id="toy-encoder",
+                 provenance={})
+    with pytest.raises(SystemExit, match="no auxiliary label head"):
+        th.main(["--model", str(path), "--out", str(out)])
