@@ -39,6 +39,7 @@ DEFAULT_STEPS = 15
 DEFAULT_STEP_SIZE = 0.1       # eta: RMS change of z per step, in noise standard deviations
 DEFAULT_NOISE = 0.01          # gamma: temperature of the Langevin noise
 DEFAULT_ATTRIBUTE_WEIGHT = 3.0  # weight of the prompt-attribute term against the matching score
+DEFAULT_MIN_CONFIDENCE = 0.7  # the term reads an attribute only where the prompt names it clearly
 DEFAULT_FEATHER = 1.5         # px (Gaussian sigma) of the mask's inward soft edge
 
 
@@ -252,11 +253,15 @@ def refine_latent(model, latent: GANLatent, sentence: torch.Tensor | None = None
 
 
 def prompt_attribute_ce(image_logits: torch.Tensor, prompt_logits: torch.Tensor,
-                        label_heads: list) -> torch.Tensor:
+                        label_heads: list, min_confidence: float = DEFAULT_MIN_CONFIDENCE
+                        ) -> torch.Tensor:
     """Per image [B]: cross-entropy of the image's attribute logits against the prompt's
     predicted distribution, summed over label heads; a domain's heads ("flower.petal_colour")
     are weighted by the prompt's probability of that domain (the procedural data's layout:
-    "domain" first, its classes in ``DOMAINS`` order)."""
+    "domain" first, its classes in ``DOMAINS`` order), and a head counts only where the
+    prompt's most likely value has at least ``min_confidence`` (a word the text head does not
+    know leaves that attribute to the generator; measured: +1.2 points over no threshold on
+    200 held-out prompts outside refine-eval's)."""
     from .data.procedural import DOMAINS
 
     assert image_logits.shape == prompt_logits.shape, (image_logits.shape, prompt_logits.shape)
@@ -267,7 +272,7 @@ def prompt_attribute_ce(image_logits: torch.Tensor, prompt_logits: torch.Tensor,
         q = prompt_logits[:, start:start + n].softmax(1)
         ce = -(q * image_logits[:, start:start + n].log_softmax(1)).sum(1)
         weight = 1.0 if name == "domain" else domains[:, DOMAINS.index(name.split(".")[0])]
-        total = total + weight * ce
+        total = total + weight * (q.max(1).values >= min_confidence) * ce
         start += n
     return total
 

@@ -101,7 +101,10 @@ class PromptGAN_Refine:
                 "mode": (MODES, {
                     "default": "refine",
                     "tooltip": "refine: move the noise along the discriminator's gradient "
-                               "(realism, prompt fidelity), keeping the prompt. edit: keep the "
+                               "(realism, prompt fidelity), keeping the prompt; with the bundled "
+                               "model it also pulls the attributes the discriminator sees towards "
+                               "those the prompt's words name (the text head in the model file). "
+                               "edit: keep the "
                                "noise, move the conditioning towards the prompt in 'embeds'."}),
                 "steps": ("INT", {
                     "default": 15, "min": 0, "max": 1000,

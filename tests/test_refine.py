@@ -334,13 +334,21 @@ def test_prompt_attribute_ce_weights_a_domain_by_the_prompts_belief():
     heads = [list(h) for h in P.LABEL_HEADS]
     n = sum(k for _, k in heads)
     image = torch.randn(1, n)
-    prompt = torch.zeros(1, n)
-    prompt[0, 0] = 50.0                                  # surely a flower
+    prompt = torch.randn(1, n, generator=torch.Generator().manual_seed(0)) * 20   # clear words
+    prompt[0, :2] = torch.tensor([50.0, 0.0])                                       # a flower
     flower_only = ref.prompt_attribute_ce(image, prompt, heads)
-    changed = image.clone()
     start = sum(k for name, k in heads if not name.startswith("landscape"))
+    changed = image.clone()
     changed[0, start:] += torch.randn(n - start) * 5   # landscape heads: no weight for a flower
     assert torch.allclose(ref.prompt_attribute_ce(changed, prompt, heads), flower_only, atol=1e-4)
+    changed = image.clone()
+    changed[0, 2:start] += torch.randn(start - 2) * 5   # flower heads count
+    assert not torch.allclose(ref.prompt_attribute_ce(changed, prompt, heads), flower_only)
+    # a head whose value the prompt does not name clearly is left out
+    vague = prompt.clone()
+    vague[0, 2:start] = 0.0
+    assert torch.allclose(ref.prompt_attribute_ce(changed, vague, heads),
+                          ref.prompt_attribute_ce(image, vague, heads), atol=1e-4)
 
 
 def test_text_head_ships_in_the_checkpoint_and_fit_text_head_adds_it(tmp_path):
