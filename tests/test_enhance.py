@@ -319,3 +319,23 @@ def test_trainer_runs_resumes_and_warm_starts_across_skips(tmp_path):
     warm = load_enhancer(out2)
     assert warm.cfg.skip == "bicubic" and warm.tail.weight.abs().max() == 0
     assert torch.equal(warm.body[0].weight, net.body[0].weight)
+
+
+def test_degradation_weights_change_what_is_drawn():
+    """--weight noise=... raises noise's share; 0 removes a degradation; bad items are refused."""
+    from promptgan.models.enhance import train as T
+
+    def share(weights):
+        rng = np.random.default_rng(0)
+        draws = [degrade.sample_present(rng, weights) for _ in range(2000)]
+        return np.mean(["noise" in d for d in draws]), np.mean(["cast" in d for d in draws])
+
+    base_noise, base_cast = share(None)
+    more_noise, _ = share({"noise": 4.0})
+    _, no_cast = share({"cast": 0.0})
+    assert more_noise > base_noise + 0.1 and base_cast > 0.05 and no_cast == 0
+    assert T.parse_weights(["noise=2", "cast=0"]) == {"noise": 2.0, "cast": 0.0}
+    for bad, words in (("grain=2", "NAME one of"), ("noise", "NAME one of"),
+                       ("noise=x", "a number"), ("noise=-1", "0 or more")):
+        with pytest.raises(SystemExit, match=words):
+            T.parse_weights([bad])

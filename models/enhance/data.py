@@ -125,8 +125,10 @@ class EnhanceData:
     """Draws (degraded crop, instruction, target) triples from a seeded generator."""
 
     def __init__(self, pool: list[tuple[str, frozenset | None]], *, scale: int, hr_size: int,
-                 seed: int = 0, procedural_fraction: float = 0.15, use_procedural: bool = True):
+                 seed: int = 0, procedural_fraction: float = 0.15, use_procedural: bool = True,
+                 degradation_weights: dict[str, float] | None = None):
         assert hr_size % scale == 0, (hr_size, scale)
+        self.degradation_weights = dict(degradation_weights or {})
         self.scale, self.hr_size = scale, hr_size
         self.rng = np.random.default_rng(seed)
         self.sources = photo_sources(min_side=hr_size)
@@ -191,7 +193,7 @@ class EnhanceData:
         lrs, targets, idx, null = [], [], [], []
         for _ in range(batch):
             hr = self.crop()
-            present = sample_present(self.rng)
+            present = sample_present(self.rng, self.degradation_weights)
             params = sample_params(present, self.scale, self.rng)
             i, use_null, fix = self.instruction(present)
             lr, target = make_pair(hr, params, self.scale, None if fix is None else set(fix),

@@ -81,11 +81,14 @@ def sample_params(present: set[str] | list[str], scale: int, rng: np.random.Gene
     return p
 
 
-def sample_present(rng: np.random.Generator) -> set[str]:
-    """A random set of degradations: none (10%), one (40%), two (30%), three or more (20%)."""
+def sample_present(rng: np.random.Generator, weights: dict[str, float] | None = None) -> set[str]:
+    """A random set of degradations: none (10%), one (40%), two (30%), three or more (20%);
+    each drawn with its weight (default ``DEGRADATION_WEIGHTS``; a name left out keeps its
+    default)."""
     k = int(rng.choice([0, 1, 2, 3, 4], p=[0.10, 0.40, 0.30, 0.15, 0.05]))
     names = list(DEGRADATIONS)
-    w = np.array([DEGRADATION_WEIGHTS[n] for n in names])
+    weights = {**DEGRADATION_WEIGHTS, **(weights or {})}
+    w = np.array([weights[n] for n in names])
     return set(rng.choice(names, size=k, replace=False, p=w / w.sum()).tolist()) if k else set()
 
 

@@ -31,6 +31,7 @@ from ..train_utils import (
     set_threads,
 )
 from .data import EnhanceData
+from .degrade import DEGRADATION_WEIGHTS
 from .instructions import build_pool
 from .model import KIND
 from .network import SKIP_MODES, Enhancer, EnhancerConfig, count_parameters, upsample_skip
@@ -66,6 +67,9 @@ def parse_args(argv):
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-procedural", action="store_true", help="photos only")
+    p.add_argument("--weight", action="append", default=[], metavar="NAME=W",
+                   help="how often a degradation is drawn relative to the others (repeatable; "
+                        f"defaults {', '.join(f'{k}={v:g}' for k, v in DEGRADATION_WEIGHTS.items())})")
     p.add_argument("--init", default="", help="warm-start the weights from an enhancer .safetensors "
                    "(e.g. the shipped models/weights/enhance_x4.safetensors)")
     p.add_argument("--fresh", action="store_true",
@@ -119,6 +123,26 @@ def validate(net, val, embeds) -> tuple[float, float]:
     return psnr(out, val.target), psnr(base, val.target)
 
 
+def parse_weights(items: list[str]) -> dict[str, float]:
+    """["noise=2", "cast=0"] -> {"noise": 2.0, "cast": 0.0}; a clear error for a bad item."""
+    out = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        name = name.strip()
+        if not sep or name not in DEGRADATION_WEIGHTS:
+            raise SystemExit(f"--weight {item!r}: expected NAME=W with NAME one of "
+                             f"{', '.join(DEGRADATION_WEIGHTS)}")
+        try:
+            out[name] = float(value)
+        except ValueError:
+            raise SystemExit(f"--weight {item!r}: W must be a number") from None
+        if out[name] < 0:
+            raise SystemExit(f"--weight {item!r}: W must be 0 or more")
+    if out and sum({**DEGRADATION_WEIGHTS, **out}.values()) <= 0:
+        raise SystemExit("--weight: at least one degradation needs a weight above 0")
+    return out
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parse_args(argv)
@@ -167,7 +191,8 @@ def main(argv=None) -> int:
     elapsed = float(extra.get("seconds", 0.0))
 
     data = EnhanceData(pool, scale=args.scale, hr_size=args.lr_size * args.scale,
-                       seed=args.seed * 1_000_003 + step, use_procedural=not args.no_procedural)
+                       seed=args.seed * 1_000_003 + step, use_procedural=not args.no_procedural,
+                       degradation_weights=parse_weights(args.weight))
     val = EnhanceData(pool, scale=args.scale, hr_size=args.lr_size * args.scale, seed=987_654,
                       use_procedural=not args.no_procedural).sample(args.val_size)
     print(f"[enhance] {count_parameters(net) / 1e6:.3f}M params, {data.describe()}", file=sys.stderr)
