@@ -339,3 +339,23 @@ def test_degradation_weights_change_what_is_drawn():
                        ("noise=x", "a number"), ("noise=-1", "0 or more")):
         with pytest.raises(SystemExit, match=words):
             T.parse_weights([bad])
+
+
+def test_evaluator_reports_each_preset_and_leaves_clean_out_of_the_targets():
+    """evaluate-enhance on one small synthetic picture: a row per preset (clean included), the
+    issue's targets computed from them, and the right/wrong instructions named."""
+    from promptgan.models.enhance import evaluate as E
+
+    net = tiny(4).eval()
+    hr = torch.rand(3, 48, 48, generator=torch.Generator().manual_seed(3))
+    report = E.evaluate(net, images=[("synthetic", hr)], degradations=("noise", "mixed", "clean"),
+                        encode=lambda texts: torch.randn(len(texts), 384))
+    assert set(report["results"]) == {"noise", "mixed", "clean"}
+    assert set(report["results"]["clean"]) == set(E.METHODS)
+    targets = report["targets"]
+    assert "mixed_vs_bicubic_db" in targets and "noise_right_vs_wrong_db" in targets
+    assert not any(k.startswith("clean") for k in targets)
+    # downscaling alone costs bicubic less than downscaling plus noise
+    assert report["results"]["clean"]["bicubic"]["psnr"] > report["results"]["noise"]["bicubic"]["psnr"]
+    text = E.markdown(report)
+    assert "| clean |" in text and HELD_OUT["clean"] in text

@@ -235,6 +235,7 @@ EVAL_PRESETS = {
     "jpeg": DegradeParams(jpeg=40),
     "lowlight": DegradeParams(lowlight=(1.5, 0.45)),
     "mixed": DegradeParams(blur=(1.6, 1.6, 0.0), noise=("gauss", 10 / 255.0, False), jpeg=60),
+    "clean": DegradeParams(),        # downscaling only: what Enhance does to a good picture
 }
 
 

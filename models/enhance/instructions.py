@@ -94,10 +94,11 @@ HELD_OUT = {
     "lowlight": "the photo is much too dark, please lighten it",
     "cast": "balance the colours, there is a tint",
     "mixed": "sharpen it, remove the noise and fix the jpeg blocks",
+    "clean": "just make this picture four times larger",
 }
 # the wrong instruction the evaluator gives for each degradation (another type's request)
 WRONG_FOR = {"blur": "lowlight", "noise": "lowlight", "jpeg": "lowlight",
-             "lowlight": "noise", "mixed": "lowlight", "cast": "noise"}
+             "lowlight": "noise", "mixed": "lowlight", "cast": "noise", "clean": "lowlight"}
 
 
 def _join(parts: list[str]) -> str:
