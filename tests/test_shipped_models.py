@@ -112,6 +112,8 @@ def test_evaluator_markdown_has_optional_columns():
     result = dict(part, classifier_on_real=acc, frechet=1.0, kid=0.1, diversity=2.0,
                   diversity_real=2.0, text_sensitivity=0.3, noise_sensitivity=0.1, n_prompts=4,
                   train_phrasing=part, text_probe=part)
+    result["synonym_anchors"] = {"flower.petal_colour": {"correct": 9, "total": 14, "misread": {}}}
     text = ev.markdown_table(result, "m")
     assert "training wording" in text and "text probe" in text
+    assert text.endswith("word by word: flower.petal_colour 9/14.")
     assert text.splitlines()[2] == "| domain | 1.000 | 1.000 | 1.000 | 1.000 |"
