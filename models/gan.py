@@ -324,6 +324,9 @@ def load_gan(path, device="cpu", with_discriminator: bool = True) -> GANModel:
         except (TypeError, ValueError) as exc:
             raise CheckpointError(f"{path}: text_head config in the metadata is not valid ({exc})") \
                 from exc
+        if head.label_heads != [[str(n), int(k)] for n, k in dcfg.label_heads]:
+            raise CheckpointError(f"{path}: the text head reads other attributes than the "
+                                  "discriminator's auxiliary head; re-fit it with fit-text-head")
         load_state_strict(head, ck.sub("text_head"), source=f"{path} [text_head]")
         head.eval().requires_grad_(False)
     g.eval().requires_grad_(False)

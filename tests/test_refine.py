@@ -362,6 +362,13 @@ def test_text_head_ships_in_the_checkpoint_and_fit_text_head_adds_it(tmp_path):
     assert back.text_head.config == m.text_head.config
     assert torch.equal(back.text_head.linear.weight, m.text_head.linear.weight)
     assert gan.load_gan(path, with_discriminator=False).text_head is None
+    # a head that does not match the discriminator's attribute head is refused at load time
+    from promptgan.models.text_head import TextAttributeHead
+
+    gan.save_gan(path, m.generator, m.discriminator, encoder_id="toy-encoder", provenance={},
+                 text_head=TextAttributeHead(TD, [["domain", 2], ["colour", 3]]), dtype=torch.float32)
+    with pytest.raises(CheckpointError, match="re-fit it with fit-text-head"):
+        gan.load_gan(path)
     # a file without a head gets one (MiniLM-sized) from fit-text-head; G and D are unchanged
     gan.save_gan(path, m.generator, m.discriminator, encoder_id="toy-encoder", provenance={"step": 7})
     out = tmp_path / "with_head.safetensors"
