@@ -84,6 +84,7 @@ def fit_text_head(label_heads: list, n_captions: int = 4000, seed: int = 11, ste
 
 def main(argv=None) -> int:
     from .gan import load_gan, save_gan
+    from .text_encoder import DEFAULT_ENCODER_ID
     from .train_utils import command_line, set_threads
 
     p = argparse.ArgumentParser(
@@ -103,6 +104,9 @@ def main(argv=None) -> int:
     if d is None or not d.cfg.label_heads:
         raise SystemExit(f"{args.model}: its discriminator has no auxiliary label head, so Refine "
                          "has nothing to steer with a text head; train with labelled data")
+    if model.encoder_id != DEFAULT_ENCODER_ID:
+        raise SystemExit(f"{args.model}: conditioned on {model.encoder_id}; the text head is fitted "
+                         f"on the default encoder's embeddings ({DEFAULT_ENCODER_ID})")
     head = fit_text_head(d.cfg.label_heads, n_captions=args.captions, seed=args.seed)
     provenance = dict(model.provenance)
     provenance["text_head"] = {"command": command_line("fit-text-head", argv),

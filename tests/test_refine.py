@@ -353,6 +353,7 @@ def test_prompt_attribute_ce_weights_a_domain_by_the_prompts_belief():
 
 def test_text_head_ships_in_the_checkpoint_and_fit_text_head_adds_it(tmp_path):
     from promptgan.models import text_head as th
+    from promptgan.models.text_encoder import DEFAULT_ENCODER_ID
 
     m = labelled_model()
     path = tmp_path / "m.safetensors"
@@ -370,8 +371,12 @@ def test_text_head_ships_in_the_checkpoint_and_fit_text_head_adds_it(tmp_path):
     with pytest.raises(CheckpointError, match="re-fit it with fit-text-head"):
         gan.load_gan(path)
     # a file without a head gets one (MiniLM-sized) from fit-text-head; G and D are unchanged
-    gan.save_gan(path, m.generator, m.discriminator, encoder_id="toy-encoder", provenance={"step": 7})
     out = tmp_path / "with_head.safetensors"
+    gan.save_gan(path, m.generator, m.discriminator, encoder_id="toy-encoder", provenance={"step": 7})
+    with pytest.raises(SystemExit, match="fitted on the default encoder"):
+        th.main(["--model", str(path), "--out", str(out)])
+    gan.save_gan(path, m.generator, m.discriminator, encoder_id=DEFAULT_ENCODER_ID,
+                 provenance={"step": 7})
     assert th.main(["--model", str(path), "--out", str(out), "--captions", "256"]) == 0
     fitted = gan.load_gan(out)
     assert fitted.text_head.text_dim == 384 and fitted.provenance["step"] == 7
