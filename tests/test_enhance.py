@@ -312,12 +312,16 @@ def test_trainer_runs_resumes_and_warm_starts_across_skips(tmp_path):
     assert net.cfg.skip == "nearest"
     prov = json.loads(read_metadata(out)["promptgan.provenance"])
     assert prov["step"] == 3 and "--steps 3" in prov["command"]
+    # the command that made steps 1-2 is kept when a run resumes with another one
+    assert len(prov["history"]) == 1 and "--steps 2" in prov["history"][0]
 
     run2, out2 = tmp_path / "run2", tmp_path / "x4b.safetensors"
     assert T.main(["--run-dir", str(run2), "--out", str(out2), "--steps", "0", "--skip", "bicubic",
                    "--init", str(out), *flags]) == 0
     warm = load_enhancer(out2)
     assert warm.cfg.skip == "bicubic" and warm.tail.weight.abs().max() == 0
+    history = json.loads(read_metadata(out2)["promptgan.provenance"])["history"]
+    assert len(history) == 2 and "--steps 3" in history[1] and str(out) in history[1]
     assert torch.equal(warm.body[0].weight, net.body[0].weight)
 
 

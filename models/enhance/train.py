@@ -164,8 +164,12 @@ def main(argv=None) -> int:
     assert embeds.shape[1] == cfg.text_dim, embeds.shape
 
     net = Enhancer(cfg).to(memory_format=torch.channels_last)
+    history: list[str] = []      # the commands that made the starting weights, oldest first
     if args.init:
         ck = load_checkpoint(args.init, kind=KIND)
+        history = list(ck.provenance.get("history", [])) + [
+            f"{ck.provenance.get('command', '?')} (to step {ck.provenance.get('step', '?')}), "
+            f"then --init {args.init}"]
         init_cfg = EnhancerConfig.from_dict(ck.config)   # files without `skip` are nearest
         if replace(init_cfg, skip=cfg.skip) != cfg:
             raise SystemExit(f"--init {args.init}: its config {ck.config} differs from this run's "
@@ -187,6 +191,9 @@ def main(argv=None) -> int:
     if state_path.exists() and not args.fresh:
         step, extra = load_train_state(state_path, {"net": net, "ema": ema}, {"adam": opt}, kind=KIND)
         print(f"[enhance] resumed {state_path} at step {step}", file=sys.stderr)
+        history = list(extra.get("history", []))
+        if extra.get("command") and extra["command"] != command:
+            history.append(f"{extra['command']} (to step {step}), then resumed")
     best = float(extra.get("best_val_psnr", -1.0))
     elapsed = float(extra.get("seconds", 0.0))
 
@@ -198,14 +205,16 @@ def main(argv=None) -> int:
     print(f"[enhance] {count_parameters(net) / 1e6:.3f}M params, {data.describe()}", file=sys.stderr)
 
     def save_state():
-        extra_now = {"best_val_psnr": best, "seconds": elapsed, "command": command}
+        extra_now = {"best_val_psnr": best, "seconds": elapsed, "command": command,
+                     "history": history}
         save_train_state(state_path, {"net": net, "ema": ema}, {"adam": opt}, step, extra_now,
                          kind=KIND, config=cfg.to_dict(), encoder=DEFAULT_ENCODER_ID)
 
     def export(path, module, note):
         save_checkpoint(path, module.state_dict(), kind=KIND, config=cfg.to_dict(),
                         encoder=DEFAULT_ENCODER_ID, dtype=torch.float16,
-                        provenance={"command": command, "step": step, "seconds": round(elapsed),
+                        provenance={"command": command, "history": history,
+                                    "step": step, "seconds": round(elapsed),
                                     "val_psnr": round(best, 3), "note": note,
                                     "data": data.describe(), "loss": "L1" + (
                                         f" + {args.grad_weight} * gradient L1" if args.grad_weight else ""),
