@@ -344,6 +344,10 @@ def test_prompt_attribute_ce_weights_a_domain_by_the_prompts_belief():
     changed = image.clone()
     changed[0, 2:start] += torch.randn(start - 2) * 5   # flower heads count
     assert not torch.allclose(ref.prompt_attribute_ce(changed, prompt, heads), flower_only)
+    # the domain logits only weight the domains' heads: the image's own domain reading is no term
+    domain_read = image.clone()
+    domain_read[0, :2] += torch.tensor([-5.0, 5.0])
+    assert torch.allclose(ref.prompt_attribute_ce(domain_read, prompt, heads), flower_only, atol=1e-4)
     # a head whose value the prompt does not name clearly is left out
     vague = prompt.clone()
     vague[0, 2:start] = 0.0
