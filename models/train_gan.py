@@ -223,6 +223,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--code-weight", type=float, default=0.0,
                    help="on labelled procedural data: weight of a linear read-out of the attribute "
                         "labels from G's text code, so that no attribute fades from the code")
+    p.add_argument("--diversity-weight", type=float, default=0.0,
+                   help="mode-seeking term (MSGAN): for a quarter of the batch G also draws the "
+                        "same caption from a second noise and is penalised when the two images "
+                        "differ less than the noises do, against one layout per prompt (0 = off)")
     p.add_argument("--colour-size", type=int, default=32,
                    help="resolution at which the colour term compares pixels")
     p.add_argument("--translation", type=float, default=0.125, help="DiffAugment translation")
@@ -324,6 +328,15 @@ def colour_distance(fake: torch.Tensor, real: torch.Tensor, size: int, gen: torc
     pf = torch.einsum("kc,bcp->bkp", dirs, f).sort(dim=-1).values
     pr = torch.einsum("kc,bcp->bkp", dirs, r).sort(dim=-1).values
     return (pf - pr).abs().mean()
+
+
+def mode_seeking_term(fake_a: torch.Tensor, fake_b: torch.Tensor, z_a: torch.Tensor,
+                      z_b: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    """MSGAN's mode-seeking loss for images [B,3,R,R] drawn from the same captions with noises
+    z_a, z_b [B,nz]: the inverse of (mean image difference / mean noise difference), so that
+    minimising it makes different noises give different pictures."""
+    ratio = (fake_a - fake_b).abs().mean((1, 2, 3)) / (z_a - z_b).abs().mean(1).clamp_min(eps)
+    return (1.0 / (ratio + eps)).mean()
 
 
 def ema_decay(step: int, target: float) -> float:
@@ -430,7 +443,8 @@ def main(argv=None) -> int:
                 "recipe": "hinge+MA-GP+DiffAugment+EMA" + ("+AC" if use_aux else "")
                 + (f"+L1@{args.recon_size}px" if args.recon_weight > 0 else "")
                 + (f"+colourSWD@{args.colour_size}px" if args.colour_weight > 0 else "")
-                + ("+code-readout" if use_code else ""),
+                + ("+code-readout" if use_code else "")
+                + ("+mode-seeking" if args.diversity_weight > 0 else ""),
                 "saved": time.strftime("%Y-%m-%d %H:%M:%S")}
         gan.save_gan(model_path, G_ema, D, encoder_id=data.encoder_id, provenance=prov,
                      dtype=torch.float32)
@@ -500,6 +514,14 @@ def main(argv=None) -> int:
                 code = gan.aux_loss(code_head(G.text_code(s)), labels, heads)
                 loss_g = loss_g + args.code_weight * code
                 stats["code"] = code.item()
+            if args.diversity_weight > 0:
+                k = max(2, args.batch // 4)
+                z2 = torch.randn(k, gcfg.nz, generator=gen).to(device)
+                with autocast:
+                    fake2 = Gm(z2, s[:k])
+                diversity = mode_seeking_term(fake[:k].float(), fake2.float(), z[:k], z2)
+                loss_g = loss_g + args.diversity_weight * diversity
+                stats["diversity"] = diversity.item()
             if args.colour_weight > 0:
                 colour = colour_distance(fake.float(), x, args.colour_size, gen)
                 loss_g = loss_g + args.colour_weight * colour

@@ -165,20 +165,34 @@ def test_ema_ramps_up():
     assert ema_decay(10**6, 0.999) == 0.999
 
 
+def test_mode_seeking_term_rewards_different_images_for_different_noise():
+    from promptgan.models.train_gan import mode_seeking_term
+
+    g = torch.Generator().manual_seed(0)
+    za, zb = torch.randn(4, 8, generator=g), torch.randn(4, 8, generator=g)
+    a = torch.rand(4, 3, 8, 8, generator=g) * 2 - 1
+    same = mode_seeking_term(a, a + 0.01, za, zb)
+    apart = mode_seeking_term(a, -a, za, zb)
+    assert apart < same
+    b = (a + 0.01).requires_grad_(True)
+    mode_seeking_term(a, b, za, zb).backward()
+    assert b.grad.abs().sum() > 0
+
+
 def test_trainer_runs_resumes_and_exports(tmp_path):
     from promptgan.models.train_gan import main
 
     args = ["--out", str(tmp_path / "run"), "--n-images", "16", "--resolution", "32", "--ngf", "4",
             "--ndf", "4", "--batch", "4", "--steps", "3", "--save-every", "2", "--sample-every", "2",
             "--cache-dir", str(tmp_path / "cache"), "--gp-every", "2", "--captions-per-image", "1",
-            "--colour-weight", "1", "--code-weight", "1"]
+            "--colour-weight", "1", "--code-weight", "1", "--diversity-weight", "0.1"]
     assert main(args) == 0
     run = tmp_path / "run"
     assert (run / "state.safetensors").is_file() and (run / "samples" / "step_000002.png").is_file()
     m = gan.load_gan(run / "model.safetensors")
     assert m.provenance["step"] == 3 and m.discriminator.aux is not None
-    assert "+colourSWD@32px+code-readout" in m.provenance["recipe"]
-    assert main(args[:-14] + ["--steps", "5"] + args[-12:]) == 0    # resumes at 3, runs to 5
+    assert "+colourSWD@32px+code-readout+mode-seeking" in m.provenance["recipe"]
+    assert main(args[:-16] + ["--steps", "5"] + args[-14:]) == 0    # resumes at 3, runs to 5
     m = gan.load_gan(run / "model.safetensors")
     assert m.provenance["step"] == 5
     from safetensors import safe_open
@@ -189,5 +203,5 @@ def test_trainer_runs_resumes_and_exports(tmp_path):
         assert not [k for k in f.keys() if "code_head" in k]
     # warm start with a new discriminator
     assert main(["--out", str(tmp_path / "warm"), "--init", str(run / "model.safetensors"),
-                 "--fresh-d"] + args[2:-14] + ["--steps", "6"] + args[-12:]) == 0
+                 "--fresh-d"] + args[2:-16] + ["--steps", "6"] + args[-14:]) == 0
     assert gan.load_gan(tmp_path / "warm" / "model.safetensors").provenance["step"] == 6
