@@ -184,7 +184,7 @@ def _ssims(domain: str, original, edited, mask=None) -> dict:
 
 def eval_edits(model, net, n: int, seed: int, strengths: list[float], invert_n: int = 0,
                invert_steps: int = 50, wording: str = "heldout") -> dict:
-    results = {"wording": wording}
+    results = {}
     for domain, attribute in EDITS:
         pairs = edit_pairs(domain, attribute, n, seed, wording)
         s_old = _encode([p["prompt"] for p in pairs])
@@ -242,7 +242,7 @@ def markdown(report: dict) -> str:
     lines = [f"Refine measured on {report['model']} (step {report['step']}), "
              f"{r['n_prompts']} held-out prompts, {r['steps']} steps, step size {r['step_size']}, "
              f"noise {r['noise']}, attribute weight {r.get('attribute_weight')}; edits in "
-             f"{report['edits'].get('wording', 'heldout')} wording.", ""]
+             f"{report.get('edit_wording', 'heldout')} wording.", ""]
     if "before" in r:
         lines += ["| | before | after |", "| --- | --- | --- |"]
         for k in ("mean_accuracy", "colour_accuracy", "frechet", "kid"):
@@ -256,8 +256,6 @@ def markdown(report: dict) -> str:
     lines += ["| edit | strength | success | success (source read) | preserved | all preserved | "
               "SSIM | SSIM outside flower / mask |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for key, res in report["edits"].items():
-        if not isinstance(res, dict):
-            continue
         for name, row in res.items():
             if not isinstance(row, dict):
                 continue
@@ -302,6 +300,7 @@ def main(argv=None) -> int:
     report["edits"] = eval_edits(model, net, args.edit_n, args.seed,
                                  [float(x) for x in args.strengths.split(",")], args.invert_n,
                                  args.invert_steps, args.edit_wording)
+    report["edit_wording"] = args.edit_wording
     text = markdown(report)
     if net is None:
         text += "\n\n(no attribute classifier found: accuracy, Frechet distance, KID and edit " \

@@ -82,9 +82,23 @@ def fit_text_head(label_heads: list, n_captions: int = 4000, seed: int = 11, ste
     return head.eval().requires_grad_(False)
 
 
+def why_no_text_head(model) -> str | None:
+    """Why ``model`` (a GANModel) cannot have a text head, or None if it can: the head reads the
+    default encoder's embeddings and is paired with the discriminator's auxiliary label head."""
+    from .text_encoder import DEFAULT_ENCODER_ID
+
+    d = model.discriminator
+    if d is None or not d.cfg.label_heads:
+        return ("its discriminator has no auxiliary label head, so Refine has nothing to steer "
+                "with a text head; train with labelled data")
+    if model.encoder_id != DEFAULT_ENCODER_ID:
+        return (f"conditioned on {model.encoder_id}; the text head is fitted on the default "
+                f"encoder's embeddings ({DEFAULT_ENCODER_ID})")
+    return None
+
+
 def main(argv=None) -> int:
     from .gan import load_gan, save_gan
-    from .text_encoder import DEFAULT_ENCODER_ID
     from .train_utils import command_line, set_threads
 
     p = argparse.ArgumentParser(
@@ -101,12 +115,9 @@ def main(argv=None) -> int:
     set_threads(args.threads)
     model = load_gan(args.model)
     d = model.discriminator
-    if d is None or not d.cfg.label_heads:
-        raise SystemExit(f"{args.model}: its discriminator has no auxiliary label head, so Refine "
-                         "has nothing to steer with a text head; train with labelled data")
-    if model.encoder_id != DEFAULT_ENCODER_ID:
-        raise SystemExit(f"{args.model}: conditioned on {model.encoder_id}; the text head is fitted "
-                         f"on the default encoder's embeddings ({DEFAULT_ENCODER_ID})")
+    reason = why_no_text_head(model)
+    if reason is not None:
+        raise SystemExit(f"{args.model}: {reason}")
     head = fit_text_head(d.cfg.label_heads, n_captions=args.captions, seed=args.seed)
     provenance = dict(model.provenance)
     provenance["text_head"] = {"command": command_line("fit-text-head", argv),

@@ -256,14 +256,13 @@ def build_parser() -> argparse.ArgumentParser:
 def export(run_dir: Path, path: str) -> int:
     """Shipping copy of a run's model: fp16, provenance kept, checked to load back. A model
     trained on the procedural data also gets Refine's text head (``text_head.py``)."""
-    from .text_encoder import DEFAULT_ENCODER_ID
-    from .text_head import fit_text_head
+    from .text_head import fit_text_head, why_no_text_head
 
     model = gan.load_gan(run_dir / "model.safetensors")
     prov = dict(model.provenance, exported_from=str(run_dir / "model.safetensors"))
     d = model.discriminator
     head = None
-    if d is not None and d.cfg.label_heads and model.encoder_id == DEFAULT_ENCODER_ID:
+    if why_no_text_head(model) is None:
         head = fit_text_head(d.cfg.label_heads)
         prov["text_head"] = {"command": "fitted by train-gan --export (fit_text_head defaults)"}
     gan.save_gan(path, model.generator, d, encoder_id=model.encoder_id, provenance=prov,
@@ -515,7 +514,7 @@ def main(argv=None) -> int:
                 loss_g = loss_g + args.code_weight * code
                 stats["code"] = code.item()
             if args.diversity_weight > 0:
-                k = max(2, args.batch // 4)
+                k = max(1, args.batch // 4)     # a batch of 1 still has one pair
                 z2 = torch.randn(k, gcfg.nz, generator=gen).to(device)
                 with autocast:
                     fake2 = Gm(z2, s[:k])
