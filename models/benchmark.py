@@ -312,7 +312,7 @@ def run_benchmark(base: Generator | None = None, model_path: str | None = None, 
                   compile_modes=(False, True), repeat: int | None = None, min_time: float = 1.0,
                   threads: int = 0, channels_last: bool = True, isolate: bool = False,
                   matmul_n: int = 2048, matmul_reps: int = 3, text: bool = True,
-                  text_reps: int = 3, log=print) -> dict:
+                  text_reps: int = 3, command: str = "", log=print) -> dict:
     """Run every configuration and return one JSON-able dict (see the module docstring).
 
     base: the generator whose widths (and, at its resolution, weights) are measured; when None,
@@ -329,7 +329,7 @@ def run_benchmark(base: Generator | None = None, model_path: str | None = None, 
     else:
         model_note = (f"{model_path}" if model_path else "in-memory generator") + \
             f" (ngf={base.cfg.ngf}, {base.cfg.resolution} px)"
-    result: dict = {"command": command_line(), "machine": machine_info(),
+    result: dict = {"command": command or "(called from Python)", "machine": machine_info(),
                     "model": {"source": model_note, "path": model_path,
                               "config": config_dict(base.cfg), "random": model_path is None},
                     "notes": [
@@ -486,7 +486,8 @@ def main(argv=None) -> int:
         compile_modes=(False, True) if use_compile else (False,), repeat=repeat,
         min_time=args.min_time, threads=args.threads, channels_last=not args.contiguous,
         isolate=isolate, matmul_n=args.matmul_size, matmul_reps=2 if q else 5, text=args.text,
-        text_reps=2 if q else 5, log=lambda s: print(s, file=sys.stderr, flush=True))
+        text_reps=2 if q else 5, command=command_line("benchmark", argv),
+        log=lambda s: print(s, file=sys.stderr, flush=True))
     print(markdown(result))
     if args.json:
         dump_json(result, args.json)

@@ -260,6 +260,7 @@ class GANModel:
     path: str = ""
     provenance: dict = field(default_factory=dict)
     text_head: nn.Module | None = None      # text_head.TextAttributeHead, for Refine (optional)
+    stored_dtype: torch.dtype = torch.float32   # of the generator's weights in the file
 
     @property
     def resolution(self) -> int:
@@ -330,5 +331,6 @@ def load_gan(path, device="cpu", with_discriminator: bool = True) -> GANModel:
         load_state_strict(head, ck.sub("text_head"), source=f"{path} [text_head]")
         head.eval().requires_grad_(False)
     g.eval().requires_grad_(False)
-    model = GANModel(g, d, ck.encoder, str(path), ck.provenance, head)
+    stored = next(v.dtype for k, v in ck.tensors.items() if k.startswith("generator."))
+    model = GANModel(g, d, ck.encoder, str(path), ck.provenance, head, stored)
     return model.to(device)

@@ -124,14 +124,7 @@ def main(argv=None) -> int:
                                "captions": args.captions, "seed": args.seed}
     out = args.out or args.model
     save_gan(out, model.generator, d, encoder_id=model.encoder_id, provenance=provenance,
-             text_head=head, dtype=torch.float16 if _stored_fp16(args.model) else None)
+             text_head=head, dtype=torch.float16 if model.stored_dtype == torch.float16 else None)
     print(f"wrote {out}")
     return 0
 
-
-def _stored_fp16(path) -> bool:
-    from safetensors import safe_open
-
-    with safe_open(str(path), "pt") as f:
-        first = next(iter(f.keys()))
-        return f.get_slice(first).get_dtype() in ("F16", "float16")

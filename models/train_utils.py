@@ -139,13 +139,12 @@ def save_image_grid(images: torch.Tensor, path: str | os.PathLike, nrow: int = 8
     return path
 
 
-def command_line(prog: str | None = None, argv: list[str] | None = None) -> str:
-    """The command that reproduces this run, for provenance. ``prog`` and ``argv`` are the pack
-    command and its arguments as the entry point received them (``python3 . <prog> <argv>``);
-    without them, the process's own command line (wrong when main() is called from Python)."""
+def command_line(prog: str, argv: list[str] | None) -> str:
+    """The command that reproduces this run, for provenance: ``python3 . <prog> <argv>``, with
+    ``prog`` and ``argv`` as the pack's entry point handed them to the command's main()."""
     exe = os.path.basename(sys.executable)
-    if prog is None or argv is None:
-        return " ".join([exe] + sys.argv)
+    if argv is None:
+        argv = sys.argv[1:]
     return " ".join([exe, ".", prog, shlex.join(argv)]).rstrip()
 
 

@@ -380,11 +380,12 @@ def test_text_head_ships_in_the_checkpoint_and_fit_text_head_adds_it(tmp_path):
     with pytest.raises(SystemExit, match="fitted on the default encoder"):
         th.main(["--model", str(path), "--out", str(out)])
     gan.save_gan(path, m.generator, m.discriminator, encoder_id=DEFAULT_ENCODER_ID,
-                 provenance={"step": 7})
+                 provenance={"step": 7}, dtype=torch.float16)
     assert th.main(["--model", str(path), "--out", str(out), "--captions", "256"]) == 0
     fitted = gan.load_gan(out)
     assert fitted.text_head.text_dim == 384 and fitted.provenance["step"] == 7
     assert "fit-text-head" in fitted.provenance["text_head"]["command"]
+    assert fitted.stored_dtype == torch.float16          # an fp16 file stays fp16
     assert torch.equal(fitted.generator.state_dict()["to_rgb.1.weight"],
                        gan.load_gan(path).generator.state_dict()["to_rgb.1.weight"])
     # a discriminator without label heads has nothing to steer
