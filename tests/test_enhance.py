@@ -6,6 +6,7 @@ import json
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from promptgan.models.checkpoint import CheckpointError, read_metadata, save_checkpoint
 from promptgan.models.enhance import degrade
@@ -363,3 +364,21 @@ def test_evaluator_reports_each_preset_and_leaves_clean_out_of_the_targets():
     assert report["results"]["clean"]["bicubic"]["psnr"] > report["results"]["noise"]["bicubic"]["psnr"]
     text = E.markdown(report)
     assert "| clean |" in text and HELD_OUT["clean"] in text
+
+
+def test_nlm_baseline_estimates_the_noise_and_removes_it():
+    """The evaluator's non-local-means baseline: Immerkaer's estimate finds the noise level of a
+    smooth picture within 10 %, and denoising then bicubic beats bicubic alone on it."""
+    from promptgan.models.enhance import evaluate as E
+
+    yy, xx = torch.meshgrid(torch.linspace(0, 1, 64), torch.linspace(0, 1, 64), indexing="ij")
+    clean = torch.stack([0.2 + 0.5 * xx, 0.3 + 0.4 * yy, 0.5 + 0.2 * xx * yy])      # [3, 64, 64]
+    sigma = 15 / 255
+    noisy = clean + sigma * torch.randn(clean.shape, generator=torch.Generator().manual_seed(0))
+    assert abs(E.noise_sigma(noisy) - sigma) < 0.1 * sigma
+    assert E.noise_sigma(clean) < 0.1 * sigma
+    hr = F.interpolate(clean[None], scale_factor=2, mode="bilinear", align_corners=True)[0]
+    p_bicubic = E.scores(E.baseline("bicubic", noisy, 2), hr, 2)[0]
+    p_nlm = E.scores(E.baseline("nlm", noisy, 2), hr, 2)[0]
+    assert p_nlm > p_bicubic + 2.0, (p_nlm, p_bicubic)
+    assert torch.equal(E.nlm_denoise(clean[:, :2, :2]), clean[:, :2, :2])   # too small: unchanged
