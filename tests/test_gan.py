@@ -1,6 +1,7 @@
 """GAN networks, generation semantics, trainer mechanics (tiny configs, CPU)."""
 import pytest
 import torch
+import torch.nn.functional as F
 
 from promptgan.models import gan
 from promptgan.models import generate as gen
@@ -179,13 +180,40 @@ def test_mode_seeking_term_rewards_different_images_for_different_noise():
     assert b.grad.abs().sum() > 0
 
 
+def _petals(n: int, phase: float = 0.0, cx: float = 32.0, cy: float = 32.0) -> torch.Tensor:
+    """[1, 3, 64, 64] a white n-petal rosette (radius 14 px) at (cx, cy) on black, -1..1."""
+    yy, xx = torch.meshgrid(torch.arange(64.0), torch.arange(64.0), indexing="ij")
+    r, t = torch.hypot(xx - cx, yy - cy), torch.atan2(yy - cy, xx - cx)
+    edge = 14 * (0.35 + 0.65 * torch.cos(n * (t - phase)).clamp_min(0))
+    petal = torch.sigmoid((edge - r) / 0.7)                         # anti-aliased edge
+    return (petal * 2 - 1)[None, None].expand(1, 3, -1, -1)
+
+
+def test_angular_spectrum_sees_petal_count_not_position_or_turn():
+    from promptgan.models.train_gan import angular_spectrum
+
+    def peak(img):   # which even harmonic k is strongest, summed over the rings
+        return 2 * (1 + int(angular_spectrum(img)[0].sum(0).argmax()))
+
+    assert peak(_petals(4)) == 4 and peak(_petals(6)) == 6 and peak(_petals(8)) == 8
+    assert peak(_petals(5)) == 10            # the spectrum is point-symmetric: 5-fold shows at 10
+    base = angular_spectrum(_petals(5))
+    moved = angular_spectrum(_petals(5, phase=0.3, cx=27.0, cy=35.0))
+    other = angular_spectrum(_petals(6))
+    assert (moved - base).abs().mean() < 0.5 * (other - base).abs().mean()
+    fake = _petals(4).clone().requires_grad_(True)
+    F.l1_loss(angular_spectrum(fake), base).backward()
+    assert fake.grad.abs().sum() > 0
+
+
 def test_trainer_runs_resumes_and_exports(tmp_path):
     from promptgan.models.train_gan import main
 
     args = ["--out", str(tmp_path / "run"), "--n-images", "16", "--resolution", "32", "--ngf", "4",
             "--ndf", "4", "--batch", "4", "--steps", "3", "--save-every", "2", "--sample-every", "2",
             "--cache-dir", str(tmp_path / "cache"), "--gp-every", "2", "--captions-per-image", "1",
-            "--colour-weight", "1", "--code-weight", "1", "--diversity-weight", "0.1"]
+            "--colour-weight", "1", "--code-weight", "1", "--diversity-weight", "0.1",
+            "--angular-weight", "1"]
     assert main(args) == 0
     run = tmp_path / "run"
     assert (run / "state.safetensors").is_file() and (run / "samples" / "step_000002.png").is_file()
