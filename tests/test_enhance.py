@@ -382,3 +382,14 @@ def test_nlm_baseline_estimates_the_noise_and_removes_it():
     p_nlm = E.scores(E.baseline("nlm", noisy, 2), hr, 2)[0]
     assert p_nlm > p_bicubic + 2.0, (p_nlm, p_bicubic)
     assert torch.equal(E.nlm_denoise(clean[:, :2, :2]), clean[:, :2, :2])   # too small: unchanged
+
+
+def test_training_photos_for_the_memorisation_check_are_distinct_and_not_held_out():
+    from promptgan.models.enhance import evaluate as E
+    from promptgan.models.enhance.data import HELD_OUT_FILES
+
+    imgs = E.training_images(4, size=128)
+    names = [n for n, _ in imgs]
+    assert len(imgs) == 4 and len(set(names)) == 4
+    assert not set(names) & set(HELD_OUT_FILES)
+    assert all(t.shape == (3, 128, 128) for _, t in imgs)

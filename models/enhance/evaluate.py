@@ -73,6 +73,22 @@ def from_pil(im) -> torch.Tensor:
     return torch.from_numpy(np.asarray(im, dtype=np.float32).copy() / 255.0).permute(2, 0, 1)
 
 
+def training_images(n: int, size: int = 384) -> list[tuple[str, torch.Tensor]]:
+    """n of the photos the network trained on (each at full size, evenly spread over the list,
+    top-left size x size): the same evaluation on them against the held-out photos measures how
+    much of the gain is memorised."""
+    from .data import photo_sources
+
+    seen, full = set(), []
+    for name, img in photo_sources(min_side=size):
+        base = name.split("@")[0]
+        if base not in seen:
+            seen.add(base)
+            full.append((base, img[:, :size, :size].contiguous()))
+    idx = np.linspace(0, len(full) - 1, min(n, len(full))).round().astype(int)
+    return [full[i] for i in idx]
+
+
 def baseline(name: str, lr: torch.Tensor, scale: int) -> torch.Tensor:
     """[3, h, w] -> [3, h*s, w*s] by a classical method."""
     from PIL import Image, ImageFilter
@@ -228,13 +244,17 @@ def main(argv=None) -> int:
     p.add_argument("--degradations", default=",".join(DEGRADATION_ORDER))
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--crop", type=int, default=0, help="evaluate only the top-left crop (quick look)")
+    p.add_argument("--training-photos", type=int, default=0, metavar="N",
+                   help="score N of the training photos instead of the held-out ones (how much of "
+                        "the gain is memorised)")
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args(sys.argv[1:] if argv is None else argv)
     torch.set_num_threads(args.threads)
     t0 = time.time()
     net = load_any(args.weights)
     report = evaluate(net, degradations=[d.strip() for d in args.degradations.split(",") if d.strip()],
-                      seed=args.seed, crop=args.crop or None)
+                      seed=args.seed, crop=args.crop or None,
+                      images=training_images(args.training_photos) if args.training_photos else None)
     report["weights"] = str(args.weights)
     report["seconds"] = round(time.time() - t0, 1)
     try:
