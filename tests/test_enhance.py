@@ -339,6 +339,11 @@ def test_degradation_weights_change_what_is_drawn():
     more_noise, _ = share({"noise": 4.0})
     _, no_cast = share({"cast": 0.0})
     assert more_noise > base_noise + 0.1 and base_cast > 0.05 and no_cast == 0
+    # one kind left: every non-empty draw is just that kind (sets of two or more are not possible)
+    only = {"blur": 0.0, "jpeg": 0.0, "lowlight": 0.0, "cast": 0.0}
+    rng = np.random.default_rng(1)
+    draws = [degrade.sample_present(rng, only) for _ in range(500)]
+    assert {frozenset(d) for d in draws} == {frozenset(), frozenset({"noise"})}
     assert T.parse_weights(["noise=2", "cast=0"]) == {"noise": 2.0, "cast": 0.0}
     for bad, words in (("grain=2", "NAME one of"), ("noise", "NAME one of"),
                        ("noise=x", "a number"), ("noise=-1", "0 or more")):

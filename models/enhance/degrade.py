@@ -84,11 +84,12 @@ def sample_params(present: set[str] | list[str], scale: int, rng: np.random.Gene
 def sample_present(rng: np.random.Generator, weights: dict[str, float] | None = None) -> set[str]:
     """A random set of degradations: none (10%), one (40%), two (30%), three or more (20%);
     each drawn with its weight (default ``DEGRADATION_WEIGHTS``; a name left out keeps its
-    default)."""
+    default; a set never holds more kinds than have a weight above 0)."""
     k = int(rng.choice([0, 1, 2, 3, 4], p=[0.10, 0.40, 0.30, 0.15, 0.05]))
     names = list(DEGRADATIONS)
     weights = {**DEGRADATION_WEIGHTS, **(weights or {})}
     w = np.array([weights[n] for n in names])
+    k = min(k, int((w > 0).sum()))       # weights of 0 leave fewer kinds to combine
     return set(rng.choice(names, size=k, replace=False, p=w / w.sum()).tolist()) if k else set()
 
 
