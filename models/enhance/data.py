@@ -44,8 +44,10 @@ def _downsize(img: torch.Tensor, f: float) -> torch.Tensor:
                          align_corners=False)[0].clamp(0, 1)
 
 
-def photo_sources(min_side: int = 128) -> list[tuple[str, torch.Tensor]]:
-    """(name, image [3, H, W]) at full size and at 3/4 and 1/2 size (cleaner, denser detail)."""
+def photo_sources(min_side: int = 128, largest_only: bool = False) -> list[tuple[str, torch.Tensor]]:
+    """(name@factor, image [3, H, W]) at full size and at 3/4 and 1/2 size (cleaner, denser
+    detail; JPEGs never at full size, where their own artifacts show). ``largest_only``: one
+    entry per photo, the largest of those sizes with both sides at least ``min_side``."""
     try:
         import skimage.data
     except ImportError as exc:
@@ -65,6 +67,8 @@ def photo_sources(min_side: int = 128) -> list[tuple[str, torch.Tensor]]:
             x = img if f == 1.0 else _downsize(img, f)
             if min(x.shape[1:]) >= min_side:
                 out.append((f"{name}@{f}", x))
+                if largest_only:
+                    break
     if not out:
         raise RuntimeError(f"no training photos found in {root}")
     return out

@@ -74,17 +74,13 @@ def from_pil(im) -> torch.Tensor:
 
 
 def training_images(n: int, size: int = 384) -> list[tuple[str, torch.Tensor]]:
-    """n of the photos the network trained on (each at full size, evenly spread over the list,
-    top-left size x size): the same evaluation on them against the held-out photos measures how
-    much of the gain is memorised."""
+    """n of the photos the network trained on (each at the largest size it trained on, evenly
+    spread over the list, top-left size x size): the same evaluation on them against the
+    held-out photos measures how much of the gain is memorised."""
     from .data import photo_sources
 
-    seen, full = set(), []
-    for name, img in photo_sources(min_side=size):
-        base = name.split("@")[0]
-        if base not in seen:
-            seen.add(base)
-            full.append((base, img[:, :size, :size].contiguous()))
+    full = [(name.split("@")[0], img[:, :size, :size].contiguous())
+            for name, img in photo_sources(min_side=size, largest_only=True)]
     idx = np.linspace(0, len(full) - 1, min(n, len(full))).round().astype(int)
     return [full[i] for i in idx]
 
