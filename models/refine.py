@@ -16,6 +16,13 @@ lives (and keeps GANGenerate's truncation). The generator and discriminator are 
 
 Editing (``edit``) keeps the noise and moves the conditioning: sentence = slerp(old, new,
 strength) on the unit sphere (strength 0: the original; 1: the new prompt; above 1 extrapolates).
+Swapping the sentence alone also redraws what the prompts share (the generator entangles them:
+a new petal colour can bring a new petal shape), so by default the edit is a guided transition
+(``preserve`` > 0): over ``DEFAULT_EDIT_STEPS`` steps the sentence moves from old to new while
+the noise follows the same gradient flow as refinement, with one more term that keeps the
+image's edges (``edge_difference`` to the original: horizontal and vertical pixel differences
+per channel, so colours inside regions may change but outlines and colour boundaries resist).
+The result is a latent like any other: redrawing it gives the edited image exactly.
 A latent from GANGenerate is exact; an outside image goes through ``invert.invert`` first and is
 only approximately reproduced. With a mask the edited image is composited into the original
 inside the mask only (feathered inwards, so pixels outside the mask are kept exactly).
@@ -41,6 +48,11 @@ DEFAULT_NOISE = 0.01          # gamma: temperature of the Langevin noise
 DEFAULT_ATTRIBUTE_WEIGHT = 3.0  # weight of the prompt-attribute term against the matching score
 DEFAULT_MIN_CONFIDENCE = 0.7  # the term reads an attribute only where the prompt names it clearly
 DEFAULT_FEATHER = 1.5         # px (Gaussian sigma) of the mask's inward soft edge
+DEFAULT_PRESERVE = 1.0        # edit: weight of the edge-keeping term, in units of EDGE_WEIGHT
+EDGE_WEIGHT = 1000.0          # edge_difference is ~1e-3 per pixel; this puts it beside D's score
+DEFAULT_EDIT_STEPS = 30       # edit: steps of the guided transition from old to new prompt
+DEFAULT_EDIT_STEP_SIZE = 0.07
+EDIT_RAMP = 0.8               # the sentence reaches the new prompt at 80% of the steps
 
 
 class RefineError(ValueError):
@@ -177,6 +189,15 @@ def masked_ssim(a: torch.Tensor, b: torch.Tensor, region: torch.Tensor | None = 
 # refinement
 # ---------------------------------------------------------------------------------------------
 
+def edge_difference(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Per image [B]: mean squared difference between the horizontal and vertical pixel
+    differences of images a and b [B,3,H,W] (each channel on its own). Zero for identical
+    images and for a constant offset; large where outlines or colour boundaries moved."""
+    def grads(x):
+        return torch.cat([x[..., 1:, :-1] - x[..., :-1, :-1], x[..., :-1, 1:] - x[..., :-1, :-1]], 1)
+    return (grads(a) - grads(b)).pow(2).mean((1, 2, 3))
+
+
 def langevin_noise(seeds: list[int], seed: int, steps: int, nz: int) -> torch.Tensor:
     """[B, steps, nz] standard noise, one CPU generator per image (seed mixed with the image's own
     seed): the same image gets the same noise whatever the batch or device."""
@@ -189,13 +210,19 @@ def refine_latent(model, latent: GANLatent, sentence: torch.Tensor | None = None
                   steps: int = DEFAULT_STEPS, step_size: float = DEFAULT_STEP_SIZE,
                   noise: float = DEFAULT_NOISE, *, attribute_weight: float = DEFAULT_ATTRIBUTE_WEIGHT,
                   seed: int = 0, device="cpu", chunk: int = 16, progress=None,
-                  check_interrupt=None) -> GANLatent:
+                  check_interrupt=None, start_sentence: torch.Tensor | None = None,
+                  anchor: torch.Tensor | None = None, anchor_weight: float = 0.0) -> GANLatent:
     """Discriminator gradient flow on the latent's noise (see the module docstring).
 
     ``sentence`` [B,D] (or broadcastable, see ``broadcast_rows``): the prompt the discriminator
     judges against and the generator draws with; default the latent's own. Returns a new latent
     (the input is not modified). progress(done, total) and check_interrupt() are called every
     step. Works under torch.inference_mode(): gradients are switched on here, on copies.
+
+    Editing uses two more inputs. ``start_sentence`` [B,D]: the conditioning starts there and
+    reaches ``sentence`` at ``EDIT_RAMP`` of the steps (slerp). ``anchor`` [B,3,R,R] in [-1,1]:
+    images whose edges are kept, with ``anchor_weight`` times ``edge_difference`` subtracted
+    from the objective.
     """
     if model.discriminator is None:
         raise RefineError(f"model '{model.name}' was loaded without its discriminator; refine mode "
@@ -211,6 +238,8 @@ def refine_latent(model, latent: GANLatent, sentence: torch.Tensor | None = None
         head = model.text_head if use_head else None    # read once per chunk, no gradient
         nz = g.cfg.nz
         s_all = broadcast_rows(plain(latent.sentence if sentence is None else sentence).float(), b)
+        s0_all = None if start_sentence is None else broadcast_rows(plain(start_sentence).float(), b)
+        x0_all = None if anchor is None or anchor_weight <= 0 else plain(anchor).float()
         z_all = plain(latent.z).float()
         steps = max(int(steps), 0)
         xi_all = langevin_noise(latent.seeds, seed, steps, nz)                   # [B, steps, nz]
@@ -222,21 +251,28 @@ def refine_latent(model, latent: GANLatent, sentence: torch.Tensor | None = None
             z = z_all[start:start + chunk].to(device)
             s = s_all[start:start + chunk].to(device)
             xi = xi_all[start:start + chunk].to(device)
+            s0 = None if s0_all is None else s0_all[start:start + chunk].to(device)
+            x0 = None if x0_all is None else x0_all[start:start + chunk].to(device)
             radius = z.norm(dim=1, keepdim=True)
             asked = None
-            if head is not None:
-                with torch.no_grad():
-                    head_device = head.linear.weight.device
-                    asked = plain(head(s.to(head_device))).to(device)            # [b, labels]
             for t in range(steps):
                 if check_interrupt is not None:
                     check_interrupt()
+                s_t = s if s0 is None else mix_sentences(
+                    s0, s, min(1.0, (t + 1) / (EDIT_RAMP * steps)))
+                if head is not None and (asked is None or s0 is not None):
+                    with torch.no_grad():
+                        head_device = head.linear.weight.device
+                        asked = plain(head(s_t.to(head_device))).to(device)      # [b, labels]
                 z = z.detach().requires_grad_(True)
-                h = d.features(g(z, s))
-                objective = d.score(h, s)                                        # [b]
+                x = g(z, s_t)
+                h = d.features(x)
+                objective = d.score(h, s_t)                                      # [b]
                 if asked is not None:
                     objective = objective - attribute_weight * prompt_attribute_ce(
                         d.aux_logits(h), asked, head.label_heads)
+                if x0 is not None:
+                    objective = objective - anchor_weight * edge_difference(x, x0)
                 (grad,) = torch.autograd.grad(objective.sum(), z)
                 with torch.no_grad():
                     rms = grad.pow(2).mean(1, keepdim=True).sqrt()
@@ -303,9 +339,10 @@ def discriminator_scores(model, images: torch.Tensor, sentence: torch.Tensor, ch
 def edit(model, source, new_sentence: torch.Tensor, strength: float = 1.0,
          mask: torch.Tensor | None = None, *, image: torch.Tensor | None = None,
          new_prompts: list[str] | None = None, invert_steps: int = 50, encoder=None, seed: int = 0,
-         feather: float = DEFAULT_FEATHER, device="cpu", progress=None,
+         feather: float = DEFAULT_FEATHER, preserve: float = DEFAULT_PRESERVE,
+         edit_steps: int = DEFAULT_EDIT_STEPS, device="cpu", progress=None,
          check_interrupt=None) -> tuple[torch.Tensor, GANLatent]:
-    """Redraw with the conditioning moved towards ``new_sentence`` on the same noise.
+    """Redraw with the conditioning moved towards ``new_sentence``, starting from the same noise.
 
     source: a GANLatent (exact) or images [B,3,H,W] in [-1,1] (inverted first: approximate;
       another size than the model's is resized with a warning and the result resized back).
@@ -313,9 +350,24 @@ def edit(model, source, new_sentence: torch.Tensor, strength: float = 1.0,
     strength: 0 keeps the original conditioning, 1 uses the new prompt, in between blends.
     mask: [B,H,W] or [H,W] at the output size; edits only inside it (outside kept exactly).
     image: with a latent source, the original to composite into (default: the latent redrawn).
+    preserve: weight of the edge-keeping guided transition (module docstring; needs the
+      discriminator); 0 swaps the sentence on the same noise (one generator pass).
+    edit_steps: steps of that transition.
+    progress(done, total): over the inversion's steps and then the transition's.
     -> (images [B,3,H,W] in [-1,1] at the source's size, the edited latent).
     """
     r = model.resolution
+    preserve, edit_steps = float(preserve), int(edit_steps)
+    guided = (preserve > 0 and edit_steps > 0 and float(strength) != 0.0
+              and model.discriminator is not None)
+    n_invert = 0 if isinstance(source, GANLatent) else int(invert_steps)
+    total = n_invert + (edit_steps if guided else 0)
+
+    def phase(offset, share):      # a callback filling [offset, offset + share] of total
+        if progress is None:
+            return None
+        return lambda done, n: progress(offset + round(share * done / max(n, 1)), total)
+
     with torch.inference_mode(False), torch.enable_grad():
         if isinstance(source, GANLatent):
             latent = GANLatent(plain(source.z).float(), plain(source.sentence).float(),
@@ -332,7 +384,7 @@ def edit(model, source, new_sentence: torch.Tensor, strength: float = 1.0,
             start = None if encoder is not None else broadcast_rows(
                 plain(new_sentence).float(), b, "new embeddings")
             latent = invert(model, fit_to_model(original, r), start, invert_steps, encoder,
-                            fit_sentence=True, seed=seed, device=device, progress=progress,
+                            fit_sentence=True, seed=seed, device=device, progress=phase(0, n_invert),
                             check_interrupt=check_interrupt)
         b = len(latent)
         new = broadcast_rows(plain(new_sentence).float(), b, "new embeddings")
@@ -342,6 +394,14 @@ def edit(model, source, new_sentence: torch.Tensor, strength: float = 1.0,
             prompts = [prompts[i * len(prompts) // b] for i in range(b)] if prompts else [""] * b
         edited_latent = GANLatent(latent.z, mixed, prompts, list(latent.seeds), latent.encoder_id,
                                   latent.model_id)
+        if guided:
+            moved = refine_latent(model, edited_latent, None, edit_steps, DEFAULT_EDIT_STEP_SIZE,
+                                  0.0, seed=seed, device=device, progress=phase(n_invert, edit_steps),
+                                  check_interrupt=check_interrupt, start_sentence=latent.sentence,
+                                  anchor=render(model, latent, device),
+                                  anchor_weight=preserve * EDGE_WEIGHT)
+            edited_latent = GANLatent(moved.z, mixed, prompts, list(latent.seeds),
+                                      latent.encoder_id, latent.model_id)
         edited = render(model, edited_latent, device)
         if original is None:
             original = render(model, latent, device) if mask is not None else None

@@ -7,7 +7,8 @@ accuracy, Frechet distance and KID in the attribute classifier's feature space (
 definitions), the discriminator's mean score, and seconds per image (batch 1 and batched).
 
 Edits, on images generated from held-out-phrased prompts whose attributes are known; the new
-prompt is the same caption (same phrasing) with one attribute changed:
+prompt is the same caption (same phrasing) with one attribute changed; at ``--preserve`` (the
+edge-keeping guided edit, refine.py) and, beside it, the one-pass swap (``swap_strength_1``):
 - flower petal colour (with and without a mask over the flower), flower petal count,
   landscape time of day;
 - success: the classifier reads the new value on the edited image (also given among the sources
@@ -183,7 +184,8 @@ def _ssims(domain: str, original, edited, mask=None) -> dict:
 
 
 def eval_edits(model, net, n: int, seed: int, strengths: list[float], invert_n: int = 0,
-               invert_steps: int = 50, wording: str = "heldout") -> dict:
+               invert_steps: int = 50, wording: str = "heldout",
+               preserve: float = R.DEFAULT_PRESERVE) -> dict:
     results = {}
     for domain, attribute in EDITS:
         pairs = edit_pairs(domain, attribute, n, seed, wording)
@@ -193,15 +195,18 @@ def eval_edits(model, net, n: int, seed: int, strengths: list[float], invert_n: 
         original = generate(model, lat)
         key = f"{domain}.{attribute}"
         results[key] = {"n": n, "examples": [[p["prompt"], p["new_prompt"]] for p in pairs[:3]]}
-        for t in strengths:
-            edited, _ = R.edit(model, lat, s_new, t)
+        runs = [(f"strength_{t:g}", t, preserve) for t in strengths]
+        if preserve > 0:      # the one-pass swap beside it, to show what the guided edit adds
+            runs.append(("swap_strength_1", 1.0, 0.0))
+        for name, t, keep in runs:
+            edited, _ = R.edit(model, lat, s_new, t, preserve=keep)
             row = _ssims(domain, original, edited)
             if net is not None:
                 row.update(_edit_scores(net, domain, attribute, pairs, original, edited))
-            results[key][f"strength_{t:g}"] = row
+            results[key][name] = row
         if attribute == "petal_colour":
             mask = _disc(model.resolution, FLOWER_RADIUS)[None]
-            edited, _ = R.edit(model, lat, s_new, 1.0, mask)
+            edited, _ = R.edit(model, lat, s_new, 1.0, mask, preserve=preserve)
             row = _ssims(domain, original, edited, mask)
             if net is not None:
                 row.update(_edit_scores(net, domain, attribute, pairs, original, edited))
@@ -219,7 +224,7 @@ def eval_edits(model, net, n: int, seed: int, strengths: list[float], invert_n: 
                     inv_lat = invert(model, original[:k], None if encoder else s_new[:k], invert_steps,
                                      encoder, seed=seed)
                     secs = (time.perf_counter() - t0) / k
-                edited, _ = R.edit(model, inv_lat, s_new[:k], 1.0)
+                edited, _ = R.edit(model, inv_lat, s_new[:k], 1.0, preserve=preserve)
                 recon = generate(model, inv_lat)
                 mse = (recon - original[:k]).pow(2).mean((1, 2, 3))
                 row = {"n": k, "invert_steps": invert_steps, "seconds_per_image": round(secs, 3),
@@ -242,7 +247,8 @@ def markdown(report: dict) -> str:
     lines = [f"Refine measured on {report['model']} (step {report['step']}), "
              f"{r['n_prompts']} held-out prompts, {r['steps']} steps, step size {r['step_size']}, "
              f"noise {r['noise']}, attribute weight {r.get('attribute_weight')}; edits in "
-             f"{report.get('edit_wording', 'heldout')} wording.", ""]
+             f"{report.get('edit_wording', 'heldout')} wording, preserve "
+             f"{report.get('preserve', 0)} (swap_strength_1: the one-pass swap).", ""]
     if "before" in r:
         lines += ["| | before | after |", "| --- | --- | --- |"]
         for k in ("mean_accuracy", "colour_accuracy", "frechet", "kid"):
@@ -283,6 +289,9 @@ def main(argv=None) -> int:
                    help="weight of the prompt-attribute term (0: the matching score alone)")
     p.add_argument("--edit-wording", choices=("heldout", "train"), default="heldout",
                    help="edit prompts in the held-out words or in the training captions' words")
+    p.add_argument("--preserve", type=float, default=R.DEFAULT_PRESERVE,
+                   help="edits: weight of the edge-keeping guided transition (0: one-pass swap "
+                        "only; above 0 the swap is also reported, as swap_strength_1)")
     p.add_argument("--invert-n", type=int, default=0, help="colour edits through inversion")
     p.add_argument("--invert-steps", type=int, default=50)
     p.add_argument("--seed", type=int, default=0)
@@ -299,8 +308,9 @@ def main(argv=None) -> int:
                                            args.step_size, args.noise, args.attribute_weight)
     report["edits"] = eval_edits(model, net, args.edit_n, args.seed,
                                  [float(x) for x in args.strengths.split(",")], args.invert_n,
-                                 args.invert_steps, args.edit_wording)
+                                 args.invert_steps, args.edit_wording, args.preserve)
     report["edit_wording"] = args.edit_wording
+    report["preserve"] = args.preserve
     text = markdown(report)
     if net is None:
         text += "\n\n(no attribute classifier found: accuracy, Frechet distance, KID and edit " \

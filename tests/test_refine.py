@@ -96,9 +96,42 @@ def test_edit_strength_zero_is_the_original_and_one_the_new_prompt(model):
     new = embeds(1, seed=9).sentence
     out0, lat0 = ref.edit(model, lat, new, 0.0)
     assert torch.equal(out0, original) and torch.equal(lat0.z, lat.z)
-    out1, lat1 = ref.edit(model, lat, new, 1.0)
+    out1, lat1 = ref.edit(model, lat, new, 1.0, preserve=0.0)
     assert torch.allclose(lat1.sentence, new.expand(2, -1))
+    assert torch.equal(lat1.z, lat.z)
     assert torch.allclose(out1, model.generator(lat.z, new.expand(2, -1)), atol=1e-6)
+
+
+def test_edge_difference_ignores_offsets_and_sees_moved_edges():
+    x = torch.zeros(2, 3, 16, 16)
+    x[:, :, :, 8:] = 1
+    assert torch.equal(ref.edge_difference(x, x), torch.zeros(2))
+    assert torch.allclose(ref.edge_difference(x, x + 0.5), torch.zeros(2))   # a colour offset
+    assert (ref.edge_difference(x, torch.roll(x, 2, dims=3)) > 0).all()       # a moved edge
+
+
+def test_guided_edit_is_exact_deterministic_batch_independent_and_keeps_edges(model):
+    lat = gen.make_latent(model, embeds(3), seed=5, per_prompt=1)
+    original = gen.generate(model, lat)
+    new = embeds(1, seed=9).sentence
+    calls = []
+    out, new_lat = ref.edit(model, lat, new, 1.0, edit_steps=6,
+                            progress=lambda done, total: calls.append((done, total)))
+    assert calls[-1] == (6, 6) and len(calls) == 6
+    assert torch.allclose(new_lat.sentence, new.expand(3, -1))
+    assert not torch.equal(new_lat.z, lat.z)                          # the noise moved ...
+    assert torch.allclose(new_lat.z.norm(dim=1), lat.z.norm(dim=1), atol=1e-4)   # on its shell
+    assert torch.allclose(gen.generate(model, new_lat), out, atol=1e-5)   # ... and is exact
+    again, _ = ref.edit(model, lat, new, 1.0, edit_steps=6)
+    assert torch.equal(again, out)
+    one, _ = ref.edit(model, gen.GANLatent(lat.z[1:2], lat.sentence[1:2], lat.prompts[1:2],
+                                           lat.seeds[1:2], lat.encoder_id, lat.model_id),
+                      new, 1.0, edit_steps=6)
+    assert torch.allclose(one, out[1:2], atol=1e-5)
+    swap, _ = ref.edit(model, lat, new, 1.0, preserve=0.0)
+    assert not torch.allclose(swap, out, atol=1e-4)     # preserve 0 is the one-pass swap
+    out0, lat0 = ref.edit(model, lat, new, 0.0, edit_steps=6)         # strength 0: untouched
+    assert torch.equal(out0, original) and torch.equal(lat0.z, lat.z)
 
 
 def test_mask_keeps_pixels_outside(model):
@@ -177,6 +210,11 @@ def test_node_refine_and_edit_outputs(model):
     edited, elat = run_node(model, mode="edit", latent=lat, embeds=embeds(1, seed=8), strength=0.0)
     assert torch.equal(edited, gen.to_comfy_image(gen.generate(model, lat)))
     assert elat.prompts == ["p0", "p0"]
+    # the default edit is the guided transition; its latent redraws the output exactly
+    edited, elat = run_node(model, mode="edit", latent=lat, embeds=embeds(1, seed=8))
+    assert torch.allclose(edited, gen.to_comfy_image(gen.generate(model, elat)), atol=1e-5)
+    swapped, slat = run_node(model, mode="edit", latent=lat, embeds=embeds(1, seed=8), preserve=0.0)
+    assert torch.equal(slat.z, lat.z) and not torch.equal(elat.z, lat.z)
 
 
 def test_node_errors(model):
@@ -190,6 +228,8 @@ def test_node_errors(model):
         run_node(model, latent=lat, embeds=embeds(1, encoder="other"))
     with pytest.raises(ValueError, match="edit mode needs the new prompt"):
         run_node(model, mode="edit", latent=lat)
+    with pytest.raises(ValueError, match="preserve must be 0 or more, got -1.0"):
+        run_node(model, mode="edit", latent=lat, embeds=embeds(1), preserve=-1)
     bad = torch.rand(1, RES, RES, 3)
     bad[0, 0, 0, 0] = float("nan")
     with pytest.raises(ValueError, match="image contains NaN"):

@@ -117,3 +117,25 @@ def test_evaluator_markdown_has_optional_columns():
     assert "training wording" in text and "text probe" in text
     assert text.endswith("word by word: flower.petal_colour 9/14.")
     assert text.splitlines()[2] == "| domain | 1.000 | 1.000 | 1.000 | 1.000 |"
+
+
+def test_default_edit_changes_the_colour_and_keeps_the_outlines(model, classifier):
+    """Colour edits in training wording (16 pairs; refine-eval measures 100 in the README): the
+    guided edit keeps the flower's edges closer than the one-pass swap and still changes the
+    colour. Measured at step 24,444: success 0.94 for both, preservation 0.91 for both, edge
+    difference 0.0109 against 0.0152."""
+    from promptgan.models import refine as R
+    from promptgan.models import refine_eval as E
+    from promptgan.models.generate import generate
+
+    pairs = E.edit_pairs("flower", "petal_colour", 16, 123, "train")
+    s_old = E._encode([p["prompt"] for p in pairs])
+    s_new = E._encode([p["new_prompt"] for p in pairs])
+    lat = E._latent(model, s_old, [p["prompt"] for p in pairs], list(range(16)))
+    original = generate(model, lat)
+    swap, _ = R.edit(model, lat, s_new, 1.0, preserve=0.0)
+    kept, _ = R.edit(model, lat, s_new, 1.0)
+    scores = E._edit_scores(classifier, "flower", "petal_colour", pairs, original, kept)
+    assert scores["success"] >= 0.75 and scores["preservation"] >= 0.8, scores
+    edges_kept = R.edge_difference(kept, original).mean()
+    assert edges_kept < 0.85 * R.edge_difference(swap, original).mean()
