@@ -395,11 +395,13 @@ def edit(model, source, new_sentence: torch.Tensor, strength: float = 1.0,
         edited_latent = GANLatent(latent.z, mixed, prompts, list(latent.seeds), latent.encoder_id,
                                   latent.model_id)
         if guided:
+            # the edges to keep: the image itself when one was given, else the latent's drawing
+            anchor = (fit_to_model(original, r) if original is not None and n_invert
+                      else render(model, latent, device))
             moved = refine_latent(model, edited_latent, None, edit_steps, DEFAULT_EDIT_STEP_SIZE,
                                   0.0, seed=seed, device=device, progress=phase(n_invert, edit_steps),
                                   check_interrupt=check_interrupt, start_sentence=latent.sentence,
-                                  anchor=render(model, latent, device),
-                                  anchor_weight=preserve * EDGE_WEIGHT)
+                                  anchor=anchor, anchor_weight=preserve * EDGE_WEIGHT)
             edited_latent = GANLatent(moved.z, mixed, prompts, list(latent.seeds),
                                       latent.encoder_id, latent.model_id)
         edited = render(model, edited_latent, device)
