@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from promptgan.models.checkpoint import CheckpointError, read_metadata, save_checkpoint
 from promptgan.models.enhance import degrade
 from promptgan.models.enhance.instructions import HELD_OUT, build_pool
-from promptgan.models.enhance.network import Enhancer, EnhancerConfig, load_enhancer
+from promptgan.models.enhance.network import CONTEXT_DIM, Enhancer, EnhancerConfig, load_enhancer
 from promptgan.models.enhance.tiling import count_tiles, enhance_image
 from promptgan.models.text_encoder import DEFAULT_ENCODER_ID
 
@@ -50,7 +50,7 @@ def test_film_zero_init_is_unconditioned():
     base = net(x)
     assert torch.equal(base, net(x, torch.randn(1, 384)))
     # and the same network without any FiLM effect: gamma = beta = 0
-    gamma, beta, tone = net.film(torch.randn(3, 384), 3, context=torch.rand(3, 11))
+    gamma, beta, tone = net.film(torch.randn(3, 384), 3, context=torch.rand(3, CONTEXT_DIM))
     assert tone.abs().max() == 0
     assert gamma.abs().max() == 0 and beta.abs().max() == 0
 
@@ -398,3 +398,39 @@ def test_training_photos_for_the_memorisation_check_are_distinct_and_not_held_ou
     assert len(imgs) == 4 and len(set(names)) == 4
     assert not set(names) & set(HELD_OUT_FILES)
     assert all(t.shape == (3, 128, 128) for _, t in imgs)
+
+
+def test_noise_level_reads_the_noise_sigma_and_ignores_smooth_content():
+    from promptgan.models.enhance.network import NOISE_SCALE, image_stats, noise_level
+
+    yy, xx = torch.meshgrid(torch.linspace(0, 1, 96), torch.linspace(0, 1, 128), indexing="ij")
+    smooth = torch.stack([0.2 + 0.6 * xx, 0.5 + 0.3 * yy * xx, 0.8 - 0.5 * yy])[None]   # [1,3,H,W]
+    assert noise_level(smooth).item() < 1e-3
+    g = torch.Generator().manual_seed(0)
+    for sigma in (5 / 255, 15 / 255, 30 / 255):
+        noisy = smooth + sigma * torch.randn(smooth.shape, generator=g)
+        est = noise_level(noisy).item()
+        assert abs(est - sigma) < 0.1 * sigma, (sigma, est)
+        assert image_stats(noisy)[0, -1].item() == pytest.approx(est * NOISE_SCALE, rel=1e-5)
+    assert noise_level(torch.rand(2, 3, 2, 2)).tolist() == [0.0, 0.0]
+
+
+def test_an_older_network_reads_the_first_eleven_statistics_and_widens_exactly():
+    from promptgan.models.enhance.network import image_stats
+    from promptgan.models.enhance.train import widen_context
+
+    torch.manual_seed(0)
+    old = Enhancer(EnhancerConfig(scale=2, channels=8, n_convs=2, film_hidden=16, context_dim=11))
+    with torch.no_grad():
+        old.film.ctx.weight.normal_(0, 1)
+        for p in old.film.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    old.eval()
+    x = rand_image(1, 24, 24)
+    stats = image_stats(x)                                        # [1, 12], as tiling hands it
+    assert torch.equal(old(x, None, context=stats), old(x, None, context=stats[:, :11]))
+    new = Enhancer(EnhancerConfig(scale=2, channels=8, n_convs=2, film_hidden=16)).eval()
+    new.load_state_dict(widen_context(dict(old.state_dict()), 11, 12, "old"))
+    assert torch.allclose(new(x, None), old(x, None), atol=1e-6)
+    with pytest.raises(SystemExit, match="context_dim 12 cannot become 11"):
+        widen_context(dict(new.state_dict()), 12, 11, "new")

@@ -105,14 +105,11 @@ def baseline(name: str, lr: torch.Tensor, scale: int) -> torch.Tensor:
 
 
 def noise_sigma(img: torch.Tensor) -> float:
-    """Standard deviation of white Gaussian noise in [3, h, w] (0..1), estimated per channel by
-    Immerkaer's method (the mean absolute response of a Laplacian-difference kernel that cancels
-    smooth image content) and averaged over the channels."""
-    if min(img.shape[1:]) < 3:
-        return 0.0
-    k = torch.tensor([[1.0, -2.0, 1.0], [-2.0, 4.0, -2.0], [1.0, -2.0, 1.0]])
-    r = F.conv2d(img.float()[:, None], k[None, None]).abs()          # [3, 1, h-2, w-2]
-    return float(np.sqrt(np.pi / 2) / 6 * r.mean())
+    """Standard deviation of white Gaussian noise in [3, h, w] (0..1): ``network.noise_level``
+    (Immerkaer's method, averaged over the channels) on the whole image."""
+    from .network import noise_level
+
+    return float(noise_level(img[None], window=None)[0])
 
 
 def nlm_denoise(img: torch.Tensor) -> torch.Tensor:

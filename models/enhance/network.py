@@ -19,24 +19,52 @@ tile, so tiles agree on how bright the picture should be. From the same hidden v
 tone head predicts per-channel gains g and a gamma, and the input becomes (x / g) ** (1 / gamma)
 before the convolutions: low light and colour casts are inverted by a global curve (zero-init:
 the identity), and the convolutions keep their capacity for local restoration.
+
+Noise level: the 12th statistic is the standard deviation of white noise in the input, estimated
+by Immerkaer's method (``noise_level``), as FFDNet feeds its noise map: without it the
+convolutions cannot tell grain from fine texture and denoise timidly. Networks saved with
+``context_dim`` 11 read only the first 11 statistics.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-CONTEXT_DIM = 11
+CONTEXT_DIM = 12
+CONTEXT_DIMS = (0, 11, CONTEXT_DIM)   # 11: the statistics without the noise level (older files)
 SKIP_MODES = ("nearest", "bicubic")
 STATS_SIZE = 128   # statistics are taken on an area-downsampled copy at most this big
+NOISE_WINDOW = 256  # the noise level is read on a central crop at most this big (full resolution)
+NOISE_SCALE = 10.0  # noise sigma 0..0.1 (of the 0..1 range) -> a context entry of 0..1
+
+
+def noise_level(x: torch.Tensor, window: int | None = NOISE_WINDOW) -> torch.Tensor:
+    """[B, C, H, W] in 0..1 -> [B]: standard deviation of white Gaussian noise, estimated by
+    Immerkaer's method (the mean absolute response of a Laplacian-difference kernel, which cancels
+    smooth image content), averaged over the channels, on a central crop of at most ``window``
+    pixels (None: the whole image); 0 for images under 3 px."""
+    assert x.dim() == 4, x.shape
+    h, w = x.shape[2:]
+    if min(h, w) < 3:
+        return x.new_zeros(x.shape[0], dtype=torch.float32)
+    window = window or max(h, w)
+    top, left = max(0, (h - window) // 2), max(0, (w - window) // 2)
+    crop = x[:, :, top:top + window, left:left + window].float()
+    k = torch.tensor([[1.0, -2.0, 1.0], [-2.0, 4.0, -2.0], [1.0, -2.0, 1.0]], device=x.device)
+    r = F.conv2d(crop.flatten(0, 1)[:, None], k[None, None]).abs()      # [B*C, 1, h-2, w-2]
+    return (math.sqrt(math.pi / 2) / 6) * r.view(x.shape[0], -1).mean(1)
 
 
 def image_stats(x: torch.Tensor) -> torch.Tensor:
-    """[B, 3, H, W] in 0..1 -> [B, 11]: channel means, channel stds, luminance quantiles."""
+    """[B, 3, H, W] in 0..1 -> [B, 12]: channel means, channel stds, luminance quantiles, noise
+    level (``noise_level`` * NOISE_SCALE, read before any downsampling)."""
     assert x.dim() == 4 and x.shape[1] == 3, x.shape
     x = x.float()
+    noise = noise_level(x) * NOISE_SCALE
     h, w = x.shape[2:]
     if max(h, w) > STATS_SIZE:
         f = STATS_SIZE / max(h, w)
@@ -46,7 +74,7 @@ def image_stats(x: torch.Tensor) -> torch.Tensor:
     lum = (0.299 * flat[:, 0] + 0.587 * flat[:, 1] + 0.114 * flat[:, 2])   # [B, N]
     q = torch.quantile(lum, torch.tensor([0.05, 0.25, 0.5, 0.75, 0.95], dtype=lum.dtype,
                                           device=lum.device), dim=1).t()   # [B, 5]
-    return torch.cat([mean, std * 2, q], 1)
+    return torch.cat([mean, std * 2, q, noise[:, None]], 1)
 
 
 @dataclass
@@ -56,7 +84,8 @@ class EnhancerConfig:
     n_convs: int = 12         # body conv layers (each 3x3 + PReLU + FiLM)
     text_dim: int = 384       # sentence-embedding size (MiniLM: 384)
     film_hidden: int = 128    # hidden width of the text -> FiLM MLP
-    context_dim: int = 11     # global image statistics fed to the FiLM MLP (0 = none)
+    context_dim: int = 12     # global image statistics fed to the FiLM MLP (0 = none; 11 = no
+                              # noise level)
     tone: bool = True         # global tone head: per-channel gain + gamma applied to the input
     # what the residual is added to: "nearest" (SRVGGNetCompact; the body must first learn to
     # interpolate) or "bicubic" (the network starts as bicubic and learns only the restoration:
@@ -66,8 +95,9 @@ class EnhancerConfig:
     def __post_init__(self):
         if self.scale not in (1, 2, 4):
             raise ValueError(f"EnhancerConfig.scale must be 1, 2 or 4, got {self.scale}")
-        if self.context_dim not in (0, CONTEXT_DIM):
-            raise ValueError(f"EnhancerConfig.context_dim must be 0 or {CONTEXT_DIM}")
+        if self.context_dim not in CONTEXT_DIMS:
+            raise ValueError(f"EnhancerConfig.context_dim must be one of {CONTEXT_DIMS}, got "
+                             f"{self.context_dim}")
         if self.skip not in SKIP_MODES:
             raise ValueError(f"EnhancerConfig.skip must be one of {SKIP_MODES}, got {self.skip!r}")
         if self.channels < 1 or self.n_convs < 1 or self.text_dim < 1 or self.film_hidden < 1:
@@ -174,6 +204,8 @@ class Enhancer(nn.Module):
             context = image_stats(x)
         elif context is not None and context.shape[0] == 1 and b > 1:
             context = context.expand(b, -1)
+        if context is not None:
+            context = context[:, :self.cfg.context_dim]
         gamma, beta, tone = self.film(text, b, null_mask, context)
         if tone is not None:
             x = apply_tone(x, tone)             # [B, L, C] each

@@ -34,7 +34,15 @@ from .data import EnhanceData
 from .degrade import DEGRADATION_WEIGHTS
 from .instructions import build_pool
 from .model import KIND
-from .network import SKIP_MODES, Enhancer, EnhancerConfig, count_parameters, upsample_skip
+from .network import (
+    CONTEXT_DIM,
+    CONTEXT_DIMS,
+    SKIP_MODES,
+    Enhancer,
+    EnhancerConfig,
+    count_parameters,
+    upsample_skip,
+)
 
 
 def parse_args(argv):
@@ -48,6 +56,9 @@ def parse_args(argv):
     p.add_argument("--channels", type=int, default=48)
     p.add_argument("--n-convs", type=int, default=12)
     p.add_argument("--film-hidden", type=int, default=128)
+    p.add_argument("--context-dim", type=int, default=CONTEXT_DIM, choices=CONTEXT_DIMS,
+                   help="global image statistics the FiLM MLP reads (11: without the noise "
+                        "level, as the x4 shipped on 2026-11-29; 0: none)")
     p.add_argument("--skip", default="bicubic", choices=SKIP_MODES,
                    help="what the predicted residual is added to (the shipped x4 of 2026-11-28 "
                         "used nearest)")
@@ -75,6 +86,20 @@ def parse_args(argv):
     p.add_argument("--fresh", action="store_true",
                    help="ignore an existing state in --run-dir instead of resuming from it")
     return p.parse_args(argv)
+
+
+def widen_context(tensors: dict, old: int, new: int, source: str) -> dict:
+    """Warm-start a network that reads more global statistics than ``source`` did: the new
+    inputs of the FiLM MLP's context layer start at zero weight, so it computes what the old
+    network computed until training finds a use for them."""
+    if not 0 < old < new:
+        raise SystemExit(f"--init {source}: context_dim {old} cannot become {new} (only more "
+                         "statistics can be added)")
+    w = tensors["film.ctx.weight"]                                      # [hidden, old]
+    tensors["film.ctx.weight"] = torch.cat([w, w.new_zeros(w.shape[0], new - old)], 1)
+    print(f"[enhance] context {old} -> {new} statistics: the new inputs start at zero weight",
+          file=sys.stderr)
+    return tensors
 
 
 def image_gradients(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -156,7 +181,7 @@ def main(argv=None) -> int:
     from ..text_encoder import DEFAULT_ENCODER_ID, encode_prompts
 
     cfg = EnhancerConfig(scale=args.scale, channels=args.channels, n_convs=args.n_convs,
-                         film_hidden=args.film_hidden, skip=args.skip)
+                         film_hidden=args.film_hidden, skip=args.skip, context_dim=args.context_dim)
     pool = build_pool(seed=0)
     t0 = time.time()
     embeds = encode_prompts([t for t, _ in pool]).sentence            # [N, 384]
@@ -171,10 +196,13 @@ def main(argv=None) -> int:
             f"{ck.provenance.get('command', '?')} (to step {ck.provenance.get('step', '?')}), "
             f"then --init {args.init}"]
         init_cfg = EnhancerConfig.from_dict(ck.config)   # files without `skip` are nearest
-        if replace(init_cfg, skip=cfg.skip) != cfg:
+        if replace(init_cfg, skip=cfg.skip, context_dim=cfg.context_dim) != cfg:
             raise SystemExit(f"--init {args.init}: its config {ck.config} differs from this run's "
                              f"{cfg.to_dict()}; pass the same --scale/--channels/--n-convs")
-        load_state_strict(net, ck.tensors, source=args.init)
+        tensors = dict(ck.tensors)
+        if init_cfg.context_dim != cfg.context_dim:
+            tensors = widen_context(tensors, init_cfg.context_dim, cfg.context_dim, args.init)
+        load_state_strict(net, tensors, source=args.init)
         if init_cfg.skip != cfg.skip:
             # the residual was learned against another skip: keep the features, restart the
             # tail at zero so the network starts as exactly its skip (the tone head is kept)
