@@ -120,7 +120,7 @@ def test_evaluator_markdown_has_optional_columns():
 
 
 def test_default_edit_changes_the_colour_and_keeps_the_outlines(model, classifier):
-    """Colour edits in training wording (16 pairs; refine-eval measures 100 in the README): the
+    """Colour edits in training wording (16 pairs; refine-eval measures 50 in the README): the
     guided edit keeps the flower's edges closer than the one-pass swap and still changes the
     colour. Measured at step 28,200: success 0.94 for both, preservation 0.93 (swap 0.91), edge
     difference 0.0121 against 0.0158 (step 24,444: 0.0109 against 0.0152)."""
