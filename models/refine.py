@@ -336,6 +336,15 @@ def discriminator_scores(model, images: torch.Tensor, sentence: torch.Tensor, ch
 # editing
 # ---------------------------------------------------------------------------------------------
 
+def guided_edit_steps(model, strength: float, preserve: float,
+                      edit_steps: int = DEFAULT_EDIT_STEPS) -> int:
+    """How many guided-transition steps ``edit`` runs: 0 for the one-pass swap (preserve 0, no
+    steps, strength 0, or a model without its discriminator)."""
+    guided = (float(preserve) > 0 and int(edit_steps) > 0 and float(strength) != 0.0
+              and model.discriminator is not None)
+    return int(edit_steps) if guided else 0
+
+
 def edit(model, source, new_sentence: torch.Tensor, strength: float = 1.0,
          mask: torch.Tensor | None = None, *, image: torch.Tensor | None = None,
          new_prompts: list[str] | None = None, invert_steps: int = 50, encoder=None, seed: int = 0,
@@ -357,11 +366,10 @@ def edit(model, source, new_sentence: torch.Tensor, strength: float = 1.0,
     -> (images [B,3,H,W] in [-1,1] at the source's size, the edited latent).
     """
     r = model.resolution
-    preserve, edit_steps = float(preserve), int(edit_steps)
-    guided = (preserve > 0 and edit_steps > 0 and float(strength) != 0.0
-              and model.discriminator is not None)
-    n_invert = 0 if isinstance(source, GANLatent) else int(invert_steps)
-    total = n_invert + (edit_steps if guided else 0)
+    from_image = not isinstance(source, GANLatent)
+    n_guided = guided_edit_steps(model, strength, preserve, edit_steps)
+    n_invert = int(invert_steps) if from_image else 0
+    total = n_invert + n_guided
 
     def phase(offset, share):      # a callback filling [offset, offset + share] of total
         if progress is None:
@@ -369,7 +377,7 @@ def edit(model, source, new_sentence: torch.Tensor, strength: float = 1.0,
         return lambda done, n: progress(offset + round(share * done / max(n, 1)), total)
 
     with torch.inference_mode(False), torch.enable_grad():
-        if isinstance(source, GANLatent):
+        if not from_image:
             latent = GANLatent(plain(source.z).float(), plain(source.sentence).float(),
                                list(source.prompts), list(source.seeds), source.encoder_id,
                                source.model_id)
@@ -394,14 +402,13 @@ def edit(model, source, new_sentence: torch.Tensor, strength: float = 1.0,
             prompts = [prompts[i * len(prompts) // b] for i in range(b)] if prompts else [""] * b
         edited_latent = GANLatent(latent.z, mixed, prompts, list(latent.seeds), latent.encoder_id,
                                   latent.model_id)
-        if guided:
+        if n_guided:
             # the edges to keep: the image itself when one was given, else the latent's drawing
-            anchor = (fit_to_model(original, r) if original is not None and n_invert
-                      else render(model, latent, device))
-            moved = refine_latent(model, edited_latent, None, edit_steps, DEFAULT_EDIT_STEP_SIZE,
-                                  0.0, seed=seed, device=device, progress=phase(n_invert, edit_steps),
+            anchor = fit_to_model(original, r) if from_image else render(model, latent, device)
+            moved = refine_latent(model, edited_latent, None, n_guided, DEFAULT_EDIT_STEP_SIZE,
+                                  0.0, seed=seed, device=device, progress=phase(n_invert, n_guided),
                                   check_interrupt=check_interrupt, start_sentence=latent.sentence,
-                                  anchor=anchor, anchor_weight=preserve * EDGE_WEIGHT)
+                                  anchor=anchor, anchor_weight=float(preserve) * EDGE_WEIGHT)
             edited_latent = GANLatent(moved.z, mixed, prompts, list(latent.seeds),
                                       latent.encoder_id, latent.model_id)
         edited = render(model, edited_latent, device)

@@ -64,9 +64,10 @@ def _latent(model, s: torch.Tensor, prompts: list[str], seeds: list[int]) -> GAN
                      model.encoder_id, model_id(model))
 
 
-def _timed_refine(model, latent, **kw):
+def _timed(fn, *args, **kw):
+    """(fn(*args, **kw), seconds it took)."""
     t = time.perf_counter()
-    out = R.refine_latent(model, latent, **kw)
+    out = fn(*args, **kw)
     return out, time.perf_counter() - t
 
 
@@ -84,11 +85,11 @@ def eval_refinement(model, net, n_per_domain: int, seed: int, steps: int, step_s
     before = generate(model, lat)
     kw = dict(steps=steps, step_size=step_size, noise=noise, attribute_weight=attribute_weight,
               seed=seed)
-    refined, seconds = _timed_refine(model, lat, **kw)
+    refined, seconds = _timed(R.refine_latent, model, lat, **kw)
     after = generate(model, refined)
     # batch-1 timing on a few images (the first call warms up)
     R.refine_latent(model, _sub(lat, [0]), steps=1)
-    one = [_timed_refine(model, _sub(lat, [i]), **kw)[1] for i in range(3)]
+    one = [_timed(R.refine_latent, model, _sub(lat, [i]), **kw)[1] for i in range(3)]
     out = {"n_prompts": len(prompts), "steps": steps, "step_size": step_size, "noise": noise,
            "attribute_weight": attribute_weight if model.text_head is not None else None,
            "seconds_per_image_batched": round(seconds / len(prompts), 4),
@@ -199,20 +200,16 @@ def eval_edits(model, net, n: int, seed: int, strengths: list[float], invert_n: 
         if preserve > 0:      # the one-pass swap beside it, to show what the guided edit adds
             runs.append(("swap_strength_1", 1.0, 0.0))
         for name, t, keep in runs:
-            t0 = time.perf_counter()
-            edited, _ = R.edit(model, lat, s_new, t, preserve=keep)
-            seconds = time.perf_counter() - t0
+            (edited, _), seconds = _timed(R.edit, model, lat, s_new, t, preserve=keep)
             row = _ssims(domain, original, edited)
             row["seconds_per_image_batched"] = round(seconds / n, 4)
             if net is not None:
                 row.update(_edit_scores(net, domain, attribute, pairs, original, edited))
             results[key][name] = row
         if attribute == "petal_colour" and "strength_1" in results[key]:
-            one = []
-            for i in range(min(3, n)):      # batch 1, as a single image in a workflow
-                t0 = time.perf_counter()
-                R.edit(model, _sub(lat, [i]), s_new[i:i + 1], 1.0, preserve=preserve)
-                one.append(time.perf_counter() - t0)
+            # batch 1, as a single image in a workflow
+            one = [_timed(R.edit, model, _sub(lat, [i]), s_new[i:i + 1], 1.0, preserve=preserve)[1]
+                   for i in range(min(3, n))]
             results[key]["strength_1"]["seconds_per_image_batch1"] = round(float(np.median(one)), 4)
             mask = _disc(model.resolution, FLOWER_RADIUS)[None]
             edited, _ = R.edit(model, lat, s_new, 1.0, mask, preserve=preserve)

@@ -212,10 +212,10 @@ class PromptGAN_Refine:
         invert_steps = 0
         if latent is None:
             invert_steps = steps if mode == "edit" else IMAGE_REFINE_INVERT_STEPS
-        guided_steps = 0
-        if mode == "edit" and preserve > 0 and strength != 0 and model.discriminator is not None:
-            guided_steps = ref.DEFAULT_EDIT_STEPS
-        total = invert_steps + (steps if mode == "refine" else guided_steps) or 1
+        if mode == "refine":
+            total = invert_steps + steps or 1
+        else:
+            total = invert_steps + ref.guided_edit_steps(model, strength, preserve) or 1
         bar = runtime.progress_bar(total)
         interrupt = runtime.check_interrupt
 
