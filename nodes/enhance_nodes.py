@@ -132,9 +132,9 @@ class PromptGAN_Enhance:
                 "enhancer": ("PROMPTGAN_ENHANCER", {"tooltip": "From PromptGAN Enhancer Loader."}),
                 "instruction": ("STRING", {
                     "default": "", "multiline": False,
-                    "tooltip": "What to fix, in words. Empty = fix whatever is wrong (it may also "
-                               "brighten a picture that is not dark: name the fix when you know "
-                               "it). Naming only some problems leaves the others in place."}),
+                    "tooltip": "What to fix, in words. Empty = fix whatever is wrong; naming the "
+                               "fix when you know it does a little better. Naming only some "
+                               "problems leaves the others in place."}),
                 "tile_size": ("INT", {
                     "default": 256, "min": 0, "max": 8192, "step": 16,
                     "tooltip": "Tile size in input pixels (0 = whole image at once). Smaller tiles "

@@ -69,6 +69,11 @@ def parse_args(argv):
     p.add_argument("--lr-size", type=int, default=32, help="input (low-resolution) patch size")
     p.add_argument("--lr", type=float, default=5e-4, help="peak learning rate")
     p.add_argument("--warmup", type=int, default=100)
+    p.add_argument("--loss", default="l1", choices=LOSSES,
+                   help="l1: mean absolute error over the batch; psnr: the batch mean of each "
+                        "image's -PSNR (log MSE), so every sample counts in decibels as the "
+                        "evaluator counts it, not in raw error, where dark and badly degraded "
+                        "inputs dominate")
     p.add_argument("--grad-weight", type=float, default=0.0,
                    help="weight of an L1 term on image gradients (edges); 0 = plain L1")
     p.add_argument("--ema", type=float, default=0.999)
@@ -106,8 +111,21 @@ def image_gradients(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return x[..., :, 1:] - x[..., :, :-1], x[..., 1:, :] - x[..., :-1, :]
 
 
-def loss_fn(out: torch.Tensor, target: torch.Tensor, grad_weight: float) -> torch.Tensor:
-    loss = F.l1_loss(out, target)
+LOSSES = ("l1", "psnr")
+PSNR_FLOOR_MSE = 1e-5   # per-image MSE floor of the psnr loss (50 dB): a perfect crop adds no pull
+
+
+def loss_fn(out: torch.Tensor, target: torch.Tensor, grad_weight: float,
+            kind: str = "l1") -> torch.Tensor:
+    """out, target [B, 3, H, W] -> scalar. ``kind`` "psnr" is the mean of 10 log10(MSE) per image:
+    its gradient weights each image by 1 / its own MSE, as an average of PSNRs does."""
+    if kind == "psnr":
+        mse = ((out.float() - target.float()) ** 2).flatten(1).mean(1)          # [B]
+        loss = (10 / math.log(10)) * torch.log(mse + PSNR_FLOOR_MSE).mean()
+    elif kind == "l1":
+        loss = F.l1_loss(out, target)
+    else:
+        raise ValueError(f"unknown loss {kind!r}; expected one of {LOSSES}")
     if grad_weight > 0:
         (ox, oy), (tx, ty) = image_gradients(out), image_gradients(target)
         loss = loss + grad_weight * (F.l1_loss(ox, tx) + F.l1_loss(oy, ty))
@@ -238,14 +256,16 @@ def main(argv=None) -> int:
         save_train_state(state_path, {"net": net, "ema": ema}, {"adam": opt}, step, extra_now,
                          kind=KIND, config=cfg.to_dict(), encoder=DEFAULT_ENCODER_ID)
 
+    loss_name = {"l1": "L1", "psnr": "-PSNR per image"}[args.loss] + (
+        f" + {args.grad_weight} * gradient L1" if args.grad_weight else "")
+
     def export(path, module, note):
         save_checkpoint(path, module.state_dict(), kind=KIND, config=cfg.to_dict(),
                         encoder=DEFAULT_ENCODER_ID, dtype=torch.float16,
                         provenance={"command": command, "history": history,
                                     "step": step, "seconds": round(elapsed),
                                     "val_psnr": round(best, 3), "note": note,
-                                    "data": data.describe(), "loss": "L1" + (
-                                        f" + {args.grad_weight} * gradient L1" if args.grad_weight else ""),
+                                    "data": data.describe(), "loss": loss_name,
                                     "date": time.strftime("%Y-%m-%d %H:%M:%S")})
 
     log_path = run_dir / "log.jsonl"
@@ -264,7 +284,7 @@ def main(argv=None) -> int:
             b = data.sample(args.batch)
             x = b.lr.contiguous(memory_format=torch.channels_last)
             out = net(x, embeds[b.text_index], b.null)
-            loss = loss_fn(out, b.target, args.grad_weight)
+            loss = loss_fn(out, b.target, args.grad_weight, args.loss)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
