@@ -1,10 +1,11 @@
 """Train an Enhance network: ``python <pack> train-enhance --help``.
 
-L1 loss (plus an optional image-gradient L1 term) on synthetic degradation pairs, Adam with a
-cosine learning-rate decay, an EMA copy of the weights (what gets exported), a fixed validation
-batch drawn from the training distribution (never from the held-out evaluation images), atomic
-resumable state in ``--run-dir`` every ``--save-every`` steps, a clean save on Ctrl-C / SIGTERM,
-and the final fp16 weights with the exact command in their provenance.
+L1 or per-image PSNR loss (``--loss``; plus an optional image-gradient L1 term) on synthetic
+degradation pairs, Adam with a cosine learning-rate decay, an EMA copy of the weights (what gets
+exported), a fixed validation batch drawn from the training distribution (never from the
+held-out evaluation images), atomic resumable state in ``--run-dir`` every ``--save-every``
+steps, a clean save on Ctrl-C / SIGTERM, and the final fp16 weights with the exact command in
+their provenance.
 """
 from __future__ import annotations
 
@@ -44,6 +45,8 @@ from .network import (
     upsample_skip,
 )
 
+LOSSES = ("l1", "psnr")
+
 
 def parse_args(argv):
     p = argparse.ArgumentParser(prog="train-enhance", description=__doc__,
@@ -70,10 +73,11 @@ def parse_args(argv):
     p.add_argument("--lr", type=float, default=5e-4, help="peak learning rate")
     p.add_argument("--warmup", type=int, default=100)
     p.add_argument("--loss", default="l1", choices=LOSSES,
-                   help="l1: mean absolute error over the batch; psnr: the batch mean of each "
-                        "image's -PSNR (log MSE), so every sample counts in decibels as the "
-                        "evaluator counts it, not in raw error, where dark and badly degraded "
-                        "inputs dominate")
+                   help="l1: mean absolute error over the batch, where dark and badly degraded "
+                        "inputs dominate (the default, so that older recorded commands mean what "
+                        "they did); psnr: the batch mean of each image's -PSNR (log MSE), so every "
+                        "sample counts in decibels as the evaluator counts it (the shipped x4's "
+                        "last 2,000 steps)")
     p.add_argument("--grad-weight", type=float, default=0.0,
                    help="weight of an L1 term on image gradients (edges); 0 = plain L1")
     p.add_argument("--ema", type=float, default=0.999)
@@ -111,7 +115,6 @@ def image_gradients(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return x[..., :, 1:] - x[..., :, :-1], x[..., 1:, :] - x[..., :-1, :]
 
 
-LOSSES = ("l1", "psnr")
 PSNR_FLOOR_MSE = 1e-5   # per-image MSE floor of the psnr loss (50 dB): a perfect crop adds no pull
 
 
