@@ -312,7 +312,7 @@ def train_phrasing_accuracy(model, net, n_per_domain: int = 100, seed: int = 0) 
 
 
 def text_probe_accuracy(n_captions: int = 4000, n_per_domain: int = 100, seed: int = 0,
-                        steps: int = 1500) -> dict:
+                        steps: int = 1500, encode=None) -> dict:
     """How much of each attribute the sentence embedding of a held-out prompt carries.
 
     A linear probe (embedding -> attribute logits; Refine's text head, ``text_head.py``) is
@@ -324,10 +324,11 @@ def text_probe_accuracy(n_captions: int = 4000, n_per_domain: int = 100, seed: i
     from .text_encoder import encode_prompts
     from .text_head import fit_text_head
 
+    encode = encode or (lambda prompts: encode_prompts(prompts).sentence)
     heads = [list(h) for h in P.LABEL_HEADS]
-    probe = fit_text_head(heads, n_captions=n_captions, seed=seed + 11, steps=steps)
+    probe = fit_text_head(heads, n_captions=n_captions, seed=seed + 11, steps=steps, encode=encode)
     held = P.heldout_prompts(n_per_domain)
-    hx = encode_prompts([p["prompt"] for p in held]).sentence
+    hx = encode([p["prompt"] for p in held])
     with torch.no_grad():
         pred = head_argmax(probe(hx), heads)
     labels = torch.as_tensor(np.stack([p["labels"] for p in held]))
@@ -339,7 +340,7 @@ ANCHOR_ATTRIBUTES = (("flower", "petal_colour"), ("flower", "centre_colour"),
                      ("landscape", "time_of_day"))
 
 
-def synonym_anchor_accuracy() -> dict:
+def synonym_anchor_accuracy(encode=None) -> dict:
     """Does the encoder place each held-out synonym nearest its own value, word by word?
 
     For each attribute of ``ANCHOR_ATTRIBUTES`` every value gets an anchor: the normalised mean
@@ -352,17 +353,18 @@ def synonym_anchor_accuracy() -> dict:
     from .data import captions as C
     from .text_encoder import encode_prompts
 
+    encode = encode or (lambda prompts: encode_prompts(prompts).sentence)
     tables = {"flower": (C.FLOWER_TRAIN, C.FLOWER_HELDOUT),
               "landscape": (C.LANDSCAPE_TRAIN, C.LANDSCAPE_HELDOUT)}
     out = {}
     for domain, attr in ANCHOR_ATTRIBUTES:
         train, held = (t[attr] for t in tables[domain])
         values = list(train)
-        anchors = torch.stack([F.normalize(encode_prompts(list(train[v])).sentence.mean(0), dim=0)
+        anchors = torch.stack([F.normalize(encode(list(train[v])).mean(0), dim=0)
                                for v in values])                              # [V, D]
         correct, total, misread = 0, 0, {}
         for value, synonyms in held.items():
-            e = encode_prompts(list(synonyms)).sentence                       # [S, D]
+            e = encode(list(synonyms))                                        # [S, D]
             for word, k in zip(synonyms, (e @ anchors.T).argmax(1).tolist()):
                 total += 1
                 if values[k] == value:
@@ -397,6 +399,19 @@ def write_grid(model, path, seeds: int = 6, prompts: list[str] | None = None, sc
     save_image_grid(rows, path, nrow=seeds, captions=prompts)
 
 
+def probe_report(encoder_folder: str | None, n_per_domain: int, seed: int) -> dict:
+    """The text probe and synonym anchors of the default encoder, or of the Hugging Face encoder
+    folder ``encoder_folder``: {"encoder", "text_probe", "synonym_anchors"}."""
+    from .text_encoder import DEFAULT_ENCODER_ID, load_encoder
+
+    enc = load_encoder(encoder_folder) if encoder_folder else load_encoder()
+    encode = lambda prompts: enc.encode(prompts).sentence   # noqa: E731
+    name = enc.encoder_id if encoder_folder else DEFAULT_ENCODER_ID
+    return {"encoder": name,
+            "text_probe": text_probe_accuracy(n_per_domain=n_per_domain, seed=seed, encode=encode),
+            "synonym_anchors": synonym_anchor_accuracy(encode)}
+
+
 def markdown_table(result: dict, name: str = "model") -> str:
     """README table: held-out prompts, plus the optional training-phrasing and text-probe columns."""
     cols = [("generated", result)]
@@ -427,7 +442,8 @@ def main(argv=None) -> int:
     from .gan import load_gan
 
     p = argparse.ArgumentParser(prog="evaluate", description="Evaluate a generator checkpoint.")
-    p.add_argument("--model", required=True, help="GAN .safetensors (shipped or a run's model)")
+    p.add_argument("--model", default=None, help="GAN .safetensors (shipped or a run's model); "
+                   "may be left out with --text-probe, which then runs alone")
     p.add_argument("--classifier", default=str(CLASSIFIER_PATH))
     p.add_argument("--n-per-domain", type=int, default=100)
     p.add_argument("--seed", type=int, default=0)
@@ -445,8 +461,21 @@ def main(argv=None) -> int:
                         "how well the text side carries each attribute (encodes 4,000 captions); "
                         "and how many held-out colour and time-of-day synonyms, encoded alone, "
                         "lie nearest their own value's training synonyms")
+    p.add_argument("--probe-encoder", default=None, metavar="FOLDER",
+                   help="read --text-probe with this Hugging Face encoder folder instead of the "
+                        "default MiniLM: would another encoder carry the held-out wording better?")
     args = p.parse_args(argv)
+    if args.model is None and not args.text_probe:
+        p.error("--model is required (it may be left out only with --text-probe)")
+    if args.probe_encoder and not args.text_probe:
+        p.error("--probe-encoder is read by --text-probe; pass both")
     set_threads(args.threads)
+    if args.model is None:
+        probe = probe_report(args.probe_encoder, args.n_per_domain, args.seed)
+        if args.json:
+            Path(args.json).write_text(json.dumps(probe, indent=2))
+        print(json.dumps(probe, indent=1))
+        return 0
     model = load_gan(args.model, with_discriminator=False)
     if args.grid:
         write_grid(model, args.grid, args.grid_seeds)
@@ -456,8 +485,10 @@ def main(argv=None) -> int:
     if args.train_phrasing:
         result["train_phrasing"] = train_phrasing_accuracy(model, net, args.n_per_domain, args.seed)
     if args.text_probe:
-        result["text_probe"] = text_probe_accuracy(n_per_domain=args.n_per_domain, seed=args.seed)
-        result["synonym_anchors"] = synonym_anchor_accuracy()
+        probe = probe_report(args.probe_encoder, args.n_per_domain, args.seed)
+        result["text_probe"] = probe["text_probe"]
+        result["synonym_anchors"] = probe["synonym_anchors"]
+        result["probe_encoder"] = probe["encoder"]
     result["model"] = str(args.model)
     result["step"] = model.provenance.get("step")
     if args.json:

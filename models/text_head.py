@@ -53,9 +53,10 @@ def training_captions(n: int, seed: int) -> tuple[list[str], torch.Tensor]:
 
 
 def fit_text_head(label_heads: list, n_captions: int = 4000, seed: int = 11, steps: int = 1500,
-                  weight_decay: float = 0.1) -> TextAttributeHead:
-    """Fit the head on ``n_captions`` training captions encoded with the default encoder
-    (deterministic for a seed). The label heads must be the procedural data's."""
+                  weight_decay: float = 0.1, encode=None) -> TextAttributeHead:
+    """Fit the head on ``n_captions`` training captions encoded with ``encode`` (prompts ->
+    unit sentence embeddings [N, D]; default: the default encoder), deterministic for a seed.
+    The label heads must be the procedural data's."""
     from .data import procedural as P
     from .gan import aux_loss
     from .text_encoder import encode_prompts
@@ -65,8 +66,8 @@ def fit_text_head(label_heads: list, n_captions: int = 4000, seed: int = 11, ste
         raise ValueError("a text head reads the procedural data's attribute labels; these label "
                          f"heads differ: {label_heads}")
     captions, labels = training_captions(n_captions, seed)
-    x = torch.cat([encode_prompts(captions[i:i + 256]).sentence
-                   for i in range(0, len(captions), 256)])
+    encode = encode or (lambda prompts: encode_prompts(prompts).sentence)
+    x = torch.cat([encode(captions[i:i + 256]) for i in range(0, len(captions), 256)])
     head = TextAttributeHead(x.shape[1], label_heads)
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():

@@ -92,6 +92,26 @@ def test_text_probe_reads_the_easy_attributes():
     assert 0 < r["colour_accuracy"] <= 1
 
 
+def test_text_probe_reads_the_encoder_it_is_given(capsys):
+    """`evaluate --text-probe --probe-encoder` asks the same question of another encoder: an
+    encoder that ignores its text (random vectors) leaves the probe at chance where MiniLM reads
+    the domain perfectly; the command refuses flags that would be ignored."""
+    gen = torch.Generator().manual_seed(0)
+
+    def noise_encoder(prompts):
+        return torch.nn.functional.normalize(torch.randn(len(prompts), 32, generator=gen), dim=1)
+
+    r = ev.text_probe_accuracy(n_captions=400, n_per_domain=20, steps=300, encode=noise_encoder)
+    assert r["accuracy"]["domain"] < 0.8, r
+    anchors = ev.synonym_anchor_accuracy(noise_encoder)
+    assert [v["total"] for v in anchors.values()] == [14, 8, 7]
+    for argv, message in ((["--probe-encoder", "x"], "--model is required"),
+                          (["--model", "m.safetensors", "--probe-encoder", "x"], "pass both")):
+        with pytest.raises(SystemExit):
+            ev.main(argv)
+        assert message in capsys.readouterr().err
+
+
 def test_synonym_anchors_count_every_held_out_synonym():
     """Word by word, MiniLM reads many held-out colour words as their own value but not all;
     every synonym is counted once and each misread one names the value it was read as."""
