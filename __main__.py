@@ -19,6 +19,8 @@ COMMANDS = {
     "benchmark": ("models.benchmark", "measure generation and encoding speed"),
     "refine-eval": ("models.refine_eval", "measure Refine (refinement and edits) on held-out prompts"),
     "train-inverter": ("models.invert", "train the inversion encoder used by Refine's edit mode"),
+    "invert-eval": ("models.invert", "measure inversion of procedural renders, with and without "
+                                     "the inversion encoder"),
     "benchmark-enhance": ("models.enhance.benchmark", "measure Enhance speed and tiled memory"),
     "fit-text-head": ("models.text_head", "add Refine's prompt -> attribute head to a GAN file"),
 }
