@@ -321,10 +321,10 @@ def text_probe_accuracy(n_captions: int = 4000, n_per_domain: int = 100, seed: i
     generator trained longer on more captions can read an attribute better than this probe does).
     """
     from .data import procedural as P
-    from .text_encoder import encode_prompts
+    from .text_encoder import encode_sentences
     from .text_head import fit_text_head
 
-    encode = encode or (lambda prompts: encode_prompts(prompts).sentence)
+    encode = encode or encode_sentences
     heads = [list(h) for h in P.LABEL_HEADS]
     probe = fit_text_head(heads, n_captions=n_captions, seed=seed + 11, steps=steps, encode=encode)
     held = P.heldout_prompts(n_per_domain)
@@ -351,9 +351,9 @@ def synonym_anchor_accuracy(encode=None) -> dict:
     "misread": {synonym: value read}}}.
     """
     from .data import captions as C
-    from .text_encoder import encode_prompts
+    from .text_encoder import encode_sentences
 
-    encode = encode or (lambda prompts: encode_prompts(prompts).sentence)
+    encode = encode or encode_sentences
     tables = {"flower": (C.FLOWER_TRAIN, C.FLOWER_HELDOUT),
               "landscape": (C.LANDSCAPE_TRAIN, C.LANDSCAPE_HELDOUT)}
     out = {}
@@ -402,12 +402,11 @@ def write_grid(model, path, seeds: int = 6, prompts: list[str] | None = None, sc
 def probe_report(encoder_folder: str | None, n_per_domain: int, seed: int) -> dict:
     """The text probe and synonym anchors of the default encoder, or of the Hugging Face encoder
     folder ``encoder_folder``: {"encoder", "text_probe", "synonym_anchors"}."""
-    from .text_encoder import DEFAULT_ENCODER_ID, load_encoder
+    from .text_encoder import load_encoder
 
-    enc = load_encoder(encoder_folder) if encoder_folder else load_encoder()
+    enc = load_encoder(encoder_folder)            # None: the default encoder
     encode = lambda prompts: enc.encode(prompts).sentence   # noqa: E731
-    name = enc.encoder_id if encoder_folder else DEFAULT_ENCODER_ID
-    return {"encoder": name,
+    return {"encoder": enc.encoder_id,
             "text_probe": text_probe_accuracy(n_per_domain=n_per_domain, seed=seed, encode=encode),
             "synonym_anchors": synonym_anchor_accuracy(encode)}
 

@@ -51,10 +51,9 @@ def _disc(resolution: int, radius: float) -> torch.Tensor:
 
 
 def _encode(prompts: list[str]) -> torch.Tensor:
-    from .text_encoder import encode_prompts
+    from .text_encoder import encode_sentences
 
-    out = [encode_prompts(prompts[i:i + 256]).sentence for i in range(0, len(prompts), 256)]
-    return torch.cat(out)
+    return encode_sentences(prompts)
 
 
 def _latent(model, s: torch.Tensor, prompts: list[str], seeds: list[int]) -> GANLatent:
@@ -219,7 +218,7 @@ def eval_edits(model, net, n: int, seed: int, strengths: list[float], invert_n: 
             results[key]["masked_strength_1"] = row
             if invert_n > 0:
                 k = min(invert_n, n)
-                from .invert import find_inverter, invert, load_inverter
+                from .invert import find_inverter, invert, load_inverter, reconstruction_psnr
 
                 found = find_inverter(model)
                 encoder = load_inverter(found, model) if found is not None else None
@@ -232,10 +231,9 @@ def eval_edits(model, net, n: int, seed: int, strengths: list[float], invert_n: 
                     secs = (time.perf_counter() - t0) / k
                 edited, _ = R.edit(model, inv_lat, s_new[:k], 1.0, preserve=preserve)
                 recon = generate(model, inv_lat)
-                mse = (recon - original[:k]).pow(2).mean((1, 2, 3))
                 row = {"n": k, "invert_steps": invert_steps, "seconds_per_image": round(secs, 3),
                        "inverter": str(found) if found is not None else None,
-                       "reconstruction_psnr": round((10 * torch.log10(4 / mse)).mean().item(), 2),
+                       "reconstruction_psnr": round(reconstruction_psnr(recon, original[:k]), 2),
                        "reconstruction_ssim": round(R.masked_ssim(recon, original[:k]).mean().item(), 4)}
                 row.update(_ssims(domain, original[:k], edited))
                 if net is not None:

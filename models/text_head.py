@@ -59,15 +59,14 @@ def fit_text_head(label_heads: list, n_captions: int = 4000, seed: int = 11, ste
     The label heads must be the procedural data's."""
     from .data import procedural as P
     from .gan import aux_loss
-    from .text_encoder import encode_prompts
+    from .text_encoder import encode_sentences
 
     expected = [[n, k] for n, k in P.LABEL_HEADS]
     if [[str(n), int(k)] for n, k in label_heads] != expected:
         raise ValueError("a text head reads the procedural data's attribute labels; these label "
                          f"heads differ: {label_heads}")
     captions, labels = training_captions(n_captions, seed)
-    encode = encode or (lambda prompts: encode_prompts(prompts).sentence)
-    x = torch.cat([encode(captions[i:i + 256]) for i in range(0, len(captions), 256)])
+    x = (encode or encode_sentences)(captions)
     head = TextAttributeHead(x.shape[1], label_heads)
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():

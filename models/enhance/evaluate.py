@@ -158,9 +158,7 @@ def evaluate(net: Enhancer, *, images=None, degradations=DEGRADATION_ORDER, seed
              encode=None, crop: int | None = None) -> dict:
     """Scores per degradation and method, averaged over the images (plus per image)."""
     if encode is None:
-        from ..text_encoder import encode_prompts
-
-        encode = lambda texts: encode_prompts(texts).sentence  # noqa: E731
+        from ..text_encoder import encode_sentences as encode
     s = net.scale
     images = images or held_out_images()
     texts = {}
