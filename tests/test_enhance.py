@@ -50,7 +50,7 @@ def test_film_zero_init_is_unconditioned():
     base = net(x)
     assert torch.equal(base, net(x, torch.randn(1, 384)))
     # and the same network without any FiLM effect: gamma = beta = 0
-    gamma, beta, tone = net.film(torch.randn(3, 384), 3, context=torch.rand(3, CONTEXT_DIM))
+    gamma, beta, tone, _ = net.film(torch.randn(3, 384), 3, context=torch.rand(3, CONTEXT_DIM))
     assert tone.abs().max() == 0
     assert gamma.abs().max() == 0 and beta.abs().max() == 0
 
@@ -481,3 +481,109 @@ def test_shipped_weights_leave_a_well_exposed_dark_photo_alone(pack_root):
     assert abs(out.mean() / lr.mean() - 1) < 0.05, (float(out.mean()), float(lr.mean()))
     gain = scores(out, target, 4)[0] - scores(baseline("bicubic", lr, 4), target, 4)[0]
     assert gain > -0.5, gain                        # +0.5 dB measured
+
+
+# ----------------------------------------------------------------------------- non-local means
+
+def smooth_picture(size=48):
+    yy, xx = torch.meshgrid(torch.linspace(0, 1, size), torch.linspace(0, 1, size), indexing="ij")
+    return torch.stack([0.2 + 0.5 * xx, 0.3 + 0.4 * yy, 0.5 + 0.2 * xx * yy])[None]   # [1, 3, s, s]
+
+
+def test_nl_means_removes_noise_is_local_and_leaves_sigma_zero_alone():
+    from promptgan.models.enhance.nonlocal_means import nl_means, radius
+
+    clean = smooth_picture()
+    sigma = 15 / 255
+    noisy = clean + sigma * torch.randn(clean.shape, generator=torch.Generator().manual_seed(0))
+    out = nl_means(noisy, torch.tensor([sigma]))
+    assert out.shape == noisy.shape
+    assert (out - clean).pow(2).mean() < 0.35 * (noisy - clean).pow(2).mean()
+    assert torch.equal(nl_means(noisy, torch.tensor([0.0])), noisy)          # no noise: unchanged
+    # a pixel changed farther than radius() away leaves the output unchanged
+    r = radius()
+    moved = noisy.clone()
+    moved[0, :, 24, 24 + r + 1] += 0.5
+    diff = (nl_means(moved, torch.tensor([sigma])) - out).abs().sum(1)[0]    # [H, W]
+    assert diff[24, 24] == 0 and diff[24, 24 + 1] > 0
+    # a stronger filter (larger h) smooths more; a 1x1 image comes back as it was
+    strong = nl_means(noisy, torch.tensor([sigma]), 2.0)
+    assert (strong - clean).pow(2).mean() < (out - clean).pow(2).mean()
+    one = torch.rand(1, 3, 1, 1)
+    assert torch.allclose(nl_means(one, torch.tensor([sigma])), one)
+
+
+def nlm_net(gate: float, seed=0) -> Enhancer:
+    torch.manual_seed(seed)
+    net = Enhancer(EnhancerConfig(scale=2, channels=8, n_convs=2, film_hidden=16, skip="bicubic",
+                                  denoise="nlm")).eval()
+    with torch.no_grad():
+        net.film.nlm.bias[0] = gate
+    return net
+
+
+def test_nlm_stage_blends_per_image_and_switches_off():
+    """denoise="nlm": the FiLM MLP's gate blends the non-local-means copy in; a gate near zero is
+    exactly the network without the stage; its radius widens the receptive field."""
+    plain_cfg = EnhancerConfig(scale=2, channels=8, n_convs=2, film_hidden=16, skip="bicubic")
+    plain = Enhancer(plain_cfg).eval()
+    off = nlm_net(-30.0)
+    state = {k: v for k, v in off.state_dict().items() if not k.startswith("film.nlm.")}
+    plain.load_state_dict(state)
+    clean = smooth_picture(32)
+    noisy = (clean + 0.06 * torch.randn(clean.shape, generator=torch.Generator().manual_seed(1)))
+    noisy = noisy.clamp(0, 1)
+    assert torch.equal(off(noisy), plain(noisy))
+    on = nlm_net(30.0)
+    on.load_state_dict({**state, **{k: v for k, v in on.state_dict().items() if "nlm" in k}})
+    target = F.interpolate(clean, scale_factor=2, mode="bicubic", align_corners=False)
+    assert (on(noisy) - target).pow(2).mean() < (plain(noisy) - target).pow(2).mean()
+    from promptgan.models.enhance.nonlocal_means import radius
+
+    assert on.receptive_radius == plain.receptive_radius + radius()
+    # files written before the stage existed load without it
+    old = {k: v for k, v in plain_cfg.to_dict().items() if k != "denoise"}
+    assert EnhancerConfig.from_dict(old).denoise == "none"
+    with pytest.raises(ValueError, match="denoise must be one of"):
+        EnhancerConfig(denoise="bm3d")
+
+
+def test_nlm_network_tiles_like_it_runs_whole():
+    net = nlm_net(0.0)
+    with torch.no_grad():
+        net.film.out.weight.normal_(0, 0.05)
+    x = (smooth_picture(60) + 0.05 * torch.randn(1, 3, 60, 60,
+                                                 generator=torch.Generator().manual_seed(2))).clamp(0, 1)
+    full = enhance_image(net, x, None, tile=0)
+    tiled = enhance_image(net, x, None, tile=40, overlap=32)
+    assert (tiled - full).abs().max() < 2e-3
+
+
+def test_warm_start_adds_or_drops_the_nlm_head():
+    from promptgan.models.enhance.train import change_denoise
+
+    torch.manual_seed(0)
+    cfg = dict(scale=2, channels=8, n_convs=2, film_hidden=16)
+    plain = Enhancer(EnhancerConfig(**cfg))
+    fresh = Enhancer(EnhancerConfig(**cfg, denoise="nlm"))
+    tensors = change_denoise(dict(plain.state_dict()), fresh, "none", "nlm", "plain")
+    fresh.load_state_dict(tensors)                            # strict: every key present
+    assert torch.equal(fresh.body[0].weight, plain.body[0].weight)
+    assert fresh.film.nlm.weight.abs().max() == 0
+    back = change_denoise(dict(fresh.state_dict()), plain, "nlm", "none", "fresh")
+    plain.load_state_dict(back)
+
+
+def test_nlm_stage_gives_each_image_the_same_result_in_any_batch():
+    """The filter runs only on the images that need it (here the flat one has no noise and is
+    skipped); each image comes out as it does alone."""
+    net = nlm_net(0.0)
+    with torch.no_grad():
+        net.film.nlm.weight.normal_(0, 0.5)
+    noisy = (smooth_picture(24) + 0.05 * torch.randn(1, 3, 24, 24,
+                                                     generator=torch.Generator().manual_seed(3))).clamp(0, 1)
+    flat = torch.full((1, 3, 24, 24), 0.4)
+    with torch.no_grad():
+        both = net(torch.cat([flat, noisy]))
+        assert torch.allclose(both[0:1], net(flat), atol=1e-6)
+        assert torch.allclose(both[1:2], net(noisy), atol=1e-6)

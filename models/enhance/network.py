@@ -24,6 +24,13 @@ Noise level: the 12th statistic is the standard deviation of white noise in the 
 by Immerkaer's method (``noise_level``), as FFDNet feeds its noise map: without it the
 convolutions cannot tell grain from fine texture and denoise timidly. Networks saved with
 ``context_dim`` 11 read only the first 11 statistics.
+
+Non-local means (``EnhancerConfig.denoise`` "nlm"): before the tone curve the input is blended
+with a non-local-means copy of itself, x + a (NLM(x) - x). The noise level above sets the
+filter's sigma; the FiLM MLP chooses, per image, the blend a (a sigmoid, starting near 1) and
+the filter strength h (a factor of 0.5..2 on the starting 0.8 sigma), so an instruction that
+asks to keep the grain, or a clean picture, can switch it off. Files without ``denoise`` load
+as "none".
 """
 from __future__ import annotations
 
@@ -37,6 +44,10 @@ import torch.nn.functional as F
 CONTEXT_DIM = 12
 CONTEXT_DIMS = (0, 11, CONTEXT_DIM)   # 11: the statistics without the noise level (older files)
 SKIP_MODES = ("nearest", "bicubic")
+DENOISE_MODES = ("none", "nlm")
+NLM_H = 0.8          # starting non-local-means strength h, in units of the noise sigma
+NLM_GATE_INIT = 3.0  # starting gate logit: a fresh non-local-means head blends in 95 % of it
+NLM_SKIP_BELOW = 1e-3  # blends this small are not worth the filter's time: the input is kept
 STATS_SIZE = 128   # statistics are taken on an area-downsampled copy at most this big
 NOISE_WINDOW = 256  # the noise level is read on a central crop at most this big (full resolution)
 NOISE_SCALE = 10.0  # noise sigma 0..0.1 (of the 0..1 range) -> a context entry of 0..1
@@ -91,6 +102,8 @@ class EnhancerConfig:
     # interpolate) or "bicubic" (the network starts as bicubic and learns only the restoration:
     # on noisy x4 inputs 1.2 dB better than nearest after the same 300 steps, measured)
     skip: str = "nearest"
+    # a non-local-means stage in front of the convolutions ("nlm"), blended in by the FiLM MLP
+    denoise: str = "none"
 
     def __post_init__(self):
         if self.scale not in (1, 2, 4):
@@ -100,6 +113,9 @@ class EnhancerConfig:
                              f"{self.context_dim}")
         if self.skip not in SKIP_MODES:
             raise ValueError(f"EnhancerConfig.skip must be one of {SKIP_MODES}, got {self.skip!r}")
+        if self.denoise not in DENOISE_MODES:
+            raise ValueError(f"EnhancerConfig.denoise must be one of {DENOISE_MODES}, got "
+                             f"{self.denoise!r}")
         if self.channels < 1 or self.n_convs < 1 or self.text_dim < 1 or self.film_hidden < 1:
             raise ValueError(f"EnhancerConfig sizes must be positive: {self}")
 
@@ -125,10 +141,11 @@ def apply_tone(x: torch.Tensor, tone: torch.Tensor) -> torch.Tensor:
 
 
 class TextFiLM(nn.Module):
-    """sentence [B, text_dim] (or None) + context -> FiLM gamma, beta [B, n_layers, C], tone."""
+    """sentence [B, text_dim] (or None) + context -> FiLM gamma, beta [B, n_layers, C], tone,
+    non-local-means controls."""
 
     def __init__(self, text_dim: int, hidden: int, n_layers: int, channels: int, context_dim: int = 0,
-                 tone: bool = False):
+                 tone: bool = False, nlm: bool = False):
         super().__init__()
         self.n_layers, self.channels = n_layers, channels
         self.null = nn.Parameter(torch.zeros(text_dim))
@@ -142,10 +159,16 @@ class TextFiLM(nn.Module):
         if self.tone is not None:         # zero-init: starts as the identity curve
             nn.init.zeros_(self.tone.weight)
             nn.init.zeros_(self.tone.bias)
+        self.nlm = nn.Linear(hidden, 2) if nlm else None
+        if self.nlm is not None:          # starts as a fixed blend of NLM_GATE_INIT, h = NLM_H
+            nn.init.zeros_(self.nlm.weight)
+            with torch.no_grad():
+                self.nlm.bias.copy_(torch.tensor([NLM_GATE_INIT, 0.0]))
 
     def forward(self, text: torch.Tensor | None, batch: int, null_mask: torch.Tensor | None = None,
                 context: torch.Tensor | None = None):
-        """-> gamma, beta [B, L, C] and tone [B, 4] (or None): log channel gains, log gamma.
+        """-> gamma, beta [B, L, C], tone [B, 4] (or None): log channel gains, log gamma, and
+        nlm [B, 2] (or None): blend logit, log strength (raw; see ``nlm_controls``).
 
         ``null_mask`` [B] bool replaces those rows of ``text`` with the null embedding;
         ``context`` [B, context_dim] are the global image statistics."""
@@ -167,7 +190,30 @@ class TextFiLM(nn.Module):
         h = F.silu(self.fc2(h))
         gb = self.out(h).view(batch, 2, self.n_layers, self.channels)
         tone = self.tone(h) if self.tone is not None else None
-        return gb[:, 0], gb[:, 1], tone
+        nlm = self.nlm(h) if self.nlm is not None else None
+        return gb[:, 0], gb[:, 1], tone, nlm
+
+
+def nlm_controls(raw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """[B, 2] raw -> blend a [B] in 0..1 (sigmoid) and strength h [B] in units of sigma
+    (NLM_H * 2 ** tanh(raw[:, 1]): 0.5x..2x the starting strength)."""
+    raw = raw.float()
+    return torch.sigmoid(raw[:, 0]), NLM_H * torch.exp2(torch.tanh(raw[:, 1]))
+
+
+def apply_nlm(x: torch.Tensor, raw: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """x [B, 3, H, W], raw [B, 2], sigma [B] -> x + a (NLM(x) - x), the filter run only on the
+    images whose blend a is at least NLM_SKIP_BELOW and whose noise sigma is above zero."""
+    from .nonlocal_means import nl_means
+
+    blend, strength = nlm_controls(raw)
+    run = (blend >= NLM_SKIP_BELOW) & (sigma > 0)
+    if not bool(run.any()):
+        return x
+    idx = run.nonzero()[:, 0]
+    xr = x[idx]
+    mixed = xr.float() + blend[idx, None, None, None] * (nl_means(xr, sigma[idx], strength[idx]) - xr.float())
+    return x.index_copy(0, idx, mixed.to(x.dtype))
 
 
 class Enhancer(nn.Module):
@@ -182,7 +228,8 @@ class Enhancer(nn.Module):
         self.body = nn.ModuleList(nn.Conv2d(c, c, 3, padding=1) for _ in range(cfg.n_convs))
         self.acts = nn.ModuleList(nn.PReLU(c) for _ in range(cfg.n_convs))
         self.tail = nn.Conv2d(c, 3 * cfg.scale * cfg.scale, 3, padding=1)
-        self.film = TextFiLM(cfg.text_dim, cfg.film_hidden, cfg.n_convs, c, cfg.context_dim, cfg.tone)
+        self.film = TextFiLM(cfg.text_dim, cfg.film_hidden, cfg.n_convs, c, cfg.context_dim, cfg.tone,
+                             nlm=cfg.denoise == "nlm")
 
     @property
     def scale(self) -> int:
@@ -192,7 +239,10 @@ class Enhancer(nn.Module):
     def receptive_radius(self) -> int:
         """Input pixels each output pixel can see on either side (head + body + tail, and the
         bicubic skip's two-pixel support)."""
-        return self.cfg.n_convs + 2 + (2 if self.cfg.skip == "bicubic" else 0)
+        from .nonlocal_means import radius
+
+        return (self.cfg.n_convs + 2 + (2 if self.cfg.skip == "bicubic" else 0)
+                + (radius() if self.cfg.denoise == "nlm" else 0))
 
     def forward(self, x: torch.Tensor, text: torch.Tensor | None = None,
                 null_mask: torch.Tensor | None = None,
@@ -206,7 +256,12 @@ class Enhancer(nn.Module):
             context = context.expand(b, -1)
         if context is not None:
             context = context[:, :self.cfg.context_dim]
-        gamma, beta, tone = self.film(text, b, null_mask, context)
+        gamma, beta, tone, nlm = self.film(text, b, null_mask, context)
+        if nlm is not None:
+            # the noise sigma of the whole image (context entry 12) when it is known
+            sigma = (context[:, CONTEXT_DIM - 1].float() / NOISE_SCALE
+                     if self.cfg.context_dim >= CONTEXT_DIM else noise_level(x))
+            x = apply_nlm(x, nlm, sigma.to(x.device))
         if tone is not None:
             x = apply_tone(x, tone)             # [B, L, C] each
         gamma = gamma.to(x.dtype)[..., None, None]             # [B, L, C, 1, 1]

@@ -38,6 +38,7 @@ from .model import KIND
 from .network import (
     CONTEXT_DIM,
     CONTEXT_DIMS,
+    DENOISE_MODES,
     SKIP_MODES,
     Enhancer,
     EnhancerConfig,
@@ -65,6 +66,9 @@ def parse_args(argv):
     p.add_argument("--skip", default="bicubic", choices=SKIP_MODES,
                    help="what the predicted residual is added to (the shipped x4 of 2026-11-28 "
                         "used nearest)")
+    p.add_argument("--denoise", default="none", choices=DENOISE_MODES,
+                   help="'nlm': a non-local-means stage in front of the convolutions, blended in per "
+                        "image by the FiLM MLP (a network warm-started without one gets a fresh one)")
     p.add_argument("--steps", type=int, default=4000, help="total optimiser steps")
     p.add_argument("--minutes", type=float, default=0.0,
                    help="also stop (and save) after this many minutes of this session; 0 = no limit")
@@ -107,6 +111,19 @@ def widen_context(tensors: dict, old: int, new: int, source: str) -> dict:
     w = tensors["film.ctx.weight"]                                      # [hidden, old]
     tensors["film.ctx.weight"] = torch.cat([w, w.new_zeros(w.shape[0], new - old)], 1)
     print(f"[enhance] context {old} -> {new} statistics: the new inputs start at zero weight",
+          file=sys.stderr)
+    return tensors
+
+
+def change_denoise(tensors: dict, net: torch.nn.Module, old: str, new: str, source: str) -> dict:
+    """Warm-start across a change of ``EnhancerConfig.denoise``: a network gaining the
+    non-local-means stage gets a fresh control head (``net``'s own initial values); one losing it
+    drops the head."""
+    tensors = {k: v for k, v in tensors.items() if not k.startswith("film.nlm.")}
+    if new == "nlm":
+        tensors.update({k: v.detach().clone() for k, v in net.state_dict().items()
+                        if k.startswith("film.nlm.")})
+    print(f"[enhance] --init {source}: denoise {old} -> {new}, the non-local-means head starts fresh",
           file=sys.stderr)
     return tensors
 
@@ -202,7 +219,8 @@ def main(argv=None) -> int:
     from ..text_encoder import DEFAULT_ENCODER_ID, encode_prompts
 
     cfg = EnhancerConfig(scale=args.scale, channels=args.channels, n_convs=args.n_convs,
-                         film_hidden=args.film_hidden, skip=args.skip, context_dim=args.context_dim)
+                         film_hidden=args.film_hidden, skip=args.skip, context_dim=args.context_dim,
+                         denoise=args.denoise)
     pool = build_pool(seed=0)
     t0 = time.time()
     embeds = encode_prompts([t for t, _ in pool]).sentence            # [N, 384]
@@ -217,12 +235,14 @@ def main(argv=None) -> int:
             f"{ck.provenance.get('command', '?')} (to step {ck.provenance.get('step', '?')}), "
             f"then --init {args.init}"]
         init_cfg = EnhancerConfig.from_dict(ck.config)   # files without `skip` are nearest
-        if replace(init_cfg, skip=cfg.skip, context_dim=cfg.context_dim) != cfg:
+        if replace(init_cfg, skip=cfg.skip, context_dim=cfg.context_dim, denoise=cfg.denoise) != cfg:
             raise SystemExit(f"--init {args.init}: its config {ck.config} differs from this run's "
                              f"{cfg.to_dict()}; pass the same --scale/--channels/--n-convs")
         tensors = dict(ck.tensors)
         if init_cfg.context_dim != cfg.context_dim:
             tensors = widen_context(tensors, init_cfg.context_dim, cfg.context_dim, args.init)
+        if init_cfg.denoise != cfg.denoise:
+            tensors = change_denoise(tensors, net, init_cfg.denoise, cfg.denoise, args.init)
         load_state_strict(net, tensors, source=args.init)
         if init_cfg.skip != cfg.skip:
             # the residual was learned against another skip: keep the features, restart the
