@@ -587,3 +587,23 @@ def test_nlm_stage_gives_each_image_the_same_result_in_any_batch():
         both = net(torch.cat([flat, noisy]))
         assert torch.allclose(both[0:1], net(flat), atol=1e-6)
         assert torch.allclose(both[1:2], net(noisy), atol=1e-6)
+
+
+def test_widening_warm_start_computes_exactly_what_the_narrow_network_did():
+    from promptgan.models.enhance.train import widen_channels
+
+    torch.manual_seed(0)
+    cfg = dict(scale=4, n_convs=3, film_hidden=16, skip="bicubic", denoise="nlm")
+    narrow = Enhancer(EnhancerConfig(channels=8, **cfg))
+    with torch.no_grad():
+        for p in narrow.parameters():
+            p.add_(0.1 * torch.randn_like(p))              # FiLM and all: not the zero init
+    narrow.eval()
+    wide = Enhancer(EnhancerConfig(channels=12, **cfg)).eval()
+    wide.load_state_dict(widen_channels(dict(narrow.state_dict()), wide, 8, "narrow"))
+    x, t = rand_image(2, 20, 20), torch.randn(2, 384)
+    with torch.no_grad():
+        assert torch.allclose(wide(x, t), narrow(x, t), atol=1e-6)
+    assert wide.body[1].weight[8:, :8].abs().sum() > 0     # the new channels are not dead
+    with pytest.raises(SystemExit, match="12 channels cannot become 8"):
+        widen_channels(dict(wide.state_dict()), narrow, 12, "wide")

@@ -128,6 +128,37 @@ def change_denoise(tensors: dict, net: torch.nn.Module, old: str, new: str, sour
     return tensors
 
 
+def widen_channels(tensors: dict, net: torch.nn.Module, old: int, source: str) -> dict:
+    """Warm-start a wider network (``net``, freshly initialised) from one with ``old`` feature
+    channels, computing exactly what the old one did: the old weights fill the first ``old``
+    channels; the new channels start from ``net``'s own random weights, but nothing they compute
+    reaches the old channels or the output yet (those weights start at zero), and their FiLM rows
+    start at zero as FiLM's always do. Training then finds a use for them (Net2Net-style)."""
+    new = net.cfg.channels
+    if not 0 < old < new:
+        raise SystemExit(f"--init {source}: {old} channels cannot become {new} (only wider)")
+    fresh = {k: v.detach().clone() for k, v in net.state_dict().items()}
+    out = {}
+    for k, v in tensors.items():
+        f = fresh[k]
+        if k.startswith("film.out."):          # rows [2, L, C(, hidden)] as FiLM views them
+            shape = (2, net.cfg.n_convs, -1) + tuple(v.shape[1:])
+            w = f.view(shape).clone()
+            w[:, :, :old] = v.view(shape)
+            out[k] = w.view(f.shape)
+        elif k.startswith(("head.", "head_act.", "body.", "acts.", "tail.")) and f.shape != v.shape:
+            w = f.clone()
+            w[tuple(slice(0, n) for n in v.shape)] = v
+            if w.dim() == 4 and w.shape[1] == new:     # a conv reading features: new inputs
+                w[:, old:] = 0                         # reach nothing yet
+            out[k] = w
+        else:
+            out[k] = v
+    print(f"[enhance] --init {source}: {old} -> {new} channels, the new ones start disconnected",
+          file=sys.stderr)
+    return out
+
+
 def image_gradients(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return x[..., :, 1:] - x[..., :, :-1], x[..., 1:, :] - x[..., :-1, :]
 
@@ -235,14 +266,18 @@ def main(argv=None) -> int:
             f"{ck.provenance.get('command', '?')} (to step {ck.provenance.get('step', '?')}), "
             f"then --init {args.init}"]
         init_cfg = EnhancerConfig.from_dict(ck.config)   # files without `skip` are nearest
-        if replace(init_cfg, skip=cfg.skip, context_dim=cfg.context_dim, denoise=cfg.denoise) != cfg:
+        if replace(init_cfg, skip=cfg.skip, context_dim=cfg.context_dim, denoise=cfg.denoise,
+                   channels=cfg.channels) != cfg:
             raise SystemExit(f"--init {args.init}: its config {ck.config} differs from this run's "
-                             f"{cfg.to_dict()}; pass the same --scale/--channels/--n-convs")
+                             f"{cfg.to_dict()}; pass the same --scale/--n-convs/--film-hidden "
+                             "(--channels may only grow)")
         tensors = dict(ck.tensors)
         if init_cfg.context_dim != cfg.context_dim:
             tensors = widen_context(tensors, init_cfg.context_dim, cfg.context_dim, args.init)
         if init_cfg.denoise != cfg.denoise:
             tensors = change_denoise(tensors, net, init_cfg.denoise, cfg.denoise, args.init)
+        if init_cfg.channels != cfg.channels:
+            tensors = widen_channels(tensors, net, init_cfg.channels, args.init)
         load_state_strict(net, tensors, source=args.init)
         if init_cfg.skip != cfg.skip:
             # the residual was learned against another skip: keep the features, restart the
