@@ -607,3 +607,79 @@ def test_widening_warm_start_computes_exactly_what_the_narrow_network_did():
     assert wide.body[1].weight[8:, :8].abs().sum() > 0     # the new channels are not dead
     with pytest.raises(SystemExit, match="12 channels cannot become 8"):
         widen_channels(dict(wide.state_dict()), narrow, 12, "wide")
+
+
+def test_gate_labels_and_gate_loss():
+    """Batch.denoise marks noisy inputs whose target removes the noise (1) or keeps it (0); the
+    gate's cross-entropy reads only those rows."""
+    from promptgan.models.enhance.data import EnhanceData
+    from promptgan.models.enhance.train import gate_loss
+
+    pool = build_pool(seed=0)
+    data = EnhanceData(pool, scale=2, hr_size=16, seed=0, use_procedural=False,
+                       degradation_weights={"noise": 6.0})
+    b = data.sample(48)
+    labels = set(b.denoise[~torch.isnan(b.denoise)].tolist())
+    assert labels == {0.0, 1.0} and torch.isnan(b.denoise).any()
+    # a kept-noise row's instruction names fixes, and denoising is not among them
+    keep = (b.denoise == 0).nonzero()[:, 0].tolist()
+    text_keeps_noise = [pool[int(b.text_index[i])][1] for i in keep]
+    assert all(fix is not None and "noise" not in fix for fix in text_keeps_noise)
+
+    net = nlm_net(0.0)
+    x = rand_image(3, 12, 12)
+    text, null = torch.randn(3, 384), torch.zeros(3, dtype=torch.bool)
+    label = torch.tensor([1.0, 0.0, float("nan")])
+    from promptgan.models.enhance.network import image_stats
+
+    _, _, _, raw = net.film(text, 3, null, image_stats(x))
+    want = F.binary_cross_entropy_with_logits(raw[:2, 0], label[:2])
+    assert torch.allclose(gate_loss(net, x, text, null, label), want)
+    assert gate_loss(net, x, text, null, torch.full((3,), float("nan"))) == 0
+
+
+def noisy_held_out_crop():
+    """A 256 px crop of grace_hopper.jpg (held out) at the evaluator's noise preset, x4: the input,
+    the clean target and the target that keeps the noise (what 'sharpen' alone asks for)."""
+    from promptgan.models.enhance.evaluate import held_out_images
+
+    hr = dict(held_out_images())["grace_hopper.jpg"][:, 100:356, 100:356].contiguous()
+    p = degrade.eval_params("noise", 4)
+    lr, clean = degrade.make_pair(hr, p, 4, None, np.random.default_rng(0))
+    _, keep = degrade.make_pair(hr, p, 4, set(), np.random.default_rng(0))
+    return lr, clean, keep
+
+
+def test_shipped_weights_denoise_beyond_non_local_means(pack_root):
+    """The empty instruction on a noisy held-out crop beats scikit-image's non-local means (then
+    bicubic). The file before the network's own non-local-means stage lost to it here (-0.1 dB)."""
+    if not (pack_root / "models" / "weights" / "enhance_x4.safetensors").is_file():
+        pytest.skip("no shipped enhance_x4 weights")
+    from promptgan.models.enhance.evaluate import baseline, scores
+    from promptgan.nodes.enhance_nodes import load_model
+
+    model = load_model("enhance_x4 (bundled)")
+    assert model.net.cfg.denoise == "nlm"
+    lr, clean, _ = noisy_held_out_crop()
+    out = enhance_image(model.net, lr[None], None, tile=0)[0]
+    margin = scores(out, clean, 4)[0] - scores(baseline("nlm", lr, 4), clean, 4)[0]
+    assert margin > 0.4, margin                     # about +0.9 dB measured
+
+
+def test_shipped_weights_keep_the_noise_an_instruction_does_not_name(pack_root):
+    """'sharpen this blurry photo' on a noisy picture leaves more of the noise than 'remove the
+    noise' does: its output is nearer the noise-keeping target, relative to the clean one."""
+    if not (pack_root / "models" / "weights" / "enhance_x4.safetensors").is_file():
+        pytest.skip("no shipped enhance_x4 weights")
+    from promptgan.models.enhance.evaluate import scores
+    from promptgan.models.text_encoder import encode_sentences
+    from promptgan.nodes.enhance_nodes import load_model
+
+    model = load_model("enhance_x4 (bundled)")
+    lr, clean, keep = noisy_held_out_crop()
+    lean = {}
+    for words, emb in zip(("sharpen", "denoise"),
+                          encode_sentences(["sharpen this blurry photo", "remove the noise"])):
+        out = enhance_image(model.net, lr[None], emb[None], tile=0)[0]
+        lean[words] = scores(out, keep, 4)[0] - scores(out, clean, 4)[0]   # > 0: nearer keep
+    assert lean["sharpen"] > lean["denoise"] + 0.5, lean

@@ -123,6 +123,9 @@ class Batch:
     target: torch.Tensor      # [B, 3, h*s, w*s]
     text_index: torch.Tensor  # [B] long: row of the instruction pool
     null: torch.Tensor        # [B] bool: use the network's null embedding instead
+    # [B] float: 1 where the input has noise the target removes, 0 where it has noise the target
+    # keeps, NaN where it has none (what the non-local-means gate should learn)
+    denoise: torch.Tensor | None = None
 
 
 class EnhanceData:
@@ -194,7 +197,7 @@ class EnhanceData:
         return i, False, self.pool[i][1]
 
     def sample(self, batch: int) -> Batch:
-        lrs, targets, idx, null = [], [], [], []
+        lrs, targets, idx, null, denoise = [], [], [], [], []
         for _ in range(batch):
             hr = self.crop()
             present = sample_present(self.rng, self.degradation_weights)
@@ -206,5 +209,9 @@ class EnhanceData:
             targets.append(target)
             idx.append(i)
             null.append(use_null)
+            if "noise" not in params.present:
+                denoise.append(float("nan"))
+            else:
+                denoise.append(float(fix is None or "noise" in fix))
         return Batch(torch.stack(lrs), torch.stack(targets), torch.tensor(idx),
-                     torch.tensor(null, dtype=torch.bool))
+                     torch.tensor(null, dtype=torch.bool), torch.tensor(denoise))

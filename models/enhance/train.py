@@ -69,6 +69,12 @@ def parse_args(argv):
     p.add_argument("--denoise", default="none", choices=DENOISE_MODES,
                    help="'nlm': a non-local-means stage in front of the convolutions, blended in per "
                         "image by the FiLM MLP (a network warm-started without one gets a fresh one)")
+    p.add_argument("--nlm-lr-mult", type=float, default=1.0,
+                   help="learning-rate factor for the non-local-means control head (a head added to "
+                        "trained weights learns its per-instruction blend slowly at the body's rate)")
+    p.add_argument("--nlm-gate-weight", type=float, default=0.0,
+                   help="weight of a cross-entropy term that teaches the non-local-means gate when "
+                        "the target removes the input's noise (1) and when it keeps it (0)")
     p.add_argument("--steps", type=int, default=4000, help="total optimiser steps")
     p.add_argument("--minutes", type=float, default=0.0,
                    help="also stop (and save) after this many minutes of this session; 0 = no limit")
@@ -189,6 +195,31 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((10 * torch.log10(1.0 / mse)).mean())
 
 
+def param_groups(net: torch.nn.Module, nlm_lr_mult: float) -> list[dict]:
+    """One Adam group, or two when the non-local-means head learns at its own rate."""
+    if nlm_lr_mult == 1.0:
+        return [{"params": list(net.parameters())}]
+    head = [p for n, p in net.named_parameters() if n.startswith("film.nlm.")]
+    if not head:
+        raise SystemExit("--nlm-lr-mult needs a network with --denoise nlm")
+    rest = [p for n, p in net.named_parameters() if not n.startswith("film.nlm.")]
+    return [{"params": rest}, {"params": head, "lr_mult": nlm_lr_mult}]
+
+
+def gate_loss(net, x: torch.Tensor, text: torch.Tensor, null: torch.Tensor,
+              label: torch.Tensor) -> torch.Tensor:
+    """Binary cross-entropy of the non-local-means gate against ``Batch.denoise`` (rows without
+    noise, NaN, are left out; 0 when there are none)."""
+    from .network import image_stats
+
+    keep = ~torch.isnan(label)
+    if not bool(keep.any()):
+        return x.new_zeros(())
+    context = image_stats(x)[:, :net.cfg.context_dim] if net.cfg.context_dim else None
+    _, _, _, raw = net.film(text, x.shape[0], null, context)
+    return F.binary_cross_entropy_with_logits(raw[keep, 0].float(), label[keep].float())
+
+
 def lr_at(step: int, args) -> float:
     if step < args.warmup:
         return args.lr * (step + 1) / args.warmup
@@ -252,6 +283,8 @@ def main(argv=None) -> int:
     cfg = EnhancerConfig(scale=args.scale, channels=args.channels, n_convs=args.n_convs,
                          film_hidden=args.film_hidden, skip=args.skip, context_dim=args.context_dim,
                          denoise=args.denoise)
+    if (args.nlm_gate_weight > 0 or args.nlm_lr_mult != 1.0) and cfg.denoise != "nlm":
+        raise SystemExit("--nlm-gate-weight and --nlm-lr-mult need --denoise nlm")
     pool = build_pool(seed=0)
     t0 = time.time()
     embeds = encode_prompts([t for t, _ in pool]).sentence            # [N, 384]
@@ -290,7 +323,7 @@ def main(argv=None) -> int:
     ema = copy.deepcopy(net).eval()
     for p in ema.parameters():
         p.requires_grad_(False)
-    opt = torch.optim.Adam(net.parameters(), lr=args.lr, betas=(0.9, 0.99))
+    opt = torch.optim.Adam(param_groups(net, args.nlm_lr_mult), lr=args.lr, betas=(0.9, 0.99))
     step, extra = 0, {}
     if state_path.exists() and not args.fresh:
         step, extra = load_train_state(state_path, {"net": net, "ema": ema}, {"adam": opt}, kind=KIND)
@@ -329,7 +362,7 @@ def main(argv=None) -> int:
     log_path = run_dir / "log.jsonl"
     bar = make_progress(args.steps, step, desc="train-enhance")
     session_start = time.time()
-    running = None
+    running = running_gate = None
     net.train()
     with GracefulStop() as stop:
         while step < args.steps and not stop.requested:
@@ -338,13 +371,19 @@ def main(argv=None) -> int:
                 break
             t_step = time.time()
             for g in opt.param_groups:
-                g["lr"] = lr_at(step, args)
+                g["lr"] = lr_at(step, args) * g.get("lr_mult", 1.0)
             b = data.sample(args.batch)
             x = b.lr.contiguous(memory_format=torch.channels_last)
             out = net(x, embeds[b.text_index], b.null)
             loss = loss_fn(out, b.target, args.grad_weight, args.loss)
+            total = loss
+            if args.nlm_gate_weight > 0:
+                g_loss = gate_loss(net, x, embeds[b.text_index], b.null, b.denoise)
+                total = loss + args.nlm_gate_weight * g_loss
+                running_gate = (g_loss.item() if running_gate is None
+                                else 0.98 * running_gate + 0.02 * g_loss.item())
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            total.backward()
             torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
             opt.step()
             step += 1
@@ -357,6 +396,8 @@ def main(argv=None) -> int:
                 v, v0 = validate(ema, val, embeds)
                 rec = {"step": step, "loss": round(running, 5), "val_psnr": round(v, 3),
                        "val_bicubic_psnr": round(v0, 3), "seconds": round(elapsed, 1)}
+                if running_gate is not None:
+                    rec["gate_loss"] = round(running_gate, 4)
                 with open(log_path, "a") as f:
                     f.write(__import__("json").dumps(rec) + "\n")
                 bar.write(f"[enhance] step {step} loss {running:.4f} val PSNR {v:.2f} dB "
