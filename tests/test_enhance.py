@@ -610,8 +610,8 @@ def test_widening_warm_start_computes_exactly_what_the_narrow_network_did():
 
 
 def test_gate_labels_and_gate_loss():
-    """Batch.denoise marks noisy inputs whose target removes the noise (1) or keeps it (0); the
-    gate's cross-entropy reads only those rows."""
+    """Batch.denoise is 1 for noisy inputs whose target removes the noise, 0 for the others (noise
+    kept, or none); the gate's cross-entropy leaves out rows labelled NaN."""
     from promptgan.models.enhance.data import EnhanceData
     from promptgan.models.enhance.train import gate_loss
 
@@ -619,12 +619,12 @@ def test_gate_labels_and_gate_loss():
     data = EnhanceData(pool, scale=2, hr_size=16, seed=0, use_procedural=False,
                        degradation_weights={"noise": 6.0})
     b = data.sample(48)
-    labels = set(b.denoise[~torch.isnan(b.denoise)].tolist())
-    assert labels == {0.0, 1.0} and torch.isnan(b.denoise).any()
-    # a kept-noise row's instruction names fixes, and denoising is not among them
-    keep = (b.denoise == 0).nonzero()[:, 0].tolist()
-    text_keeps_noise = [pool[int(b.text_index[i])][1] for i in keep]
-    assert all(fix is not None and "noise" not in fix for fix in text_keeps_noise)
+    assert set(b.denoise.tolist()) == {0.0, 1.0}
+    # a row whose instruction names fixes without denoising is never labelled 1
+    for i in range(48):
+        fix = pool[int(b.text_index[i])][1]
+        if not b.null[i] and fix is not None and "noise" not in fix:
+            assert b.denoise[i] == 0
 
     net = nlm_net(0.0)
     x = rand_image(3, 12, 12)
@@ -683,3 +683,21 @@ def test_shipped_weights_keep_the_noise_an_instruction_does_not_name(pack_root):
         out = enhance_image(model.net, lr[None], emb[None], tile=0)[0]
         lean[words] = scores(out, keep, 4)[0] - scores(out, clean, 4)[0]   # > 0: nearer keep
     assert lean["sharpen"] > lean["denoise"] + 0.5, lean
+
+
+def test_benchmark_reports_the_nlm_stage(tmp_path, capsys):
+    """benchmark-enhance on a small network with the non-local-means stage: the speed rows, the
+    stage's own time, the JSON (the memory probe is left out with --tiles '')."""
+    from promptgan.models.enhance import benchmark
+
+    net = nlm_net(0.0)
+    path = tmp_path / "e.safetensors"
+    save_checkpoint(path, net.state_dict(), kind="enhancer", config=net.cfg.to_dict(),
+                    encoder=DEFAULT_ENCODER_ID)
+    out = tmp_path / "b.json"
+    assert benchmark.main(["--weights", str(path), "--size", "16", "--tiles", "",
+                           "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["output"] == 32 and report["nlm_seconds"] > 0
+    assert report["fp32"]["output_mp_per_s"] > 0 and report["memory_2048_output"] == []
+    assert "of which non-local means" in capsys.readouterr().out

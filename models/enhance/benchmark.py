@@ -6,6 +6,8 @@ Prints, at x4:
 - the measured fp32 (and bf16) rate of a 2048x2048 matmul, GFLOP/s;
 - output megapixels per second of the network, fp32 and bf16 autocast, and the network's
   achieved GFLOP/s as a fraction of the fp32 matmul rate;
+- for a network with the non-local-means stage, that stage's own time on the same input (the
+  random test image reads as very noisy, so the stage runs: the worst case);
 - peak resident memory (VmHWM in a fresh subprocess, reset after loading) for a
   2048x2048 output (512x512 input), whole image at once against tiled.
 Times depend on what else runs on the machine; the script reports, it never asserts.
@@ -68,6 +70,22 @@ def speed(net, size: int, dtype, reps: int = 3) -> float:
     for _ in range(reps):
         t = time.perf_counter()
         enhance_image(net, x, None, tile=0, autocast_dtype=dtype)
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+def nlm_seconds(size: int, reps: int = 3) -> float:
+    """Seconds of the non-local-means stage alone on the speed test's input (fp32)."""
+    from .network import NLM_H, noise_level
+    from .nonlocal_means import nl_means
+
+    x = torch.rand(1, 3, size, size)
+    sigma = noise_level(x)
+    nl_means(x, sigma, NLM_H)
+    best = float("inf")
+    for _ in range(reps):
+        t = time.perf_counter()
+        nl_means(x, sigma, NLM_H)
         best = min(best, time.perf_counter() - t)
     return best
 
@@ -143,6 +161,8 @@ def main(argv=None) -> int:
         report[name] = {"seconds": round(sec, 3), "output_mp_per_s": round(out_mp / sec, 3),
                         "gflops": round(flops / sec / 1e9, 1),
                         "fraction_of_fp32_matmul": round(flops / sec / 1e9 / report["matmul_fp32_gflops"], 3)}
+    if net.cfg.denoise == "nlm":
+        report["nlm_seconds"] = round(nlm_seconds(args.size), 3)
     report["memory_2048_output"] = [measure_memory(int(t), args.weights, args.threads)
                                     for t in args.tiles.split(",") if t.strip()]
     print(f"Enhance x{net.scale} ({source}), {args.threads} thread(s)")
@@ -152,6 +172,8 @@ def main(argv=None) -> int:
         r = report[name]
         print(f"{name}: {args.size}->{args.size * net.scale} in {r['seconds']} s = {r['output_mp_per_s']} "
               f"output MP/s, {r['gflops']} GFLOP/s = {r['fraction_of_fp32_matmul']:.0%} of fp32 matmul")
+    if "nlm_seconds" in report:
+        print(f"of which non-local means (fp32): {report['nlm_seconds']} s")
     for m in report["memory_2048_output"]:
         label = "whole image" if m["tile"] == 0 else f"tile {m['tile']}"
         print(f"2048x2048 output, {label}: peak RSS {m['peak_rss_mb']} MB "

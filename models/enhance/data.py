@@ -123,8 +123,9 @@ class Batch:
     target: torch.Tensor      # [B, 3, h*s, w*s]
     text_index: torch.Tensor  # [B] long: row of the instruction pool
     null: torch.Tensor        # [B] bool: use the network's null embedding instead
-    # [B] float: 1 where the input has noise the target removes, 0 where it has noise the target
-    # keeps, NaN where it has none (what the non-local-means gate should learn)
+    # [B] float: 1 where the input has noise the target removes, 0 where the target keeps it or
+    # there is none (what the non-local-means gate should learn: filtering a clean picture only
+    # smooths its texture away)
     denoise: torch.Tensor | None = None
 
 
@@ -209,9 +210,6 @@ class EnhanceData:
             targets.append(target)
             idx.append(i)
             null.append(use_null)
-            if "noise" not in params.present:
-                denoise.append(float("nan"))
-            else:
-                denoise.append(float(fix is None or "noise" in fix))
+            denoise.append(float("noise" in params.present and (fix is None or "noise" in fix)))
         return Batch(torch.stack(lrs), torch.stack(targets), torch.tensor(idx),
                      torch.tensor(null, dtype=torch.bool), torch.tensor(denoise))

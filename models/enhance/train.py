@@ -208,8 +208,8 @@ def param_groups(net: torch.nn.Module, nlm_lr_mult: float) -> list[dict]:
 
 def gate_loss(net, x: torch.Tensor, text: torch.Tensor, null: torch.Tensor,
               label: torch.Tensor) -> torch.Tensor:
-    """Binary cross-entropy of the non-local-means gate against ``Batch.denoise`` (rows without
-    noise, NaN, are left out; 0 when there are none)."""
+    """Binary cross-entropy of the non-local-means gate against ``Batch.denoise`` (rows labelled
+    NaN are left out; 0 when every row is)."""
     from .network import image_stats
 
     keep = ~torch.isnan(label)
