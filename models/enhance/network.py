@@ -41,6 +41,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .nonlocal_means import nl_means
+from .nonlocal_means import radius as nlm_radius
+
 CONTEXT_DIM = 12
 CONTEXT_DIMS = (0, 11, CONTEXT_DIM)   # 11: the statistics without the noise level (older files)
 SKIP_MODES = ("nearest", "bicubic")
@@ -204,8 +207,6 @@ def nlm_controls(raw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 def apply_nlm(x: torch.Tensor, raw: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
     """x [B, 3, H, W], raw [B, 2], sigma [B] -> x + a (NLM(x) - x), the filter run only on the
     images whose blend a is at least NLM_SKIP_BELOW and whose noise sigma is above zero."""
-    from .nonlocal_means import nl_means
-
     blend, strength = nlm_controls(raw)
     run = (blend >= NLM_SKIP_BELOW) & (sigma > 0)
     if not bool(run.any()):
@@ -239,10 +240,8 @@ class Enhancer(nn.Module):
     def receptive_radius(self) -> int:
         """Input pixels each output pixel can see on either side (head + body + tail, and the
         bicubic skip's two-pixel support)."""
-        from .nonlocal_means import radius
-
         return (self.cfg.n_convs + 2 + (2 if self.cfg.skip == "bicubic" else 0)
-                + (radius() if self.cfg.denoise == "nlm" else 0))
+                + (nlm_radius() if self.cfg.denoise == "nlm" else 0))
 
     def forward(self, x: torch.Tensor, text: torch.Tensor | None = None,
                 null_mask: torch.Tensor | None = None,
