@@ -701,3 +701,24 @@ def test_benchmark_reports_the_nlm_stage(tmp_path, capsys):
     assert report["output"] == 32 and report["nlm_seconds"] > 0
     assert report["fp32"]["output_mp_per_s"] > 0 and report["memory_2048_output"] == []
     assert "of which non-local means" in capsys.readouterr().out
+
+
+def test_trainer_teaches_the_gate_and_refuses_gate_flags_without_the_stage(tmp_path):
+    """train-enhance --denoise nlm --nlm-gate-weight --nlm-lr-mult: a few steps run, the log holds
+    the gate's loss, the export has the stage; the gate flags without --denoise nlm are refused."""
+    from promptgan.models.enhance import train as T
+
+    flags = ["--channels", "8", "--n-convs", "2", "--film-hidden", "16", "--batch", "4",
+             "--lr-size", "8", "--val-size", "4", "--val-every", "2", "--save-every", "2",
+             "--warmup", "1", "--weight", "noise=5"]
+    run, out = tmp_path / "run", tmp_path / "x4.safetensors"
+    assert T.main(["--run-dir", str(run), "--out", str(out), "--steps", "2", "--denoise", "nlm",
+                   "--nlm-gate-weight", "1", "--nlm-lr-mult", "5", *flags]) == 0
+    rec = json.loads((run / "log.jsonl").read_text().splitlines()[-1])
+    assert rec["step"] == 2 and rec["gate_loss"] > 0
+    net = load_enhancer(out)
+    assert net.cfg.denoise == "nlm"
+    assert not torch.equal(net.film.nlm.bias, torch.tensor([3.0, 0.0]))   # the head trained
+    with pytest.raises(SystemExit, match="need --denoise nlm"):
+        T.main(["--run-dir", str(tmp_path / "r2"), "--out", str(tmp_path / "y.safetensors"),
+                "--steps", "1", "--nlm-gate-weight", "1", *flags])
