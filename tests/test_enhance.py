@@ -18,10 +18,10 @@ from promptgan.models.text_encoder import DEFAULT_ENCODER_ID
 torch.set_num_threads(1)
 
 
-def tiny(scale=4, perturb=True, seed=0, n_convs=3, skip="nearest") -> Enhancer:
+def tiny(scale=4, perturb=True, seed=0, n_convs=3, skip="nearest", denoise="none") -> Enhancer:
     torch.manual_seed(seed)
     net = Enhancer(EnhancerConfig(scale=scale, channels=8, n_convs=n_convs, film_hidden=16,
-                                  skip=skip)).eval()
+                                  skip=skip, denoise=denoise)).eval()
     if perturb:  # give FiLM a non-zero output so the text matters
         with torch.no_grad():
             net.film.out.weight.normal_(0, 0.05)
@@ -202,11 +202,12 @@ def test_instruction_pool_holds_out_eval_phrasings():
 
 # ----------------------------------------------------------------------------- node
 
-@pytest.fixture()
-def node_model():
+@pytest.fixture(params=["none", "nlm"])
+def node_model(request):
+    """A tiny enhancer, without and with the non-local-means stage (its gate open)."""
     from promptgan.models.enhance.model import EnhancerModel
 
-    return EnhancerModel(tiny(), "tiny", "", DEFAULT_ENCODER_ID, {})
+    return EnhancerModel(tiny(denoise=request.param), "tiny", "", DEFAULT_ENCODER_ID, {})
 
 
 def run_node(model, image, **kw):
