@@ -35,15 +35,20 @@ m = importlib.util.module_from_spec(spec); sys.modules['promptgan'] = m; spec.lo
 """
 
 
-def matmul_gflops(dtype=torch.float32, n: int = 2048, reps: int = 5) -> float:
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
-    a @ b
+def best_seconds(fn, reps: int) -> float:
+    """The fastest of ``reps`` timed calls of ``fn``, after one untimed warm-up call."""
+    fn()
     best = float("inf")
     for _ in range(reps):
         t = time.perf_counter()
-        a @ b
+        fn()
         best = min(best, time.perf_counter() - t)
-    return 2 * n ** 3 / best / 1e9
+    return best
+
+
+def matmul_gflops(dtype=torch.float32, n: int = 2048, reps: int = 5) -> float:
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    return 2 * n ** 3 / best_seconds(lambda: a @ b, reps) / 1e9
 
 
 def net_flops_per_input_pixel(net) -> float:
@@ -65,13 +70,7 @@ def speed(net, size: int, dtype, reps: int = 3) -> float:
     from .tiling import enhance_image
 
     x = torch.rand(1, 3, size, size)
-    enhance_image(net, x, None, tile=0, autocast_dtype=dtype)
-    best = float("inf")
-    for _ in range(reps):
-        t = time.perf_counter()
-        enhance_image(net, x, None, tile=0, autocast_dtype=dtype)
-        best = min(best, time.perf_counter() - t)
-    return best
+    return best_seconds(lambda: enhance_image(net, x, None, tile=0, autocast_dtype=dtype), reps)
 
 
 def nlm_seconds(size: int, reps: int = 3) -> float:
@@ -81,13 +80,7 @@ def nlm_seconds(size: int, reps: int = 3) -> float:
 
     x = torch.rand(1, 3, size, size)
     sigma = noise_level(x)
-    nl_means(x, sigma, NLM_H)
-    best = float("inf")
-    for _ in range(reps):
-        t = time.perf_counter()
-        nl_means(x, sigma, NLM_H)
-        best = min(best, time.perf_counter() - t)
-    return best
+    return best_seconds(lambda: nl_means(x, sigma, NLM_H), reps)
 
 
 def _status_kb(field: str) -> int | None:

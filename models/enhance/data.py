@@ -126,7 +126,7 @@ class Batch:
     # [B] float: 1 where the input has noise the target removes, 0 where the target keeps it or
     # there is none (what the non-local-means gate should learn: filtering a clean picture only
     # smooths its texture away)
-    denoise: torch.Tensor | None = None
+    denoise: torch.Tensor
 
 
 class EnhanceData:

@@ -200,8 +200,6 @@ def param_groups(net: torch.nn.Module, nlm_lr_mult: float) -> list[dict]:
     if nlm_lr_mult == 1.0:
         return [{"params": list(net.parameters())}]
     head = [p for n, p in net.named_parameters() if n.startswith("film.nlm.")]
-    if not head:
-        raise SystemExit("--nlm-lr-mult needs a network with --denoise nlm")
     rest = [p for n, p in net.named_parameters() if not n.startswith("film.nlm.")]
     return [{"params": rest}, {"params": head, "lr_mult": nlm_lr_mult}]
 
