@@ -402,10 +402,12 @@ def write_grid(model, path, seeds: int = 6, prompts: list[str] | None = None, sc
 def probe_report(encoder_folder: str | None, n_per_domain: int, seed: int) -> dict:
     """The text probe and synonym anchors of the default encoder, or of the Hugging Face encoder
     folder ``encoder_folder``: {"encoder", "text_probe", "synonym_anchors"}."""
-    from .text_encoder import load_encoder
+    from functools import partial
+
+    from .text_encoder import encode_sentences, load_encoder
 
     enc = load_encoder(encoder_folder)            # None: the default encoder
-    encode = lambda prompts: enc.encode(prompts).sentence   # noqa: E731
+    encode = partial(encode_sentences, encoder=enc)
     return {"encoder": enc.encoder_id,
             "text_probe": text_probe_accuracy(n_per_domain=n_per_domain, seed=seed, encode=encode),
             "synonym_anchors": synonym_anchor_accuracy(encode)}

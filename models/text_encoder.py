@@ -173,10 +173,13 @@ def encode_prompts(prompts: list[str], device: str | torch.device = "cpu") -> Te
     return load_encoder(device=device).encode(prompts)
 
 
-def encode_sentences(prompts: list[str], device: str | torch.device = "cpu") -> torch.Tensor:
-    """prompts (N) -> their default-encoder sentence embeddings [N, D], encoded 256 at a time so
-    that the token states of a long list are never all held at once."""
-    rows = [encode_prompts(prompts[i:i + 256], device).sentence for i in range(0, len(prompts), 256)]
+def encode_sentences(prompts: list[str], device: str | torch.device = "cpu",
+                     encoder=None) -> torch.Tensor:
+    """prompts (N) -> their sentence embeddings [N, D] from ``encoder`` (default: the default
+    encoder on ``device``), encoded 256 at a time so that the token states of a long list are
+    never all held at once."""
+    encoder = encoder or load_encoder(device=device)
+    rows = [encoder.encode(prompts[i:i + 256]).sentence for i in range(0, len(prompts), 256)]
     return torch.cat(rows)
 
 
