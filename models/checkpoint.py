@@ -12,14 +12,21 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import struct
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
 
 PICKLE_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".pkl", ".pickle")
 META_PREFIX = "promptgan."
+MAX_META_CHARS = 1_000_000     # a config or provenance beyond this is not one the trainer wrote
+TEMP_SUFFIX = ".tmp"           # save_checkpoint's temporary files: <name>.<random>.tmp
 
 
 class CheckpointError(ValueError):
@@ -56,8 +63,6 @@ def save_checkpoint(path: str | os.PathLike, tensors: dict[str, torch.Tensor], *
                     config: dict, encoder: str = "", resolution: int | None = None,
                     provenance: dict | None = None, dtype: torch.dtype | None = None) -> Path:
     """Write ``tensors`` atomically; floating tensors are cast to ``dtype`` when given."""
-    from safetensors.torch import save_file
-
     path = Path(path)
     if path.suffix != ".safetensors":
         raise CheckpointError(f"{path}: checkpoints are written as .safetensors only")
@@ -75,7 +80,7 @@ def save_checkpoint(path: str | os.PathLike, tensors: dict[str, torch.Tensor], *
         META_PREFIX + "provenance": json.dumps(provenance or {}, sort_keys=True),
     }
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=TEMP_SUFFIX, dir=path.parent)
     os.close(fd)
     try:
         save_file(out, tmp, metadata=metadata)
@@ -91,10 +96,57 @@ def save_checkpoint(path: str | os.PathLike, tensors: dict[str, torch.Tensor], *
     return path
 
 
+# what a kill in the middle of save_checkpoint leaves: its own mkstemp file, and the hidden
+# file safetensors writes before renaming it over that one
+_STALE_TEMPORARY = re.compile(r"(.+\.safetensors\.[A-Za-z0-9_]+\.tmp|\.tmp[A-Za-z0-9]{6}|.+\.tmp\.png)")
+
+
+def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
+    """Delete what a killed ``save_checkpoint`` (or sample-grid writer) left in ``folder``.
+
+    Call it where one process owns the folder (a trainer at start-up): a save in progress in
+    another process would lose its temporary file."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    removed = [p for p in folder.iterdir() if p.is_file() and _STALE_TEMPORARY.fullmatch(p.name)]
+    for p in removed:
+        p.unlink(missing_ok=True)
+    return removed
+
+
+def describe_damage(path: str | os.PathLike) -> str:
+    """Why a file is not a readable safetensors file, read from its bytes (best effort)."""
+    path = Path(path)
+    size = path.stat().st_size
+    if size == 0:
+        return "the file is empty (0 bytes): the copy or download did not finish"
+    with open(path, "rb") as f:
+        head = f.read(8)
+        if head[:4] == b"PK\x03\x04":
+            return ("it is a zip archive (a PyTorch .pt/.ckpt pickle renamed to .safetensors?); "
+                    "PromptGAN reads only safetensors")
+        if head[:1] == b"\x80":
+            return "it is a Python pickle renamed to .safetensors; PromptGAN reads only safetensors"
+        if len(head) < 8:
+            return f"it is {size} bytes long, too short for a safetensors header"
+        (n,) = struct.unpack("<Q", head)
+        if n > size - 8:
+            return (f"it is truncated: its header announces {n} bytes of metadata but the file has "
+                    f"{size} bytes")
+        try:
+            header = json.loads(f.read(n))
+            end = max((int(v["data_offsets"][1]) for k, v in header.items() if k != "__metadata__"),
+                      default=0)
+        except (ValueError, KeyError, TypeError, IndexError, RecursionError):
+            return "its first bytes are not a safetensors header (not a safetensors file)"
+    if 8 + n + end > size:
+        return f"it is truncated at byte {size} of {8 + n + end}: copy or download it again"
+    return "its tensor data is damaged: copy or download it again"
+
+
 def read_metadata(path: str | os.PathLike) -> dict[str, str]:
     """The raw safetensors metadata, without loading any tensor."""
-    from safetensors import safe_open
-
     path = Path(path)
     refuse_pickle(path)
     if not path.is_file():
@@ -103,15 +155,30 @@ def read_metadata(path: str | os.PathLike) -> dict[str, str]:
         with safe_open(str(path), framework="pt") as f:
             return dict(f.metadata() or {})
     except Exception as exc:  # safetensors raises several types for a damaged header
-        raise CheckpointError(f"{path}: not a readable safetensors file ({exc}); "
-                              "the file may be truncated or corrupt, download or copy it again") from exc
+        raise CheckpointError(f"{path}: not a readable safetensors file: {describe_damage(path)} "
+                              f"({type(exc).__name__})") from exc
+
+
+def _json_field(meta: dict, name: str, path) -> dict:
+    text = meta.get(META_PREFIX + name, "{}") or "{}"
+    if len(text) > MAX_META_CHARS:
+        raise CheckpointError(f"{path}: metadata field '{META_PREFIX}{name}' is {len(text):,} "
+                              "characters long; the trainer never writes one this big, so the "
+                              "file was not written by PromptGAN or was tampered with")
+    try:
+        value = json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise CheckpointError(f"{path}: metadata field '{META_PREFIX}{name}' is not valid JSON "
+                              f"({type(exc).__name__}); re-export the file with the trainer") from exc
+    if not isinstance(value, dict):
+        raise CheckpointError(f"{path}: metadata field '{META_PREFIX}{name}' must be a JSON object, "
+                              f"got {type(value).__name__}")
+    return value
 
 
 def load_checkpoint(path: str | os.PathLike, *, kind: str | None = None,
                     device: str | torch.device = "cpu") -> Checkpoint:
     """Load a checkpoint written by ``save_checkpoint``; ``kind`` checks what it holds."""
-    from safetensors.torch import load_file
-
     path = Path(path)
     meta = read_metadata(path)
     if META_PREFIX + "kind" not in meta:
@@ -121,28 +188,26 @@ def load_checkpoint(path: str | os.PathLike, *, kind: str | None = None,
     found = meta[META_PREFIX + "kind"]
     if kind is not None and found != kind:
         raise CheckpointError(f"{path}: holds a '{found}' network, expected a '{kind}' network")
-    try:
-        config = json.loads(meta.get(META_PREFIX + "config", "{}"))
-        provenance = json.loads(meta.get(META_PREFIX + "provenance", "{}"))
-    except json.JSONDecodeError as exc:
-        raise CheckpointError(f"{path}: metadata is not valid JSON ({exc})") from exc
+    config = _json_field(meta, "config", path)
+    provenance = _json_field(meta, "provenance", path)
+    res = meta.get(META_PREFIX + "resolution", "").strip()
+    if res and not (res.isdigit() and 0 < int(res) <= 65536):
+        raise CheckpointError(f"{path}: metadata field '{META_PREFIX}resolution' is {res[:40]!r}, "
+                              "expected a whole number of pixels")
     try:
         tensors = load_file(str(path), device=str(device))
     except Exception as exc:
-        raise CheckpointError(f"{path}: tensor data is unreadable ({exc}); the file may be "
-                              "truncated or corrupt") from exc
-    res = meta.get(META_PREFIX + "resolution", "")
+        raise CheckpointError(f"{path}: tensor data is unreadable: {describe_damage(path)} "
+                              f"({type(exc).__name__})") from exc
     return Checkpoint(tensors=tensors, kind=found, config=config,
                       encoder=meta.get(META_PREFIX + "encoder", ""),
                       resolution=int(res) if res else None, provenance=provenance, path=str(path))
 
 
-def load_state_strict(module: torch.nn.Module, state: dict[str, torch.Tensor], *,
-                      source: str = "checkpoint") -> None:
-    """Copy ``state`` into ``module``: every key present, no extras, every shape as expected.
-
-    Floating tensors are cast to the module's dtype (shipped files may be fp16).
-    """
+def check_state(module: torch.nn.Module, state: dict[str, torch.Tensor], *,
+                source: str = "checkpoint") -> None:
+    """Raise CheckpointError unless ``state`` has exactly ``module``'s keys and shapes and every
+    floating tensor is finite. ``module`` may live on the meta device (no memory)."""
     own = module.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
@@ -158,6 +223,38 @@ def load_state_strict(module: torch.nn.Module, state: dict[str, torch.Tensor], *
     if problems:
         raise CheckpointError(f"{source}: does not match the network its config describes: "
                               + "; ".join(problems))
+    for key, t in state.items():
+        if t.is_floating_point() and not torch.isfinite(t).all():
+            raise CheckpointError(
+                f"{source}: weight '{key}' holds NaN or infinite values (a diverged run or an "
+                "fp16 export that overflowed); export the model again from a healthy step")
+
+
+def load_state_strict(module: torch.nn.Module, state: dict[str, torch.Tensor], *,
+                      source: str = "checkpoint") -> None:
+    """Copy ``state`` into ``module``: every key present, no extras, every shape as expected,
+    every value finite. Floating tensors are cast to the module's dtype (shipped files may be
+    fp16)."""
+    check_state(module, state, source=source)
     with torch.no_grad():
-        for key, t in own.items():
+        for key, t in module.state_dict().items():
             t.copy_(state[key].to(t.dtype))
+
+
+def build_network(factory: Callable[[], torch.nn.Module], state: dict[str, torch.Tensor], *,
+                  source: str) -> torch.nn.Module:
+    """``factory()`` loaded with ``state``, built only once the file is known to fit it.
+
+    The network is first built on the meta device (no memory), so a config from the metadata
+    that describes a huge network (nz = 10^7, say) is refused by the shape check instead of
+    allocating what it asks for."""
+    try:
+        with torch.device("meta"):
+            probe = factory()
+    except Exception as exc:  # noqa: BLE001 - any config the network rejects
+        raise CheckpointError(f"{source}: its config does not describe a network this version "
+                              f"of PromptGAN builds ({type(exc).__name__}: {exc})") from exc
+    check_state(probe, state, source=source)
+    net = factory()
+    load_state_strict(net, state, source=source)
+    return net

@@ -27,7 +27,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .checkpoint import load_checkpoint, load_state_strict, save_checkpoint
+from .checkpoint import build_network, load_checkpoint, save_checkpoint
 from .train_utils import command_line, make_progress, set_threads
 
 log = logging.getLogger("PromptGAN")
@@ -89,8 +89,8 @@ def head_argmax(logits: torch.Tensor, heads) -> torch.Tensor:
 
 def load_classifier(path=CLASSIFIER_PATH, device="cpu") -> AttributeClassifier:
     ck = load_checkpoint(path, kind=CLASSIFIER_KIND)
-    net = AttributeClassifier(ClassifierConfig(**ck.config))
-    load_state_strict(net, ck.tensors, source=str(path))
+    net = build_network(lambda: AttributeClassifier(ClassifierConfig(**ck.config)), ck.tensors,
+                        source=str(path))
     return net.eval().requires_grad_(False).to(device)
 
 

@@ -299,7 +299,7 @@ def save_gan(path, generator: Generator, discriminator: Discriminator | None, *,
 
 def load_gan(path, device="cpu", with_discriminator: bool = True) -> GANModel:
     """Load a shipped or trained model strictly; float32 in memory whatever the file holds."""
-    from .checkpoint import CheckpointError, load_checkpoint, load_state_strict
+    from .checkpoint import CheckpointError, build_network, load_checkpoint
 
     ck = load_checkpoint(path, kind=GAN_KIND)
     try:
@@ -309,26 +309,24 @@ def load_gan(path, device="cpu", with_discriminator: bool = True) -> GANModel:
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{path}: config in the metadata does not describe a PromptGAN "
                               f"generator/discriminator ({exc})") from exc
-    g = Generator(gcfg)
-    load_state_strict(g, ck.sub("generator"), source=f"{path} [generator]")
+    g = build_network(lambda: Generator(gcfg), ck.sub("generator"), source=f"{path} [generator]")
     d = None
     if dcfg is not None and with_discriminator:
-        d = Discriminator(dcfg)
-        load_state_strict(d, ck.sub("discriminator"), source=f"{path} [discriminator]")
+        d = build_network(lambda: Discriminator(dcfg), ck.sub("discriminator"),
+                          source=f"{path} [discriminator]")
         d.eval().requires_grad_(False)
     head = None
     if d is not None and "text_head" in ck.config:
         from .text_head import TextAttributeHead
 
-        try:
-            head = TextAttributeHead(**ck.config["text_head"])
-        except (TypeError, ValueError) as exc:
-            raise CheckpointError(f"{path}: text_head config in the metadata is not valid ({exc})") \
-                from exc
+        head_cfg = ck.config["text_head"]
+        if not isinstance(head_cfg, dict):
+            raise CheckpointError(f"{path}: text_head config in the metadata is not an object")
+        head = build_network(lambda: TextAttributeHead(**head_cfg), ck.sub("text_head"),
+                             source=f"{path} [text_head]")
         if head.label_heads != [[str(n), int(k)] for n, k in dcfg.label_heads]:
             raise CheckpointError(f"{path}: the text head reads other attributes than the "
                                   "discriminator's auxiliary head; re-fit it with fit-text-head")
-        load_state_strict(head, ck.sub("text_head"), source=f"{path} [text_head]")
         head.eval().requires_grad_(False)
     g.eval().requires_grad_(False)
     stored = next(v.dtype for k, v in ck.tensors.items() if k.startswith("generator."))

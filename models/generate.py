@@ -1,11 +1,13 @@
 """Generation with a loaded GANModel: seeds -> noise on the CPU -> images, in bounded chunks."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
 
 from .gan import GANModel, seeded_noise
+from .memory import require_memory
 from .text_encoder import TextEmbeds
 
 BYTES_PER_OUTPUT_PIXEL = 4 * 3          # float32 RGB
@@ -49,20 +51,9 @@ def check_embeds(model: GANModel, embeds: TextEmbeds) -> None:
     if embeds.dim != model.generator.cfg.text_dim:
         raise EncoderMismatchError(f"embeddings have {embeds.dim} dims, model '{model.name}' "
                                    f"expects {model.generator.cfg.text_dim}")
-
-
-def available_memory_bytes(device: torch.device) -> int | None:
-    if device.type == "cuda":
-        free, _ = torch.cuda.mem_get_info(device)
-        return int(free)
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
+    if not torch.isfinite(embeds.sentence).all():
+        raise ValueError("the embeddings hold NaN or infinite values; check the node that made "
+                         "them (TextEncode gives finite ones)")
 
 
 def check_fits(n_images: int, resolution: int, chunk: int, device: torch.device) -> None:
@@ -70,18 +61,32 @@ def check_fits(n_images: int, resolution: int, chunk: int, device: torch.device)
     out_bytes = n_images * resolution * resolution * BYTES_PER_OUTPUT_PIXEL
     # activations of one chunk: about 64 float maps of the output size per image (measured
     # order of magnitude for ngf=32; generous on purpose)
-    work = chunk * resolution * resolution * 4 * 64 * 4
-    avail = available_memory_bytes(torch.device("cpu"))
-    if avail is not None and out_bytes + work > 0.8 * avail:
-        raise MemoryError(
-            f"{n_images} images at {resolution}x{resolution} need about "
-            f"{(out_bytes + work) / 2**30:.1f} GiB but only {avail / 2**30:.1f} GiB is free; "
-            "lower batch_size or the number of prompts")
+    work = min(chunk, n_images) * resolution * resolution * 4 * 64 * 4
+    fix = "lower batch_size or the number of prompts"
+    require_memory(out_bytes + work, f"{n_images} images at {resolution}x{resolution}", fix)
     if device.type == "cuda":
-        free = available_memory_bytes(device)
-        if free is not None and work > 0.8 * free:
-            raise MemoryError(f"one chunk of {chunk} images at {resolution}px needs about "
-                              f"{work / 2**30:.1f} GiB of GPU memory, {free / 2**30:.1f} GiB free")
+        require_memory(work, f"one chunk of {chunk} images at {resolution} px", fix, device)
+
+
+def _chunks(model: GANModel, latent: GANLatent, device: torch.device, chunk: int, progress,
+            check_interrupt):
+    """(start, images [n,3,R,R] in [-1,1] float32 on the CPU) for each chunk of the latent."""
+    g = model.generator.to(device)
+    b = len(latent)
+    for start in range(0, b, chunk):
+        if check_interrupt is not None:
+            check_interrupt()
+        z = latent.z[start:start + chunk].to(device)
+        s = latent.sentence[start:start + chunk].to(device)
+        images = g(z, s).float().cpu()
+        if not torch.isfinite(images).all():
+            raise FloatingPointError(
+                f"model '{model.name}' produced NaN or infinite pixels for images {start}.."
+                f"{start + len(images) - 1} (seeds {latent.seeds[start]}..): its weights or the "
+                "device's arithmetic overflowed; run it in float32 on the CPU or re-export the model")
+        yield start, images
+        if progress is not None:
+            progress(min(start + chunk, b), b)
 
 
 @torch.no_grad()
@@ -89,22 +94,28 @@ def generate(model: GANModel, latent: GANLatent, device: torch.device | str = "c
              chunk: int = 16, progress=None, check_interrupt=None) -> torch.Tensor:
     """latent (z [B,nz], sentence [B,D]) -> images [B,3,R,R] in [-1,1] on the CPU.
 
-    Runs in chunks so memory stays bounded; progress(done, total) and check_interrupt() are
-    called between chunks."""
+    Runs in chunks written into one preallocated tensor, so memory stays at the output plus one
+    chunk; progress(done, total) and check_interrupt() are called between chunks."""
     device = torch.device(device)
-    g = model.generator.to(device)
-    b = len(latent)
-    check_fits(b, model.resolution, chunk, device)
-    out = []
-    for start in range(0, b, chunk):
-        if check_interrupt is not None:
-            check_interrupt()
-        z = latent.z[start:start + chunk].to(device)
-        s = latent.sentence[start:start + chunk].to(device)
-        out.append(g(z, s).float().cpu())
-        if progress is not None:
-            progress(min(start + chunk, b), b)
-    return torch.cat(out)
+    b, r = len(latent), model.resolution
+    check_fits(b, r, chunk, device)
+    out = torch.empty(b, 3, r, r)
+    for start, images in _chunks(model, latent, device, chunk, progress, check_interrupt):
+        out[start:start + len(images)] = images
+    return out
+
+
+@torch.no_grad()
+def generate_comfy_image(model: GANModel, latent: GANLatent, device: torch.device | str = "cpu",
+                         chunk: int = 16, progress=None, check_interrupt=None) -> torch.Tensor:
+    """Like ``generate``, straight into ComfyUI's IMAGE layout [B,R,R,3] float32 in [0,1]."""
+    device = torch.device(device)
+    b, r = len(latent), model.resolution
+    check_fits(b, r, chunk, device)
+    out = torch.empty(b, r, r, 3)
+    for start, images in _chunks(model, latent, device, chunk, progress, check_interrupt):
+        out[start:start + len(images)] = to_comfy_image(images)
+    return out
 
 
 def make_latent(model: GANModel, embeds: TextEmbeds, seed: int, per_prompt: int,
@@ -113,6 +124,12 @@ def make_latent(model: GANModel, embeds: TextEmbeds, seed: int, per_prompt: int,
 
     Truncation scales the noise (values below 1 trade diversity for typical images)."""
     check_embeds(model, embeds)
+    truncation = float(truncation)
+    if not math.isfinite(truncation) or truncation < 0:
+        raise ValueError(f"truncation must be a finite number >= 0 (1 = the trained noise, 0 = one "
+                         f"image per prompt), got {truncation}")
+    if int(per_prompt) < 1:
+        raise ValueError(f"batch_size must be at least 1, got {per_prompt}")
     index = [j for j in range(len(embeds)) for _ in range(per_prompt)]
     seeds = [seed + i for i in range(len(index))]
     z = seeded_noise(seeds, model.generator.cfg.nz) * float(truncation)

@@ -35,7 +35,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .checkpoint import CheckpointError, load_checkpoint, load_state_strict, save_checkpoint
+from .checkpoint import (
+    CheckpointError,
+    build_network,
+    load_checkpoint,
+    save_checkpoint,
+)
 
 log = logging.getLogger("PromptGAN")
 
@@ -169,8 +174,7 @@ def load_inverter(path, model=None, device="cpu") -> Inverter:
         cfg = InverterConfig(**ck.config)
     except TypeError as exc:
         raise CheckpointError(f"{path}: config does not describe an inverter ({exc})") from exc
-    net = Inverter(cfg)
-    load_state_strict(net, ck.tensors, source=str(path))
+    net = build_network(lambda: Inverter(cfg), ck.tensors, source=str(path))
     net.encoder_id = ck.encoder
     net.provenance = ck.provenance
     net.eval().requires_grad_(False)

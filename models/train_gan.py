@@ -247,6 +247,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --init: take only the generator, start a new discriminator")
     p.add_argument("--save-every", type=int, default=250)
     p.add_argument("--sample-every", type=int, default=1000)
+    p.add_argument("--sample-prompts", default=None, metavar="FILE",
+                   help="prompts of the sample grids, one per line (default: the built-in "
+                        "prompts for procedural data, 16 of the data set's own captions for a "
+                        "folder)")
     p.add_argument("--log-every", type=int, default=50)
     p.add_argument("--cache-dir", default=os.path.join(os.path.expanduser("~"), ".cache",
                                                        "promptgan"))
@@ -461,7 +465,8 @@ def main(argv=None) -> int:
     if args.bf16 is None:
         args.bf16 = fast_bf16(device)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16)
-    sample_s = _sample_embeds(device)
+    sample_prompts = choose_sample_prompts(args.sample_prompts, args.data, data.captions)
+    sample_s = _sample_embeds(sample_prompts, device)
     sample_z = gan.seeded_noise(list(range(len(sample_s))), gcfg.nz).to(device)
 
     def aug(images):
@@ -487,6 +492,15 @@ def main(argv=None) -> int:
     logf = open(out / "log.jsonl", "a") if is_main else None
     bar = make_progress(args.steps, step, desc="train-gan") if is_main else None
     t0, stats = time.time(), {}
+
+    def sample_grid():
+        with torch.no_grad():
+            grid = G_ema(sample_z, sample_s)
+        save_image_grid(grid, out / "samples" / f"step_{step:06d}.png", nrow=8,
+                        captions=sample_prompts)
+
+    if is_main and not (out / "samples" / f"step_{step:06d}.png").is_file():
+        sample_grid()  # where the run starts, to compare later grids with
     with GracefulStop() as stop:
         while step < args.steps and not stop.requested:
             x, s, labels = data.batch(args.batch, gen)
@@ -593,11 +607,8 @@ def main(argv=None) -> int:
                 logf.flush()
             if step % args.save_every == 0:
                 save()
-            if step % args.sample_every == 0:
-                with torch.no_grad():
-                    grid = G_ema(sample_z, sample_s)
-                save_image_grid(grid, out / "samples" / f"step_{step:06d}.png", nrow=8,
-                                captions=SAMPLE_PROMPTS)
+            if step % args.sample_every == 0 and is_main:
+                sample_grid()
         save()
     if bar is not None:
         bar.close()
@@ -605,10 +616,26 @@ def main(argv=None) -> int:
     return 0
 
 
-def _sample_embeds(device) -> torch.Tensor:
+def choose_sample_prompts(path: str | None, data_spec: str, captions: list[list[str]],
+                          n: int = 16) -> list[str]:
+    """Prompts of the sample grids: the lines of ``path``; else the built-in prompts for the
+    procedural data; else the first caption of ``n`` images spread evenly over the data set."""
+    if path:
+        lines = [ln.strip() for ln in Path(path).read_text(encoding="utf-8").splitlines()]
+        lines = [ln for ln in lines if ln]
+        if not lines:
+            raise ValueError(f"--sample-prompts {path}: the file holds no prompt (one per line)")
+        return lines[:64]
+    if not data_spec.startswith("folder:"):
+        return list(SAMPLE_PROMPTS)
+    picks = sorted({round(i * (len(captions) - 1) / max(n - 1, 1)) for i in range(n)})
+    return [captions[i][0] for i in picks]
+
+
+def _sample_embeds(prompts: list[str], device) -> torch.Tensor:
     from .text_encoder import encode_prompts
 
-    return encode_prompts(SAMPLE_PROMPTS).sentence.to(device)
+    return encode_prompts(prompts).sentence.to(device)
 
 
 if __name__ == "__main__":

@@ -115,7 +115,8 @@ class PromptGAN_Enhance:
                    "instruction says what to fix ('remove the noise', 'sharpen this blurry photo', "
                    "'brighten this dark picture', 'clean up the jpeg artifacts', 'fix the colour "
                    "cast'); degradations it does not name are left alone. An empty instruction "
-                   "fixes whatever is wrong. Runs in tiles, so any size fits in memory.")
+                   "fixes whatever is wrong. Runs in tiles: memory is the output image plus one "
+                   "tile's work.")
     CATEGORY = "PromptGAN/enhance"
     FUNCTION = "enhance"
     RETURN_TYPES = ("IMAGE",)
@@ -137,8 +138,10 @@ class PromptGAN_Enhance:
                                "problems leaves the others in place."}),
                 "tile_size": ("INT", {
                     "default": 256, "min": 0, "max": 8192, "step": 16,
-                    "tooltip": "Tile size in input pixels (0 = whole image at once). Smaller tiles "
-                               "use less memory; the tile halves by itself on out-of-memory."}),
+                    "tooltip": "Tile size in input pixels (0 = whole image at once). Memory is the "
+                               "output image plus one tile's work; smaller tiles use less. A "
+                               "request that cannot fit is refused before it starts, and the tile "
+                               "halves by itself on out-of-memory."}),
                 "strength": ("FLOAT", {
                     "default": 1.0, "min": 0.0, "max": 1.0, "step": 0.05,
                     "tooltip": "1 = the network's output; 0 = the input enlarged bicubically; "
@@ -158,6 +161,8 @@ class PromptGAN_Enhance:
 
     def enhance(self, image, enhancer, instruction="", tile_size=256, strength=1.0, embeds=None,
                 target_scale=0.0):
+        tile_size, strength, target_scale = runtime.checked_numbers(
+            type(self), tile_size=tile_size, strength=strength, target_scale=target_scale)
         if not isinstance(image, torch.Tensor) or image.dim() != 4:
             raise ValueError(f"PromptGAN Enhance: input 'image' must be an IMAGE [batch, height, "
                              f"width, channels], got {getattr(image, 'shape', type(image))}")
@@ -180,27 +185,40 @@ class PromptGAN_Enhance:
             raise ValueError(f"PromptGAN Enhance: 'embeds' holds {text.shape[0]} prompts for "
                              f"{b} images; give one prompt, or one per image")
 
-        from ..models.enhance.tiling import count_tiles, enhance_image
+        from ..models.enhance.tiling import count_tiles, enhance_image, work_bytes
+        from ..models.memory import gib, require_memory
 
         device = runtime.get_device()
         net = enhancer.on(device)
         autocast = torch.float16 if device.type == "cuda" else None
         s = enhancer.scale
         tile = int(tile_size)
+        channels = 4 if alpha is not None else 3
+        resize_to = None
+        if target_scale and abs(target_scale - s) > 1e-6:
+            resize_to = (max(1, round(h * target_scale)), max(1, round(w * target_scale)))
+        out_bytes = 4 * b * channels * h * s * w * s
+        final_bytes = 4 * b * channels * resize_to[0] * resize_to[1] if resize_to else 0
+        work = work_bytes(net, b, h, w, tile)
+        require_memory(
+            out_bytes + final_bytes + work,
+            f"PromptGAN Enhance of {b} image(s) of {w}x{h} to {w * s}x{h * s} (output "
+            f"{gib(out_bytes)}" + (f", resized copy {gib(final_bytes)}" if resize_to else "")
+            + f", tiles {gib(work)})",
+            "use a smaller image or batch" + (", a smaller tile_size" if tile <= 0 or tile > 512
+                                              else "") + (" or leave target_scale at 0"
+                                                          if resize_to else ""))
+        # the output is assembled tile by tile inside the IMAGE tensor ComfyUI receives
+        result = torch.zeros(b, h * s, w * s, channels)                 # [B, sH, sW, C]
         bar = runtime.progress_bar(count_tiles(h, w, tile, 32))
-        out = enhance_image(net, x, text, tile=tile, overlap=32, progress=bar,
-                            check_interrupt=runtime.check_interrupt, autocast_dtype=autocast)
-        if strength < 1.0:
-            base = _resize(x, out.shape[-2:])
-            out = strength * out + (1.0 - strength) * base
-        if target_scale and target_scale > 0 and abs(target_scale - s) > 1e-6:
-            size = (max(1, round(h * target_scale)), max(1, round(w * target_scale)))
-            out = _resize(out, size)
-        if alpha is not None:
-            out = torch.cat([out, _resize(alpha, out.shape[-2:])], 1)
+        enhance_image(net, x, text, tile=tile, overlap=32, progress=bar,
+                      check_interrupt=runtime.check_interrupt, autocast_dtype=autocast,
+                      strength=strength, alpha=alpha, out=result.movedim(-1, 1))
+        if resize_to is not None:
+            result = _resize(result.movedim(-1, 1), resize_to).movedim(1, -1).contiguous()
         if device.type == "cuda":
             torch.cuda.empty_cache()
-        return (out.clamp(0, 1).movedim(1, -1).contiguous().to(runtime.intermediate_device()),)
+        return (result.to(runtime.intermediate_device()),)
 
 
 NODE_CLASS_MAPPINGS = {

@@ -92,13 +92,13 @@ class PromptGAN_GANGenerate:
     def generate(self, model, embeds, seed: int, batch_size: int, truncation: float):
         from ..models import generate as gen
 
-        if int(batch_size) < 1:
-            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-        latent = gen.make_latent(model, embeds, int(seed), int(batch_size), float(truncation))
+        seed, batch_size, truncation = runtime.checked_numbers(
+            type(self), seed=seed, batch_size=batch_size, truncation=truncation)
+        latent = gen.make_latent(model, embeds, seed, batch_size, truncation)
         bar = runtime.progress_bar(len(latent))
-        images = gen.generate(model, latent, runtime.get_device(), progress=bar,
-                              check_interrupt=runtime.check_interrupt)
-        return (gen.to_comfy_image(images).to(runtime.intermediate_device()), latent)
+        images = gen.generate_comfy_image(model, latent, runtime.get_device(), progress=bar,
+                                          check_interrupt=runtime.check_interrupt)
+        return (images.to(runtime.intermediate_device()), latent)
 
 
 NODE_CLASS_MAPPINGS = {

@@ -168,14 +168,8 @@ class PromptGAN_Refine:
         if image is None and latent is None:
             raise ValueError("Refine needs an image or a latent: connect GANGenerate's latent "
                              "(exact) and/or an image (inverted, approximate)")
-        steps, strength = int(steps), float(strength)
-        if steps < 0:
-            raise ValueError(f"steps must be 0 or more, got {steps}")
-        if not (strength >= 0.0):
-            raise ValueError(f"strength must be 0 or more, got {strength}")
-        preserve = float(preserve)
-        if not (preserve >= 0.0):
-            raise ValueError(f"preserve must be 0 or more, got {preserve}")
+        steps, strength, seed, preserve = runtime.checked_numbers(
+            type(self), steps=steps, strength=strength, seed=seed, preserve=preserve)
         if latent is not None:
             if not isinstance(latent, gen.GANLatent):
                 raise ValueError(f"latent must be a PROMPTGAN_LATENT, got {type(latent).__name__}")
@@ -257,6 +251,7 @@ class PromptGAN_Refine:
                 if m is not None:
                     out = ref.composite(original, out, ref.check_mask(m, b, out_h, out_w))
         bar(total, total)
+        _finite(out, f"Refine's output (model '{model.name}')")
         return (gen.to_comfy_image(out).to(runtime.intermediate_device()), new_latent)
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import os
 from pathlib import Path
 
@@ -211,3 +212,39 @@ class ModelCache:
             while len(self._items) > self.size:
                 self._items.popitem(last=False)
         return obj
+
+
+def _widget_spec(node_cls, name: str) -> tuple[str, dict]:
+    spec = node_cls.INPUT_TYPES()
+    for section in ("required", "optional"):
+        if name in spec.get(section, {}):
+            typ, *rest = spec[section][name]
+            return typ, (rest[0] if rest else {})
+    raise KeyError(f"{node_cls.__name__} has no input '{name}'")
+
+
+def checked_numbers(node_cls, **values):
+    """The INT/FLOAT inputs ``values`` of ``node_cls``, checked against the node's own
+    INPUT_TYPES (type, finite, min and max), so the bounds a user sees in the UI are the ones
+    enforced. ComfyUI's own check lets NaN through (NaN < min is false). Returns the values
+    converted (int or float) in the order given."""
+    out = []
+    for name, value in values.items():
+        typ, opts = _widget_spec(node_cls, name)
+        lo, hi = opts.get("min"), opts.get("max")
+        bounds = f" from {lo} to {hi}" if lo is not None and hi is not None else ""
+        what = "a whole number" if typ == "INT" else "a number"
+        try:
+            number = float(value) if typ == "FLOAT" else value
+            if typ == "INT":
+                if isinstance(value, float) and not value.is_integer():
+                    raise ValueError
+                number = int(value)
+            if isinstance(value, bool) or not math.isfinite(number):
+                raise ValueError
+        except (TypeError, ValueError, OverflowError):
+            raise ValueError(f"input '{name}' must be {what}{bounds}, got {value!r}") from None
+        if (lo is not None and number < lo) or (hi is not None and number > hi):
+            raise ValueError(f"input '{name}' must be {what}{bounds}, got {value!r}")
+        out.append(number)
+    return out[0] if len(out) == 1 else tuple(out)

@@ -688,7 +688,7 @@ def test_shipped_weights_keep_the_noise_an_instruction_does_not_name(pack_root):
 
 def test_benchmark_reports_the_nlm_stage(tmp_path, capsys):
     """benchmark-enhance on a small network with the non-local-means stage: the speed rows, the
-    stage's own time, the JSON (the memory probe is left out with --tiles '')."""
+    stage's own time, the JSON, and the memory probe in a fresh process on a 32 px input."""
     from promptgan.models.enhance import benchmark
 
     net = nlm_net(0.0)
@@ -696,11 +696,13 @@ def test_benchmark_reports_the_nlm_stage(tmp_path, capsys):
     save_checkpoint(path, net.state_dict(), kind="enhancer", config=net.cfg.to_dict(),
                     encoder=DEFAULT_ENCODER_ID)
     out = tmp_path / "b.json"
-    assert benchmark.main(["--weights", str(path), "--size", "16", "--tiles", "",
-                           "--json", str(out)]) == 0
+    assert benchmark.main(["--weights", str(path), "--size", "16", "--tiles", "0",
+                           "--memory-inputs", "32", "--json", str(out)]) == 0
     report = json.loads(out.read_text())
     assert report["output"] == 32 and report["nlm_seconds"] > 0
-    assert report["fp32"]["output_mp_per_s"] > 0 and report["memory_2048_output"] == []
+    assert report["fp32"]["output_mp_per_s"] > 0
+    (mem,) = report["memory"]
+    assert mem["input"] == 32 and mem["tile"] == 0 and mem["output_mb"] == round(64 * 64 * 12 / 2**20, 1)
     assert "of which non-local means" in capsys.readouterr().out
 
 

@@ -228,7 +228,7 @@ def test_node_errors(model):
         run_node(model, latent=lat, embeds=embeds(1, encoder="other"))
     with pytest.raises(ValueError, match="edit mode needs the new prompt"):
         run_node(model, mode="edit", latent=lat)
-    with pytest.raises(ValueError, match="preserve must be 0 or more, got -1.0"):
+    with pytest.raises(ValueError, match="input 'preserve' must be a number from 0.0 to 10.0, got -1"):
         run_node(model, mode="edit", latent=lat, embeds=embeds(1), preserve=-1)
     bad = torch.rand(1, RES, RES, 3)
     bad[0, 0, 0, 0] = float("nan")

@@ -1,6 +1,6 @@
 """Enhance speed and memory on this machine.
 
-    python <pack>/models/enhance/benchmark.py [--threads N] [--weights FILE] [--json OUT]
+    python3 <pack> benchmark-enhance [--threads N] [--weights FILE] [--json OUT]
 
 Prints, at x4:
 - the measured fp32 (and bf16) rate of a 2048x2048 matmul, GFLOP/s;
@@ -8,8 +8,9 @@ Prints, at x4:
   achieved GFLOP/s as a fraction of the fp32 matmul rate;
 - for a network with the non-local-means stage, that stage's own time on the same input (the
   random test image reads as very noisy, so the stage runs: the worst case);
-- peak resident memory (VmHWM in a fresh subprocess, reset after loading) for a
-  2048x2048 output (512x512 input), whole image at once against tiled.
+- peak resident memory (VmHWM in a fresh subprocess, reset after loading) of enhancing each
+  ``--memory-inputs`` size, whole image at once against tiled, as the node runs it (the output
+  assembled inside the IMAGE tensor): the figure beside the output tensor's own size.
 Times depend on what else runs on the machine; the script reports, it never asserts.
 """
 from __future__ import annotations
@@ -26,13 +27,6 @@ import torch
 
 PACK_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_WEIGHTS = PACK_ROOT / "models" / "weights" / "enhance_x4.safetensors"
-
-_LOAD_PACK = f"""
-import importlib.util, sys
-spec = importlib.util.spec_from_file_location('promptgan', {str(PACK_ROOT / '__init__.py')!r},
-                                              submodule_search_locations=[{str(PACK_ROOT)!r}])
-m = importlib.util.module_from_spec(spec); sys.modules['promptgan'] = m; spec.loader.exec_module(m)
-"""
 
 
 def best_seconds(fn, reps: int) -> float:
@@ -93,8 +87,8 @@ def _status_kb(field: str) -> int | None:
     return None
 
 
-def memory_child(tile: int, weights: str, threads: int) -> dict:
-    """Runs in a fresh process: peak RSS growth while making a 2048x2048 x4 output.
+def memory_child(size: int, tile: int, weights: str, threads: int) -> dict:
+    """Runs in a fresh process: peak RSS growth while enhancing one size x size input.
 
     On Linux the peak (VmHWM) is reset to the current RSS just before the run (clear_refs 5), so
     the figure is what the run itself added; elsewhere ru_maxrss is the fallback.
@@ -103,7 +97,8 @@ def memory_child(tile: int, weights: str, threads: int) -> dict:
     net, _ = load_net(weights)
     from .tiling import enhance_image
 
-    x = torch.rand(1, 3, 512, 512)
+    x = torch.rand(1, 3, size, size)
+    s = net.scale
     try:
         Path("/proc/self/clear_refs").write_text("5")
         base, peak_of = _status_kb("VmRSS"), lambda: _status_kb("VmHWM")
@@ -113,23 +108,27 @@ def memory_child(tile: int, weights: str, threads: int) -> dict:
         base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         peak_of = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # noqa: E731
     t = time.perf_counter()
-    out = enhance_image(net, x, None, tile=tile)
+    image = torch.zeros(1, size * s, size * s, 3)           # the IMAGE tensor the node returns
+    enhance_image(net, x, None, tile=tile, out=image.movedim(-1, 1))
     sec = time.perf_counter() - t
     peak = peak_of()
-    assert out.shape == (1, 3, 2048, 2048)
-    return {"tile": tile, "peak_rss_mb": round(peak / 1024, 1), "base_rss_mb": round(base / 1024, 1),
-            "extra_mb": round((peak - base) / 1024, 1), "seconds": round(sec, 2)}
+    output_mb = image.numel() * 4 / 2**20
+    return {"input": size, "tile": tile, "output_mb": round(output_mb, 1),
+            "peak_rss_mb": round(peak / 1024, 1), "base_rss_mb": round(base / 1024, 1),
+            "extra_mb": round((peak - base) / 1024, 1),
+            "beyond_output_mb": round((peak - base) / 1024 - output_mb, 1),
+            "seconds": round(sec, 2)}
 
 
-def measure_memory(tile: int, weights: str, threads: int) -> dict:
-    code = _LOAD_PACK + (f"from promptgan.models.enhance.benchmark import memory_child\n"
-                         f"import json; print('RESULT', json.dumps(memory_child({tile}, "
-                         f"{weights!r}, {threads})))")
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=900)
+def measure_memory(size: int, tile: int, weights: str, threads: int) -> dict:
+    """memory_child in a fresh interpreter (through the pack's own command line)."""
+    job = json.dumps({"size": size, "tile": tile, "weights": weights, "threads": threads})
+    res = subprocess.run([sys.executable, str(PACK_ROOT), "benchmark-enhance", "--memory-child", job],
+                         capture_output=True, text=True, timeout=3600)
     for line in res.stdout.splitlines():
         if line.startswith("RESULT "):
             return json.loads(line[7:])
-    raise RuntimeError(f"memory probe (tile {tile}) failed: {res.stderr[-2000:]}")
+    raise RuntimeError(f"memory probe ({size} px, tile {tile}) failed: {res.stderr[-2000:]}")
 
 
 def main(argv=None) -> int:
@@ -139,8 +138,14 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--size", type=int, default=256, help="input size for the speed test (x4 output)")
     p.add_argument("--tiles", default="0,256,128", help="tile sizes for the memory test (0 = none)")
+    p.add_argument("--memory-inputs", default="512",
+                   help="input sizes of the memory test, comma-separated (x4: 512 -> 2048 px)")
     p.add_argument("--json", default="")
+    p.add_argument("--memory-child", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(sys.argv[1:] if argv is None else argv)
+    if args.memory_child:
+        print("RESULT", json.dumps(memory_child(**json.loads(args.memory_child))))
+        return 0
     torch.set_num_threads(args.threads)
     net, source = load_net(args.weights)
     report = {"threads": args.threads, "weights": source, "input": args.size,
@@ -156,8 +161,9 @@ def main(argv=None) -> int:
                         "fraction_of_fp32_matmul": round(flops / sec / 1e9 / report["matmul_fp32_gflops"], 3)}
     if net.cfg.denoise == "nlm":
         report["nlm_seconds"] = round(nlm_seconds(args.size), 3)
-    report["memory_2048_output"] = [measure_memory(int(t), args.weights, args.threads)
-                                    for t in args.tiles.split(",") if t.strip()]
+    report["memory"] = [measure_memory(int(n), int(t), args.weights, args.threads)
+                        for n in args.memory_inputs.split(",") if n.strip()
+                        for t in args.tiles.split(",") if t.strip()]
     print(f"Enhance x{net.scale} ({source}), {args.threads} thread(s)")
     print(f"matmul 2048^2: fp32 {report['matmul_fp32_gflops']} GFLOP/s, "
           f"bf16 {report['matmul_bf16_gflops']} GFLOP/s")
@@ -167,19 +173,16 @@ def main(argv=None) -> int:
               f"output MP/s, {r['gflops']} GFLOP/s = {r['fraction_of_fp32_matmul']:.0%} of fp32 matmul")
     if "nlm_seconds" in report:
         print(f"of which non-local means (fp32): {report['nlm_seconds']} s")
-    for m in report["memory_2048_output"]:
+    for m in report["memory"]:
         label = "whole image" if m["tile"] == 0 else f"tile {m['tile']}"
-        print(f"2048x2048 output, {label}: peak RSS {m['peak_rss_mb']} MB "
-              f"(+{m['extra_mb']} MB over {m['base_rss_mb']} MB after load), {m['seconds']} s")
+        out_px = m["input"] * net.scale
+        print(f"{m['input']}^2 -> {out_px}^2, {label}: +{m['extra_mb']} MB over "
+              f"{m['base_rss_mb']} MB after load = output tensor {m['output_mb']} MB + "
+              f"{m['beyond_output_mb']} MB of work, {m['seconds']} s")
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2))
     return 0
 
 
 if __name__ == "__main__":
-    if __package__ in (None, ""):
-        exec(_LOAD_PACK)
-        from promptgan.models.enhance.benchmark import main as _main
-
-        sys.exit(_main())
     sys.exit(main())

@@ -292,14 +292,13 @@ def count_parameters(net: nn.Module) -> int:
 
 def build_from_checkpoint(ckpt, device: str | torch.device = "cpu") -> Enhancer:
     """An eval-mode Enhancer from a ``Checkpoint`` of kind 'enhancer' (strict loading)."""
-    from ..checkpoint import CheckpointError, load_state_strict
+    from ..checkpoint import CheckpointError, build_network
 
     try:
         cfg = EnhancerConfig.from_dict(dict(ckpt.config))
     except (TypeError, ValueError) as exc:
         raise CheckpointError(f"{ckpt.path}: its enhancer config is not usable ({exc})") from exc
-    net = Enhancer(cfg)
-    load_state_strict(net, ckpt.tensors, source=ckpt.path or "checkpoint")
+    net = build_network(lambda: Enhancer(cfg), ckpt.tensors, source=ckpt.path or "checkpoint")
     net.encoder_id = ckpt.encoder
     return net.eval().to(device)
 

@@ -57,18 +57,34 @@ def _ramp(n: int, lo_edge: bool, hi_edge: bool, overlap: int, scale: int) -> tor
     return w
 
 
-def _run_tiles(net, image, text, tile, overlap, progress, check_interrupt, autocast_dtype):
+def _weight_sums(size: int, starts: list[int], tile: int, overlap: int, scale: int) -> torch.Tensor:
+    """Sum over the tiles of one axis of their ramps [size * scale]. The tiles form a grid, so
+    the 2-D weight sum is the outer product of the two axes' sums: no full-size buffer."""
+    total = torch.zeros(size * scale)
+    for a0 in starts:
+        a1 = min(a0 + tile, size)
+        total[a0 * scale:a1 * scale] += _ramp((a1 - a0) * scale, a0 > 0, a1 < size, overlap, scale)
+    return total.clamp_min_(1e-8)
+
+
+def _bicubic(x: torch.Tensor, scale: int) -> torch.Tensor:
+    return F.interpolate(x, scale_factor=scale, mode="bicubic", align_corners=False).clamp_(0, 1)
+
+
+def _run_tiles(net, image, text, tile, overlap, progress, check_interrupt, autocast_dtype, out,
+               strength, alpha):
     from .network import image_stats
 
     uses_context = bool(getattr(getattr(net, "cfg", None), "context_dim", 0))
     b, _, h, w = image.shape
     s = net.scale
     device = next(net.parameters()).device
-    out = torch.zeros(b, 3, h * s, w * s, dtype=torch.float32, device=image.device)
-    weight = torch.zeros(1, 1, h * s, w * s, dtype=torch.float32, device=image.device)
+    out.zero_()
     overlap = min(overlap, tile // 2)
     step = max(tile - overlap, 1)
     ys, xs = _starts(h, tile, step), _starts(w, tile, step)
+    norm_y = _weight_sums(h, ys, tile, overlap, s)
+    norm_x = _weight_sums(w, xs, tile, overlap, s)
     total = len(ys) * len(xs)
     if text is not None:
         text = text.to(device)
@@ -86,26 +102,48 @@ def _run_tiles(net, image, text, tile, overlap, progress, check_interrupt, autoc
             else:
                 res = net(patch, text, **kwargs)
             res = res.float().clamp_(0, 1).to(image.device)       # [B, 3, s*th, s*tw]
-            wy = _ramp(res.shape[2], y0 > 0, y1 < h, overlap, s)
-            wx = _ramp(res.shape[3], x0 > 0, x1 < w, overlap, s)
-            wt = (wy[:, None] * wx[None, :]).to(image.device)[None, None]
-            out[:, :, y0 * s:y1 * s, x0 * s:x1 * s] += res * wt
-            weight[:, :, y0 * s:y1 * s, x0 * s:x1 * s] += wt
+            if strength < 1.0:
+                res.mul_(strength).add_(_bicubic(image[:, :, y0:y1, x0:x1], s), alpha=1 - strength)
+            if alpha is not None:
+                res = torch.cat([res, _bicubic(alpha[:, :, y0:y1, x0:x1], s)], 1)
+            oy, ox = slice(y0 * s, y1 * s), slice(x0 * s, x1 * s)
+            wy = _ramp(res.shape[2], y0 > 0, y1 < h, overlap, s) / norm_y[oy]
+            wx = _ramp(res.shape[3], x0 > 0, x1 < w, overlap, s) / norm_x[ox]
+            out[:, :, oy, ox] += res * (wy[:, None] * wx[None, :])
             del patch, res
             done += 1
             if progress is not None:
                 progress(done, total)
-    return out.div_(weight.clamp_min_(1e-8))
+    return out
+
+
+def work_bytes(net, batch: int, h: int, w: int, tile: int) -> int:
+    """Generous estimate of the memory one tile's forward pass needs, on top of the output.
+
+    Per input pixel of a tile (its halo included): about six feature maps of the body's width,
+    the non-local-means stage's distance maps, and the tile's output at scale squared a few
+    times over (network output, bicubic base, weighted copy)."""
+    cfg = getattr(net, "cfg", None)
+    channels = getattr(cfg, "channels", 64)
+    s = int(net.scale)
+    th, tw = (h, w) if tile <= 0 else (min(tile, h), min(tile, w))
+    per_pixel = 4 * (6 * channels + 64 + 6 * 4 * s * s)
+    return batch * (th + 16) * (tw + 16) * per_pixel
 
 
 @torch.no_grad()
 def enhance_image(net, image: torch.Tensor, text: torch.Tensor | None = None, *, tile: int = 256,
                   overlap: int = 32, progress: Callable[[int, int], None] | None = None,
                   check_interrupt: Callable[[], None] | None = None,
-                  autocast_dtype: torch.dtype | None = None) -> torch.Tensor:
-    """image [B, 3, H, W] in 0..1, text [B, D] / [1, D] / None -> [B, 3, sH, sW] float32 in 0..1.
+                  autocast_dtype: torch.dtype | None = None, strength: float = 1.0,
+                  alpha: torch.Tensor | None = None, out: torch.Tensor | None = None) -> torch.Tensor:
+    """image [B, 3, H, W] in 0..1, text [B, D] / [1, D] / None -> [B, C, sH, sW] float32 in 0..1.
 
     ``tile`` and ``overlap`` are in input pixels; tile <= 0 means one pass over the whole image.
+    ``strength`` < 1 blends each tile with the bicubic enlargement of its input; ``alpha``
+    [B, 1, H, W] is enlarged bicubically and returned as a fourth channel (C = 4, else 3).
+    The tiles are added into ``out`` when given (any layout, e.g. a [B, C, sH, sW] view of a
+    [B, sH, sW, C] tensor), so peak memory is the output plus one tile's work.
     On out-of-memory the tile is halved (down to 16 px) and the image is started again.
     The result lies on ``image``'s device; the network may sit on another one.
     """
@@ -114,12 +152,18 @@ def enhance_image(net, image: torch.Tensor, text: torch.Tensor | None = None, *,
     if not torch.isfinite(image).all():
         raise ValueError("enhance_image: the image contains NaN or infinite values")
     image = image.float()
-    h, w = image.shape[2:]
+    b, _, h, w = image.shape
+    s = int(net.scale)
+    shape = (b, 3 + (alpha is not None), h * s, w * s)
+    if out is None:
+        out = torch.zeros(shape)
+    elif tuple(out.shape) != shape:
+        raise ValueError(f"enhance_image: 'out' has shape {tuple(out.shape)}, expected {shape}")
     tile = max(h, w) if tile <= 0 else int(tile)
     while True:
         try:
             return _run_tiles(net, image, text, tile, overlap, progress, check_interrupt,
-                              autocast_dtype)
+                              autocast_dtype, out, float(strength), alpha)
         except Exception as exc:  # noqa: BLE001 - only out-of-memory is retried
             if not is_oom(exc):
                 raise
