@@ -6,6 +6,7 @@ command's ``main``.
 """
 import importlib
 import importlib.util
+import os
 import sys
 from pathlib import Path
 
@@ -50,7 +51,16 @@ def main(argv=None) -> int:
     module_name, _ = COMMANDS[argv[0]]
     module = importlib.import_module(f"promptgan.{module_name}")
     entry = getattr(module, "main_" + argv[0].replace("-", "_"), None) or module.main
-    return int(entry(argv[1:]) or 0)
+    try:
+        return int(entry(argv[1:]) or 0)
+    except (ValueError, OSError, MemoryError) as exc:
+        # what a user can fix (a bad flag or file, a full disk, too little memory): one line,
+        # no traceback; CheckpointError and UsageError are ValueErrors
+        if os.environ.get("PROMPTGAN_DEBUG"):
+            raise
+        print(f"{argv[0]}: error: {exc}\n(set PROMPTGAN_DEBUG=1 to see the traceback)",
+              file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ Files are written atomically (temporary file, fsync, rename), so a kill never le
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -83,7 +84,7 @@ def save_checkpoint(path: str | os.PathLike, tensors: dict[str, torch.Tensor], *
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=TEMP_SUFFIX, dir=path.parent)
     os.close(fd)
     try:
-        save_file(out, tmp, metadata=metadata)
+        _write_or_explain(out, tmp, metadata, path)
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)      # mkstemp made it 0600; weights are for everyone
@@ -131,6 +132,9 @@ def describe_damage(path: str | os.PathLike) -> str:
         if len(head) < 8:
             return f"it is {size} bytes long, too short for a safetensors header"
         (n,) = struct.unpack("<Q", head)
+        if f.read(1) != b"{" or n < 2:
+            return "its first bytes are not a safetensors header (not a safetensors file)"
+        f.seek(8)
         if n > size - 8:
             return (f"it is truncated: its header announces {n} bytes of metadata but the file has "
                     f"{size} bytes")
@@ -143,6 +147,23 @@ def describe_damage(path: str | os.PathLike) -> str:
     if 8 + n + end > size:
         return f"it is truncated at byte {size} of {8 + n + end}: copy or download it again"
     return "its tensor data is damaged: copy or download it again"
+
+
+def _write_or_explain(tensors: dict, tmp: str, metadata: dict, path: Path) -> None:
+    try:
+        save_file(tensors, tmp, metadata=metadata)
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            need = sum(t.numel() * t.element_size() for t in tensors.values())
+            raise CheckpointError(f"{path}: the disk is full (this file needs about "
+                                  f"{need / 2**20:.0f} MB); free space and run again. The "
+                                  "previous file at this path, if any, is intact") from exc
+        raise
+    except Exception as exc:  # safetensors reports a failed write as its own error type
+        if "No space left" in str(exc) or "Disk quota" in str(exc):
+            raise CheckpointError(f"{path}: the disk is full; free space and run again. The "
+                                  "previous file at this path, if any, is intact") from exc
+        raise
 
 
 def read_metadata(path: str | os.PathLike) -> dict[str, str]:

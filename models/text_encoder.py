@@ -61,6 +61,17 @@ class TextEmbeds:
                           [self.prompts[i] for i in index])
 
 
+def check_prompts(prompts: list[str]) -> None:
+    """Refuse text a tokenizer cannot read: lone surrogates (JSON allows "\\ud800")."""
+    for i, p in enumerate(prompts):
+        try:
+            p.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise ValueError(f"prompt {i + 1} holds an invalid character at position {exc.start} "
+                             f"({p[exc.start]!r}, half of a UTF-16 surrogate pair): retype or "
+                             "delete it") from None
+
+
 def split_prompts(text: str) -> list[str]:
     """One prompt per non-empty line; an empty text is one empty prompt."""
     lines = [line.strip() for line in text.splitlines()]
@@ -92,9 +103,18 @@ class TransformersTextEncoder:
 
         self.encoder_id = encoder_id
         self.path = path
-        self.tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
-        self.model = AutoModel.from_pretrained(str(path), local_files_only=True,
-                                               use_safetensors=any(path.glob("*.safetensors")) or None)
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+            self.model = AutoModel.from_pretrained(
+                str(path), local_files_only=True,
+                use_safetensors=any(path.glob("*.safetensors")) or None)
+        except Exception as exc:  # noqa: BLE001 - transformers raises many types for a bad folder
+            first = (str(exc).strip().splitlines() or [""])[0][:300]
+            raise ValueError(
+                f"text encoder folder {path} could not be loaded ({type(exc).__name__}: {first}). "
+                "It needs a complete Hugging Face-format encoder: config.json with its model_type, "
+                "the tokenizer files and the weights (.safetensors). Copy the folder again, or "
+                "remove it and use the bundled encoder") from exc
         self.model.eval().to(device)
         self.device = torch.device(device)
         self.max_length = min(int(getattr(self.tokenizer, "model_max_length", 512) or 512),
@@ -118,6 +138,7 @@ class TransformersTextEncoder:
         if isinstance(prompts, str):
             prompts = [prompts]
         prompts = [str(p) for p in prompts]
+        check_prompts(prompts)
         for i, p in enumerate(prompts):
             n = len(self.tokenizer(p, add_special_tokens=True)["input_ids"])
             if n > self.max_length:

@@ -31,11 +31,13 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from . import gan
+from .checkpoint import CheckpointError, load_checkpoint, remove_stale_temporaries, save_checkpoint
 from .train_utils import (
     GracefulStop,
     command_line,
     load_train_state,
     make_progress,
+    prepare_run_folder,
     save_image_grid,
     save_train_state,
     set_threads,
@@ -106,12 +108,42 @@ def _encode_all(captions: list[str], device) -> tuple[torch.Tensor, str]:
     return torch.cat(out), enc.encoder_id
 
 
+DATA_CACHE_KIND = "train-data-cache"
+
+
+def _read_data_cache(path: Path) -> CaptionedImages | None:
+    """The cached procedural data set, or None when there is none or it is unusable (a damaged
+    cache is deleted with a warning, so the next run is never blocked by it)."""
+    if not path.is_file():
+        return None
+    try:
+        ck = load_checkpoint(path, kind=DATA_CACHE_KIND)
+        meta = json.loads(bytes(ck.tensors["captions_json"].tolist()).decode("utf-8"))
+        return CaptionedImages(ck.tensors["images"].numpy(), meta["captions"], ck.tensors["embeds"],
+                               ck.tensors["labels"].numpy(), meta["encoder_id"])
+    except (CheckpointError, KeyError, ValueError, TypeError) as exc:
+        log.warning("data cache %s is unusable (%s); deleting it and rendering again", path, exc)
+        path.unlink(missing_ok=True)
+        return None
+
+
+def _write_data_cache(path: Path, images: np.ndarray, captions: list[list[str]],
+                      embeds: torch.Tensor, labels: np.ndarray, encoder_id: str) -> None:
+    """One file, written atomically: a kill leaves the old cache or none, never half of one."""
+    meta = json.dumps({"captions": captions, "encoder_id": encoder_id}).encode("utf-8")
+    try:
+        save_checkpoint(path, {"images": torch.from_numpy(images), "embeds": embeds,
+                               "labels": torch.from_numpy(labels),
+                               "captions_json": torch.frombuffer(bytearray(meta), dtype=torch.uint8)},
+                        kind=DATA_CACHE_KIND, config={})
+    except (OSError, CheckpointError) as exc:  # a cache is an optimisation: training goes on
+        log.warning("could not write the data cache %s (%s); the next run renders again", path, exc)
+
+
 def load_training_data(spec: str, resolution: int, n_images: int, seed: int, cache_dir: Path,
                        device, captions_per_image: int = 2) -> CaptionedImages:
     """spec: 'procedural', 'flowers', 'landscapes' or 'folder:PATH'."""
-    from safetensors.torch import load_file, save_file
-
-    fingerprint = f"{spec}|{resolution}|{n_images}|{seed}|{captions_per_image}|v2"
+    fingerprint = f"{spec}|{resolution}|{n_images}|{seed}|{captions_per_image}|v3"
     key = hashlib.sha1(fingerprint.encode()).hexdigest()[:12]
     cache = cache_dir / f"data_{key}.safetensors"
     if spec.startswith("folder:"):
@@ -129,11 +161,10 @@ def load_training_data(spec: str, resolution: int, n_images: int, seed: int, cac
                    "landscapes": ("landscape",)}.get(spec)
         if domains is None:
             raise ValueError(f"--data {spec!r}: use procedural, flowers, landscapes or folder:PATH")
-        if cache.is_file():
-            t = load_file(str(cache))
-            meta = json.loads(cache.with_suffix(".json").read_text())
-            return CaptionedImages(t["images"].numpy(), meta["captions"], t["embeds"],
-                                   t["labels"].numpy(), meta["encoder_id"])
+        remove_stale_temporaries(cache_dir)
+        cached = _read_data_cache(cache)
+        if cached is not None:
+            return cached
         arr = procedural.make_dataset_arrays(n_images, resolution, seed, domains=domains,
                                              split="train", captions_per_image=captions_per_image,
                                              workers=max(1, torch.get_num_threads()))
@@ -142,11 +173,7 @@ def load_training_data(spec: str, resolution: int, n_images: int, seed: int, cac
     embeds, encoder_id = _encode_all(flat, device)
     embeds = embeds.cpu()
     if not spec.startswith("folder:"):
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        save_file({"images": torch.from_numpy(images), "embeds": embeds,
-                   "labels": torch.from_numpy(labels)}, str(cache))
-        cache.with_suffix(".json").write_text(json.dumps({"captions": captions,
-                                                          "encoder_id": encoder_id}))
+        _write_data_cache(cache, images, captions, embeds, labels, encoder_id)
     return CaptionedImages(images, captions, embeds, labels, encoder_id)
 
 
@@ -390,9 +417,8 @@ def main(argv=None) -> int:
     set_threads(args.threads)
     device, rank, world = _setup_distributed(args.device)
     torch.manual_seed(args.seed + rank)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     is_main = rank == 0
+    out = prepare_run_folder(args.out) if is_main else Path(args.out)
 
     data = load_training_data(args.data, args.resolution, args.n_images, args.seed,
                               Path(args.cache_dir), device, args.captions_per_image)

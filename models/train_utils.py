@@ -6,16 +6,26 @@ written atomically, so a kill at any moment leaves the previous state intact.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shlex
 import signal
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import torch
 
-from .checkpoint import CheckpointError, load_checkpoint, load_state_strict, save_checkpoint
+from .checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    load_state_strict,
+    remove_stale_temporaries,
+    save_checkpoint,
+)
+
+log = logging.getLogger("PromptGAN")
 
 
 def set_threads(n: int | None) -> None:
@@ -82,6 +92,35 @@ def _load_optimizer(opt: torch.optim.Optimizer, tensors: dict, info: dict, prefi
             pid, name = key[len(p):].split(".", 1)
             state.setdefault(int(pid), {})[name] = t
     opt.load_state_dict({"state": state, "param_groups": info["param_groups"]})
+
+
+class UsageError(ValueError):
+    """A command-line mistake the user can fix; the command prints it without a traceback."""
+
+
+def prepare_run_folder(path: str | os.PathLike, flag: str = "--out") -> Path:
+    """Create the run folder, check that it can be written, and clear what a killed save left.
+
+    Raises UsageError naming ``flag`` for a path that is a file, a folder without write
+    permission or any other folder that cannot be written."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"{flag} {path} is a file; {flag} names the run folder (state, samples, "
+                         "model), so give the path of a folder (it is created if missing)")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".write-check-", dir=path)
+        os.close(fd)
+        os.unlink(probe)
+    except PermissionError:
+        raise UsageError(f"{flag} {path}: no permission to write there; choose a folder you can "
+                         "write to") from None
+    except OSError as exc:
+        raise UsageError(f"{flag} {path}: cannot write there ({exc.strerror or exc}); choose "
+                         "another folder or free space") from None
+    for stale in remove_stale_temporaries(path):
+        log.warning("removed %s, left by a save that was interrupted", stale.name)
+    return path
 
 
 def save_train_state(path: str | os.PathLike, modules: dict[str, torch.nn.Module],

@@ -73,6 +73,15 @@ class PromptGAN_EnhancerLoader:
                            "trained with `train-enhance` placed in models/promptgan."}),
         }}
 
+    @classmethod
+    def VALIDATE_INPUTS(cls, model_name):
+        if model_name not in bundled_names() and model_name not in runtime.folder_files(
+                runtime.MODEL_FOLDER, kind=ENHANCER_KIND):
+            why = runtime.why_not_listed(runtime.MODEL_FOLDER, model_name, ENHANCER_KIND,
+                                         "PromptGAN Enhancer Loader")
+            return f"model_name: {why}"
+        return True
+
     def load(self, model_name):
         return (load_model(model_name),)
 
@@ -108,6 +117,29 @@ def _resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     shrink = size[0] < x.shape[-2] or size[1] < x.shape[-1]
     return F.interpolate(x, size=size, mode="bicubic", align_corners=False,
                          antialias=shrink).clamp_(0, 1)
+
+
+def _require_memory(enhancer: EnhancerModel, b: int, h: int, w: int, channels: int, tile: int,
+                    resize_to: tuple[int, int] | None) -> None:
+    """Refuse, before anything is allocated, an Enhance whose output, input copy and one tile's
+    work do not fit in free memory."""
+    from ..models.enhance.tiling import work_bytes
+    from ..models.memory import gib, require_memory
+
+    s = enhancer.scale
+    in_bytes = 4 * b * h * w * 4
+    out_bytes = 4 * b * channels * h * s * w * s
+    final_bytes = 4 * b * channels * resize_to[0] * resize_to[1] if resize_to else 0
+    work = work_bytes(enhancer.net, b, h, w, tile)
+    parts = f"output {gib(out_bytes)}" + (f", resized copy {gib(final_bytes)}" if resize_to else "")
+    fixes = ["use a smaller image or batch"]
+    if tile <= 0 or tile > 512:
+        fixes.append("a smaller tile_size")
+    if resize_to:
+        fixes.append("target_scale 0")
+    require_memory(in_bytes + out_bytes + final_bytes + work,
+                   f"PromptGAN Enhance of {b} image(s) of {w}x{h} to {w * s}x{h * s} ({parts}, "
+                   f"input {gib(in_bytes)}, tiles {gib(work)})", " or ".join(fixes))
 
 
 class PromptGAN_Enhance:
@@ -172,6 +204,12 @@ class PromptGAN_Enhance:
                              "(greyscale), 3 (RGB) or 4 (RGBA)")
         if b == 0 or h == 0 or w == 0:
             raise ValueError(f"PromptGAN Enhance: input 'image' is empty, shape {tuple(image.shape)}")
+        s = enhancer.scale
+        channels = 4 if c == 4 else 3
+        resize_to = None
+        if target_scale and abs(target_scale - s) > 1e-6:
+            resize_to = (max(1, round(h * target_scale)), max(1, round(w * target_scale)))
+        _require_memory(enhancer, b, h, w, channels, int(tile_size), resize_to)
         if not torch.isfinite(image).all():
             raise ValueError("PromptGAN Enhance: input 'image' contains NaN or infinite values; "
                              "check the node that produced it")
@@ -185,29 +223,12 @@ class PromptGAN_Enhance:
             raise ValueError(f"PromptGAN Enhance: 'embeds' holds {text.shape[0]} prompts for "
                              f"{b} images; give one prompt, or one per image")
 
-        from ..models.enhance.tiling import count_tiles, enhance_image, work_bytes
-        from ..models.memory import gib, require_memory
+        from ..models.enhance.tiling import count_tiles, enhance_image
 
         device = runtime.get_device()
         net = enhancer.on(device)
         autocast = torch.float16 if device.type == "cuda" else None
-        s = enhancer.scale
         tile = int(tile_size)
-        channels = 4 if alpha is not None else 3
-        resize_to = None
-        if target_scale and abs(target_scale - s) > 1e-6:
-            resize_to = (max(1, round(h * target_scale)), max(1, round(w * target_scale)))
-        out_bytes = 4 * b * channels * h * s * w * s
-        final_bytes = 4 * b * channels * resize_to[0] * resize_to[1] if resize_to else 0
-        work = work_bytes(net, b, h, w, tile)
-        require_memory(
-            out_bytes + final_bytes + work,
-            f"PromptGAN Enhance of {b} image(s) of {w}x{h} to {w * s}x{h * s} (output "
-            f"{gib(out_bytes)}" + (f", resized copy {gib(final_bytes)}" if resize_to else "")
-            + f", tiles {gib(work)})",
-            "use a smaller image or batch" + (", a smaller tile_size" if tile <= 0 or tile > 512
-                                              else "") + (" or leave target_scale at 0"
-                                                          if resize_to else ""))
         # the output is assembled tile by tile inside the IMAGE tensor ComfyUI receives
         result = torch.zeros(b, h * s, w * s, channels)                 # [B, sH, sW, C]
         bar = runtime.progress_bar(count_tiles(h, w, tile, 32))

@@ -51,9 +51,9 @@ class PromptGAN_ModelLoader:
     def VALIDATE_INPUTS(cls, model_name):
         if model_name != BUNDLED_CHOICE and model_name not in runtime.folder_files(
                 runtime.MODEL_FOLDER, kind=GAN_KIND):
-            return (f"model '{model_name}' is not a PromptGAN text-to-image model in "
-                    f"models/promptgan; pick one from the list "
-                    f"or '{BUNDLED_CHOICE}'")
+            why = runtime.why_not_listed(runtime.MODEL_FOLDER, model_name, GAN_KIND,
+                                         "PromptGAN Model Loader")
+            return f"model_name: {why} (or pick '{BUNDLED_CHOICE}')"
         return True
 
     def load(self, model_name: str):

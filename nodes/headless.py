@@ -7,6 +7,11 @@ dependency order under ``torch.inference_mode()``, as ComfyUI does. Besides this
 it knows three core nodes: SaveImage, PreviewImage and LoadImage (core_nodes.py).
 
     python <pack dir> run WORKFLOW.json [--output-dir DIR] [--input-dir DIR] [--set 5.seed=7]
+                                        [--models-dir DIR] [--set 4.model_name=path/mine.safetensors]
+
+Model files are looked for in ./models/promptgan, in every --models-dir and in the bundled
+weights; a --set value that is the path of a .safetensors file adds its folder to the search
+and picks the file by name.
 
 Exit codes: 0 ok, 1 a node failed while running, 2 the workflow is invalid.
 Not supported: bypassed nodes, subgraphs, lists (INPUT_IS_LIST / OUTPUT_IS_LIST), lazy inputs.
@@ -23,6 +28,7 @@ from pathlib import Path
 
 import torch
 
+from . import runtime
 from .core_nodes import EXAMPLE_INPUTS, LoadImage, PreviewImage, SaveImage
 
 WIDGET_TYPES = ("INT", "FLOAT", "STRING", "BOOLEAN", "COMBO")
@@ -483,6 +489,17 @@ def run_workflow(workflow, output_dir, input_dir=None, overrides=None, node_clas
     return _execute(prompt, classes, extra, output_dir)
 
 
+def _model_path_override(override: str) -> str:
+    """``N.input=path/to/file.safetensors`` -> ``N.input=file.safetensors``, with the file's
+    folder added to the model search (a path typed on the command line is the user's own)."""
+    key, sep, value = override.partition("=")
+    path = Path(value)
+    if sep and path.suffix.lower() == ".safetensors" and path.is_file() and len(path.parts) > 1:
+        runtime.add_model_dir(runtime.MODEL_FOLDER, path.parent)
+        return f"{key}={path.name}"
+    return override
+
+
 def main(argv=None, *, node_classes=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["run"] and len(argv) > 1:
@@ -497,11 +514,20 @@ def main(argv=None, *, node_classes=None) -> int:
                              "holds the example images the shipped workflows load)")
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         metavar="NODE_ID.INPUT=VALUE", help="override an input (repeatable)")
+    parser.add_argument("--models-dir", action="append", default=[], metavar="DIR",
+                        help="another folder of model files (repeatable; ./models/promptgan is "
+                             "always searched)")
     parser.add_argument("-v", "--verbose", action="store_true", help="print tracebacks")
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else 2
+    for folder in args.models_dir:
+        if not Path(folder).is_dir():
+            print(f"error: --models-dir {folder} is not a folder", file=sys.stderr)
+            return 2
+        runtime.add_model_dir(runtime.MODEL_FOLDER, folder)
+    args.overrides = [_model_path_override(o) for o in args.overrides]
     try:
         workflow = json.loads(Path(args.workflow).read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import torch
 
+from ..models.checkpoint import CheckpointError, read_metadata
+
 log = logging.getLogger("PromptGAN")
 
 PACK_DIR = Path(__file__).resolve().parents[1]
@@ -99,23 +101,60 @@ def progress_bar(total: int) -> _Progress:
     return _Progress(total)
 
 
+# Model folders outside ComfyUI (the headless runner, plain Python): ./models/<folder> of the
+# working directory, plus what ``add_model_dir`` adds (the runner's --models-dir).
+_standalone_roots: dict[str, list[Path]] = {
+    MODEL_FOLDER: [Path("models") / MODEL_FOLDER],
+    TEXT_ENCODER_FOLDER: [Path("models") / TEXT_ENCODER_FOLDER],
+}
+
+
+def add_model_dir(folder: str, path: str | os.PathLike) -> None:
+    """Search ``path`` for ``folder``'s files outside ComfyUI (ComfyUI has extra_model_paths)."""
+    roots = _standalone_roots.setdefault(folder, [])
+    if Path(path) not in roots:
+        roots.insert(0, Path(path))
+
+
+def _walk_names(root: Path) -> list[str]:
+    """Relative names of the files under ``root``, following symlinks as ComfyUI does."""
+    names = []
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        for name in filenames:
+            if not name.startswith("."):
+                names.append(os.path.relpath(os.path.join(dirpath, name), root).replace(os.sep, "/"))
+    return names
+
+
 def folder_files(folder: str, kind: str | None = None) -> list[str]:
-    """Names (relative paths) of the files in a ComfyUI model folder; [] outside ComfyUI.
+    """Names (relative paths) of the files in a model folder (ComfyUI's, or the standalone
+    roots outside it).
 
     With ``kind`` only the pack's files of that kind are listed ("gan", "enhancer"), read from
     the safetensors header alone, so one shared folder gives each loader only what it can load.
     """
-    if folder_paths is None:
-        return []
-    try:
-        names = folder_paths.get_filename_list(folder)
-    except KeyError:
-        return []
-    names = sorted(n for n in names if Path(n).suffix.lower() in WEIGHT_EXTENSIONS
-                   or folder == TEXT_ENCODER_FOLDER)
+    if folder_paths is not None:
+        try:
+            names = folder_paths.get_filename_list(folder)
+        except KeyError:
+            return []
+    else:
+        names = [n for root in folder_roots(folder) if root.is_dir() for n in _walk_names(root)]
+    names = sorted(set(n for n in names if Path(n).suffix.lower() in WEIGHT_EXTENSIONS
+                       or folder == TEXT_ENCODER_FOLDER))
     if kind is None:
         return names
-    return [n for n in names if file_kind(folder_paths.get_full_path(folder, n)) == kind]
+    return [n for n in names if file_kind(_full_path(folder, n)) == kind]
+
+
+def _full_path(folder: str, name: str) -> str | None:
+    if folder_paths is not None:
+        return folder_paths.get_full_path(folder, name)
+    try:
+        return str(resolve_in(folder_roots(folder), name, folder))
+    except (ValueError, FileNotFoundError):
+        return None
 
 
 def file_kind(path) -> str | None:
@@ -132,17 +171,41 @@ def file_kind(path) -> str | None:
 
 @functools.lru_cache(maxsize=256)
 def _header_kind(path: str, mtime_ns: int, size: int) -> str | None:
-    from ..models.checkpoint import read_metadata
-
     try:
         return read_metadata(path).get("promptgan.kind")
     except Exception:  # noqa: BLE001 - any unreadable file is simply not listed
         return None
 
 
+def why_not_listed(folder: str, name: str, kind: str, loader: str) -> str:
+    """Why ``name`` is not among ``folder``'s files of ``kind``: what was searched, and what is
+    wrong with the file if there is one."""
+    roots = folder_roots(folder) + ([BUNDLED_WEIGHTS_DIR] if folder == MODEL_FOLDER else [])
+    where = ", ".join(str(r) for r in roots) or "no model folder"
+    try:
+        path = resolve_in(roots, name, f"{folder} model")
+    except FileNotFoundError:
+        return (f"'{name}' was not found in {where}; put the .safetensors file there (or, "
+                "outside ComfyUI, pass --models-dir DIR or the file's path) and pick it from the list")
+    except ValueError as exc:
+        return str(exc)
+    try:
+        found = read_metadata(path).get("promptgan.kind")
+    except CheckpointError as exc:
+        return str(exc)
+    if found is None:
+        return (f"{path} is a safetensors file but not one written by PromptGAN (its metadata "
+                "has no promptgan.kind); train one with `train-gan` or `train-enhance`")
+    if found != kind:
+        hint = {"gan": "PromptGAN Model Loader", "enhancer": "PromptGAN Enhancer Loader"}.get(found)
+        return (f"{path} holds a PromptGAN '{found}' file, not a '{kind}' one"
+                + (f"; load it with {hint}" if hint else "") + f" ({loader} lists '{kind}' files)")
+    return f"{path} could not be listed"
+
+
 def folder_roots(folder: str) -> list[Path]:
     if folder_paths is None:
-        return []
+        return [p.absolute() for p in _standalone_roots.get(folder, [])]
     try:
         return [Path(p) for p in folder_paths.get_folder_paths(folder)]
     except KeyError:
@@ -150,15 +213,19 @@ def folder_roots(folder: str) -> list[Path]:
 
 
 def resolve_in(roots: list[Path], name: str, what: str) -> Path:
-    """Resolve ``name`` inside one of ``roots``; refuse anything that escapes them."""
+    """Resolve ``name`` inside one of ``roots``; refuse anything that escapes them.
+
+    The name is checked as written (``..`` and absolute paths refused), not after following
+    symlinks: a link the user placed inside a model folder is theirs to place, and ComfyUI
+    lists it too."""
     if not name or "\x00" in name:
         raise ValueError(f"empty or invalid {what} name {name!r}")
     if Path(name).is_absolute():
         raise ValueError(f"{what} '{name}' is an absolute path; give a name relative to the "
                          f"model folder ({', '.join(map(str, roots)) or 'none registered'})")
     for root in roots:
-        root = root.resolve()
-        candidate = (root / name).resolve()
+        root = Path(os.path.abspath(root))
+        candidate = Path(os.path.normpath(root / name))
         if root != candidate and root not in candidate.parents:
             raise ValueError(f"{what} '{name}' points outside its model folder {root}; "
                              "put the file inside the folder and pick it from the list")

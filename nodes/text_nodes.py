@@ -76,8 +76,12 @@ class PromptGAN_TextEncode:
         from ..models import text_encoder as te
 
         if not isinstance(text, str):
-            raise ValueError(f"text must be a string, got {type(text).__name__}")
+            raise ValueError(f"input 'text' must be a string, got {type(text).__name__}")
         prompts = te.split_prompts(text)
+        try:
+            te.check_prompts(prompts)
+        except ValueError as exc:
+            raise ValueError(f"input 'text' (one prompt per line): {exc}") from None
         if clip is not None:
             pooled = clip_pooled(clip, prompts)
             return (te.embeds_from_pooled(pooled, prompts, f"comfyui-clip-pooled-{pooled.shape[1]}"),)

@@ -200,13 +200,17 @@ def test_loader_dropdowns_list_only_their_kind(tmp_path, monkeypatch):
     (tmp_path / "old.ckpt").write_bytes(b"x")
     names = sorted(p.name for p in tmp_path.iterdir())
     fake = types.SimpleNamespace(get_filename_list=lambda folder: names,
-                                 get_full_path=lambda folder, name: str(tmp_path / name))
+                                 get_full_path=lambda folder, name: str(tmp_path / name),
+                                 get_folder_paths=lambda folder: [str(tmp_path)])
     monkeypatch.setattr(runtime, "folder_paths", fake)
     assert gan_nodes.model_choices() == [gan_nodes.BUNDLED_CHOICE, "mine_gan.safetensors"]
     enh = enhance_nodes.PromptGAN_EnhancerLoader.INPUT_TYPES()["required"]["model_name"][0]
     assert [n for n in enh if not n.endswith(enhance_nodes.BUNDLED_SUFFIX)] == ["mine_x4.safetensors"]
-    assert "not a PromptGAN text-to-image model" in gan_nodes.PromptGAN_ModelLoader.VALIDATE_INPUTS(
-        "mine_x4.safetensors")
+    validate = gan_nodes.PromptGAN_ModelLoader.VALIDATE_INPUTS
+    assert "holds a PromptGAN 'enhancer' file, not a 'gan' one; load it with PromptGAN Enhancer " \
+        "Loader" in validate("mine_x4.safetensors")
+    assert "not a safetensors header" in validate("broken.safetensors")
+    assert "not one written by PromptGAN" in validate("foreign.safetensors")
     from promptgan.models import gan
     from promptgan.models.enhance import model as enhance_model
 

@@ -15,7 +15,6 @@ import math
 import sys
 import time
 from dataclasses import replace
-from pathlib import Path
 
 import torch
 import torch.nn as nn
@@ -28,6 +27,7 @@ from ..train_utils import (
     dump_json,
     load_train_state,
     make_progress,
+    prepare_run_folder,
     save_train_state,
     set_threads,
 )
@@ -271,8 +271,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     set_threads(args.threads)
     torch.manual_seed(args.seed)
-    run_dir = Path(args.run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    run_dir = prepare_run_folder(args.run_dir, "--run-dir")
     state_path = run_dir / "state.safetensors"
     command = command_line("train-enhance", argv)
 
