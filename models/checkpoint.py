@@ -237,10 +237,9 @@ def check_state(module: torch.nn.Module, state: dict[str, torch.Tensor], *,
         problems.append(f"missing keys {missing[:5]}" + (" ..." if len(missing) > 5 else ""))
     if unexpected:
         problems.append(f"unexpected keys {unexpected[:5]}" + (" ..." if len(unexpected) > 5 else ""))
-    for key in sorted(set(own) & set(state)):
-        if own[key].shape != state[key].shape:
-            problems.append(f"key '{key}' has shape {tuple(state[key].shape)}, "
-                            f"expected {tuple(own[key].shape)}")
+    wrong = [f"key '{key}' has shape {tuple(state[key].shape)}, expected {tuple(own[key].shape)}"
+             for key in sorted(set(own) & set(state)) if own[key].shape != state[key].shape]
+    problems += wrong[:3] + ([f"{len(wrong) - 3} more keys of other shapes"] if len(wrong) > 3 else [])
     if problems:
         raise CheckpointError(f"{source}: does not match the network its config describes: "
                               + "; ".join(problems))
