@@ -133,8 +133,8 @@ def make_latent(model: GANModel, embeds: TextEmbeds, seed: int, per_prompt: int,
     index = [j for j in range(len(embeds)) for _ in range(per_prompt)]
     seeds = [seed + i for i in range(len(index))]
     z = seeded_noise(seeds, model.generator.cfg.nz) * float(truncation)
-    sel = embeds.select(index)
-    return GANLatent(z, sel.sentence.clone(), sel.prompts, seeds, embeds.encoder_id,
+    sentence = embeds.sentence[torch.as_tensor(index, dtype=torch.long)]   # token states not copied
+    return GANLatent(z, sentence, [embeds.prompts[i] for i in index], seeds, embeds.encoder_id,
                      model_id(model))
 
 

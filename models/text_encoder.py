@@ -139,12 +139,17 @@ class TransformersTextEncoder:
             prompts = [prompts]
         prompts = [str(p) for p in prompts]
         check_prompts(prompts)
-        for i, p in enumerate(prompts):
-            n = len(self.tokenizer(p, add_special_tokens=True)["input_ids"])
+        lengths = [len(ids) for ids in self.tokenizer(prompts, add_special_tokens=True)["input_ids"]]
+        for i, n in enumerate(lengths):
             if n > self.max_length:
                 log.warning("PromptGAN: prompt %d has %d tokens; %s reads at most %d, the rest "
                             "is cut off", i + 1, n, self.encoder_id, self.max_length)
-        sentences, token_rows, masks = [], [], []
+        # one [B, T, D] tensor filled chunk by chunk: thousands of prompts never hold their token
+        # states twice
+        t = min(self.max_length, max(lengths))
+        tokens = torch.zeros(len(prompts), t, self.dim)
+        mask = torch.zeros(len(prompts), t, dtype=torch.bool)
+        sentence = torch.empty(len(prompts), self.dim)
         with self._lock:
             for start in range(0, len(prompts), batch_size):
                 chunk = prompts[start:start + batch_size]
@@ -152,16 +157,14 @@ class TransformersTextEncoder:
                                        max_length=self.max_length, return_tensors="pt")
                 batch = {k: v.to(self.device) for k, v in batch.items()}
                 hidden = self.model(**batch).last_hidden_state.float()   # [b, t, D]
-                mask = batch["attention_mask"].bool()                    # [b, t]
-                m = mask.unsqueeze(-1).float()
-                pooled = (hidden * m).sum(1) / m.sum(1).clamp_min(1.0)
-                sentences.append(F.normalize(pooled, dim=-1).cpu())
-                token_rows.append(hidden.cpu())
-                masks.append(mask.cpu())
-        t = max(x.shape[1] for x in token_rows)
-        tokens = torch.cat([F.pad(x, (0, 0, 0, t - x.shape[1])) for x in token_rows])
-        mask = torch.cat([F.pad(x, (0, t - x.shape[1])) for x in masks])
-        return TextEmbeds(torch.cat(sentences), tokens, mask, self.encoder_id, list(prompts))
+                m = batch["attention_mask"].bool()                       # [b, t]
+                w = m.unsqueeze(-1).float()
+                pooled = (hidden * w).sum(1) / w.sum(1).clamp_min(1.0)
+                rows = slice(start, start + len(chunk))
+                sentence[rows] = F.normalize(pooled, dim=-1).cpu()
+                tokens[rows, :hidden.shape[1]] = hidden.cpu()
+                mask[rows, :m.shape[1]] = m.cpu()
+        return TextEmbeds(sentence, tokens, mask, self.encoder_id, list(prompts))
 
 
 _cache: OrderedDict[str, TransformersTextEncoder] = OrderedDict()

@@ -14,13 +14,21 @@ from PIL.PngImagePlugin import PngInfo
 
 
 def _to_uint8_batch(images):
-    t = images.detach().float().cpu()
+    """IMAGE [B,H,W,C] (or [H,W,C]) -> uint8 arrays, made one image at a time as they are
+    iterated (a batch of thousands never needs a second full-size copy). The shape is checked
+    at once, before anything is written."""
+    t = images.detach()
     if t.dim() == 3:
         t = t[None]
     if t.dim() != 4 or t.shape[-1] not in (1, 3, 4):
         raise ValueError(f"expected an IMAGE tensor [B,H,W,3], got shape {tuple(t.shape)}")
-    arr = np.clip(255.0 * t.numpy(), 0, 255).astype(np.uint8)  # truncation, as ComfyUI does
-    return [a[..., 0] if a.shape[-1] == 1 else a for a in arr]
+
+    def arrays():
+        for image in t:   # truncation to uint8, as ComfyUI does
+            a = np.clip(255.0 * image.float().cpu().numpy(), 0, 255).astype(np.uint8)
+            yield a[..., 0] if a.shape[-1] == 1 else a
+
+    return arrays()
 
 
 class SaveImage:
@@ -47,6 +55,7 @@ class SaveImage:
         name = Path(filename_prefix).name
         if folder != root and root not in folder.parents:
             raise ValueError(f"filename_prefix {filename_prefix!r} leaves the output folder")
+        arrays = _to_uint8_batch(images)
         folder.mkdir(parents=True, exist_ok=True)
         pattern = re.compile(re.escape(name) + r"_(\d+)_\.png$")
         used = [int(m.group(1)) for p in folder.iterdir() if (m := pattern.match(p.name))]
@@ -57,7 +66,7 @@ class SaveImage:
         for key, value in (extra_pnginfo or {}).items():
             info.add_text(key, json.dumps(value))
         results = []
-        for array in _to_uint8_batch(images):
+        for array in arrays:
             filename = f"{name}_{counter:05}_.png"
             Image.fromarray(array).save(folder / filename, pnginfo=info, compress_level=4)
             sub = folder.relative_to(out_root).as_posix()
