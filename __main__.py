@@ -11,6 +11,8 @@ import sys
 from pathlib import Path
 
 COMMANDS = {
+    "setup": ("models.setup_venv", "make a virtual environment with torch and the pack's requirements, "
+                                   "then run a command in it ('setup test', 'setup run WORKFLOW')"),
     "run": ("nodes.headless", "run a workflow file (UI or API format) without ComfyUI"),
     "train-gan": ("models.train_gan", "train a text-to-image GAN"),
     "evaluate": ("models.evaluate", "evaluate a generator checkpoint"),
@@ -47,6 +49,12 @@ def main(argv=None) -> int:
         for cmd, (_, text) in COMMANDS.items():
             print(f"  {cmd:18s} {text}")
         return 0 if argv and argv[0] in ("-h", "--help") else 2
+    if argv[0] == "setup":     # before torch exists: load the stdlib-only module by its path
+        spec = importlib.util.spec_from_file_location(
+            "promptgan_setup", Path(__file__).resolve().parent / "models" / "setup_venv.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return int(module.main(argv[1:]) or 0)
     load_pack()
     module_name, _ = COMMANDS[argv[0]]
     module = importlib.import_module(f"promptgan.{module_name}")

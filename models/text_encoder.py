@@ -172,8 +172,9 @@ _cache_lock = threading.Lock()
 
 
 def load_encoder(path: str | os.PathLike | None = None, encoder_id: str | None = None,
-                 device: str | torch.device = "cpu") -> TransformersTextEncoder:
-    """The default encoder (``path`` None) or the folder at ``path``, cached (bounded LRU)."""
+                 device: str | torch.device | None = "cpu") -> TransformersTextEncoder:
+    """The default encoder (``path`` None) or the folder at ``path``, cached (bounded LRU), on
+    ``device`` (None: where it already is; a newly loaded one starts on the CPU)."""
     if path is None:
         path, encoder_id = default_encoder_path(), DEFAULT_ENCODER_ID
     path = Path(path).resolve()
@@ -183,8 +184,8 @@ def load_encoder(path: str | os.PathLike | None = None, encoder_id: str | None =
         enc = _cache.get(key)
         if enc is not None:
             _cache.move_to_end(key)
-            return enc.to(device)
-    enc = TransformersTextEncoder(path, encoder_id, device)
+            return enc if device is None else enc.to(device)
+    enc = TransformersTextEncoder(path, encoder_id, "cpu" if device is None else device)
     with _cache_lock:
         _cache[key] = enc
         while len(_cache) > MAX_CACHED_ENCODERS:

@@ -227,6 +227,7 @@ class PromptGAN_Enhance:
 
         device = runtime.get_device()
         net = enhancer.on(device)
+        runtime.load_models(enhancer, [net], device)
         autocast = torch.float16 if device.type == "cuda" else None
         tile = int(tile_size)
         # the output is assembled tile by tile inside the IMAGE tensor ComfyUI receives

@@ -96,7 +96,9 @@ class PromptGAN_GANGenerate:
             type(self), seed=seed, batch_size=batch_size, truncation=truncation)
         latent = gen.make_latent(model, embeds, seed, batch_size, truncation)
         bar = runtime.progress_bar(len(latent))
-        images = gen.generate_comfy_image(model, latent, runtime.get_device(), progress=bar,
+        device = runtime.get_device()
+        runtime.load_models(model, [model.generator], device)
+        images = gen.generate_comfy_image(model, latent, device, progress=bar,
                                           check_interrupt=runtime.check_interrupt)
         return (images.to(runtime.intermediate_device()), latent)
 

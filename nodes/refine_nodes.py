@@ -203,6 +203,7 @@ class PromptGAN_Refine:
 
         device = runtime.get_device()
         encoder = _inverter_for(model) if latent is None else None
+        runtime.load_models(model, [model.generator, model.discriminator, model.text_head], device)
         invert_steps = 0
         if latent is None:
             invert_steps = steps if mode == "edit" else IMAGE_REFINE_INVERT_STEPS

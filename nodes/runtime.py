@@ -62,6 +62,34 @@ def get_device() -> torch.device:
     return torch.device("cpu")
 
 
+def load_models(owner, modules, device: torch.device) -> None:
+    """Put ``modules`` (parts of ``owner``, e.g. a GANModel's generator) on ``device`` for a run.
+
+    Inside ComfyUI they go through comfy.model_management as ModelPatchers, as its own models do:
+    loaded when a node needs them, counted by its free-memory logic, and offloaded to the CPU when
+    another model needs the room (so call this before every use). The patchers live on ``owner``,
+    which already holds the modules, so no reference cycle keeps a model alive. Outside ComfyUI
+    this is ``module.to(device)``."""
+    modules = [m for m in modules if m is not None]
+    if folder_paths is None:
+        for m in modules:
+            m.to(device)
+        return
+    import comfy.model_management as mm  # type: ignore
+    import comfy.model_patcher  # type: ignore
+
+    patchers = owner.__dict__.setdefault("_comfy_patchers", {})
+    wanted = []
+    for m in modules:
+        patcher = patchers.get(id(m))
+        if patcher is None or patcher.load_device != device:
+            patcher = comfy.model_patcher.ModelPatcher(m, load_device=device,
+                                                       offload_device=mm.unet_offload_device())
+            patchers[id(m)] = patcher
+        wanted.append(patcher)
+    mm.load_models_gpu(wanted, force_full_load=True)
+
+
 def intermediate_device() -> torch.device:
     if folder_paths is not None:
         import comfy.model_management as mm  # type: ignore

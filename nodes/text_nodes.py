@@ -92,32 +92,33 @@ class PromptGAN_TextEncode:
                                  f"connect a PromptGAN model or pick '{DEFAULT_CHOICE}'")
             encoder_id = model.encoder_id
         enc = load_text_encoder(encoder, encoder_id)
-        return (enc.encode(prompts),)
+        device = runtime.get_device()
+        runtime.load_models(enc, [enc.model], device)
+        return (enc.to(device).encode(prompts),)
 
 
 def load_text_encoder(choice: str, encoder_id: str | None = None):
     """The encoder for a dropdown choice, or for a model's recorded encoder id."""
     from ..models import text_encoder as te
 
-    device = runtime.get_device()
     if encoder_id is not None:
         if encoder_id == te.DEFAULT_ENCODER_ID:
-            return te.load_encoder(device=device)
+            return te.load_encoder(device=None)
         for name in runtime.text_encoder_folders():
             if name == encoder_id or encoder_id.endswith("/" + name):
                 path = runtime.resolve_in(runtime.folder_roots(runtime.TEXT_ENCODER_FOLDER),
                                           name, "text encoder")
-                return te.load_encoder(path, encoder_id, device=device)
+                return te.load_encoder(path, encoder_id, device=None)
         raise ValueError(f"the model was trained with text encoder '{encoder_id}', which is not "
                          "installed: put its Hugging Face folder under models/text_encoders")
     if choice == DEFAULT_CHOICE:
-        return te.load_encoder(device=device)
+        return te.load_encoder(device=None)
     if choice not in runtime.text_encoder_folders():
         raise ValueError(f"unknown text encoder '{choice}'; choose '{DEFAULT_CHOICE}' or a folder "
                          "under models/text_encoders that holds a config.json")
     path = runtime.resolve_in(runtime.folder_roots(runtime.TEXT_ENCODER_FOLDER), choice,
                               "text encoder")
-    return te.load_encoder(path, choice, device=device)
+    return te.load_encoder(path, choice, device=None)
 
 
 NODE_CLASS_MAPPINGS = {"PromptGAN_TextEncode": PromptGAN_TextEncode}

@@ -1,4 +1,5 @@
 """Foundation: import cost, checkpoint I/O, text encoding, TextEncode node, model-folder safety."""
+import ast
 import json
 import subprocess
 import sys
@@ -24,7 +25,7 @@ def test_import_loads_no_transformers_and_no_weights(pack_root):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     names, flags = out.stdout.strip().splitlines()
     assert "PromptGAN_TextEncode" in names
-    assert all(n.startswith("PromptGAN_") for n in eval(names))
+    assert all(n.startswith("PromptGAN_") for n in ast.literal_eval(names))
     assert flags == "False False"   # safetensors may load (1.5 ms); transformers (seconds) not
 
 
@@ -221,5 +222,15 @@ def test_pyproject_registry_fields(pack_root):
     import tomllib
 
     meta = tomllib.loads((pack_root / "pyproject.toml").read_text())
-    assert meta["tool"]["comfy"]["PublisherId"] and meta["tool"]["comfy"]["DisplayName"]
-    assert json.dumps(meta["project"]["version"]).count(".") == 2
+    comfy, project = meta["tool"]["comfy"], meta["project"]
+    assert comfy["PublisherId"] and comfy["DisplayName"]
+    icon = comfy["Icon"].split("/main/", 1)[1]           # served from the repository itself
+    assert (pack_root / icon).is_file()
+    assert {"Repository", "Bug Tracker", "Documentation"} <= set(project["urls"])
+    assert project["requires-comfyui"] and project["classifiers"]
+    version = project["version"]
+    assert version.count(".") == 2 and all(p.isdigit() for p in version.split("."))
+    assert f"## {version}" in (pack_root / "CHANGELOG.md").read_text()  # every release logged
+    # ComfyUI brings torch: neither the pack's requirements nor its metadata may replace it
+    reqs = (pack_root / "requirements.txt").read_text().splitlines()
+    assert not [r for r in reqs + project["dependencies"] if r.strip().startswith("torch")]
