@@ -16,6 +16,7 @@ import os
 import re
 import struct
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -102,15 +103,18 @@ def save_checkpoint(path: str | os.PathLike, tensors: dict[str, torch.Tensor], *
 _STALE_TEMPORARY = re.compile(r"(.+\.safetensors\.[A-Za-z0-9_]+\.tmp|\.tmp[A-Za-z0-9]{6}|.+\.tmp\.png)")
 
 
-def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
+def remove_stale_temporaries(folder: str | os.PathLike, older_than: float = 0.0) -> list[Path]:
     """Delete what a killed ``save_checkpoint`` (or sample-grid writer) left in ``folder``.
 
-    Call it where one process owns the folder (a trainer at start-up): a save in progress in
-    another process would lose its temporary file."""
+    In a folder one process owns (a trainer's run folder at start-up) every such file is stale;
+    in a shared one (the data cache, which several ranks or runs may write at once) give
+    ``older_than`` seconds, so a save in progress elsewhere keeps its temporary file."""
     folder = Path(folder)
     if not folder.is_dir():
         return []
-    removed = [p for p in folder.iterdir() if p.is_file() and _STALE_TEMPORARY.fullmatch(p.name)]
+    now = time.time()
+    removed = [p for p in folder.iterdir() if p.is_file() and _STALE_TEMPORARY.fullmatch(p.name)
+               and now - p.stat().st_mtime >= older_than]
     for p in removed:
         p.unlink(missing_ok=True)
     return removed

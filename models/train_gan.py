@@ -109,6 +109,7 @@ def _encode_all(captions: list[str], device) -> tuple[torch.Tensor, str]:
 
 
 DATA_CACHE_KIND = "train-data-cache"
+STALE_CACHE_SECONDS = 3600   # a cache temporary this old is a killed write, not one in progress
 
 
 def _read_data_cache(path: Path) -> CaptionedImages | None:
@@ -161,7 +162,7 @@ def load_training_data(spec: str, resolution: int, n_images: int, seed: int, cac
                    "landscapes": ("landscape",)}.get(spec)
         if domains is None:
             raise ValueError(f"--data {spec!r}: use procedural, flowers, landscapes or folder:PATH")
-        remove_stale_temporaries(cache_dir)
+        remove_stale_temporaries(cache_dir, older_than=STALE_CACHE_SECONDS)
         cached = _read_data_cache(cache)
         if cached is not None:
             return cached
@@ -327,6 +328,49 @@ def _setup_distributed(device_arg):
     return torch.device("cuda" if torch.cuda.is_available() else "cpu"), 0, 1
 
 
+def broadcast_weights(modules: dict[str, nn.Module]) -> None:
+    """Every rank starts from rank 0's weights (a fresh start draws them per rank)."""
+    import torch.distributed as dist
+
+    with torch.no_grad():
+        for m in modules.values():
+            for t in m.state_dict().values():
+                dist.broadcast(t, 0)
+
+
+def average_gradients(modules: list[nn.Module], world: int) -> None:
+    """Average the gradients of ``modules`` over the ranks, in one all-reduce."""
+    import torch.distributed as dist
+
+    params = [p for m in modules for p in m.parameters() if p.requires_grad]
+    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat)
+    flat /= world
+    offset = 0
+    for p, g in zip(params, grads):
+        p.grad = flat[offset:offset + g.numel()].view_as(g)
+        offset += g.numel()
+
+
+def check_ranks_agree(modules: dict[str, nn.Module], step: int) -> None:
+    """Every rank of a torchrun job must hold the same weights when rank 0 saves them: compare a
+    checksum of each module across ranks (a collective call: every rank calls it)."""
+    import torch.distributed as dist
+
+    sums = torch.stack([sum(t.detach().double().sum() for t in m.state_dict().values()
+                            if t.is_floating_point()) for m in modules.values()])
+    device = next(next(iter(modules.values())).parameters()).device    # NCCL needs CUDA tensors
+    sums = sums.to(device)
+    gathered = [torch.zeros_like(sums) for _ in range(dist.get_world_size())]
+    dist.all_gather(gathered, sums)
+    if any(not torch.allclose(g, gathered[0], rtol=1e-9, atol=1e-9) for g in gathered):
+        raise RuntimeError(f"step {step}: the ranks' weights differ: {[g.tolist() for g in gathered]}")
+    if dist.get_rank() == 0:
+        log.info("step %d: %d ranks agree on the weights (checksum %.6f)", step, len(gathered),
+                 float(sums.sum()))
+
+
 def fast_bf16(device: torch.device) -> bool:
     """bf16 autocast pays off on CUDA and on CPUs with native bf16; elsewhere it is slower."""
     if device.type == "cuda":
@@ -481,17 +525,18 @@ def main(argv=None) -> int:
         log.info("warm start from %s (step %d)", args.init, step)
     history.setdefault("commands", []).append({"command": command_line("train-gan", argv), "from_step": step})
 
+    # Several ranks (torchrun): every rank runs the same steps on its own batches and the
+    # gradients are averaged after each backward. Not DDP: a GAN step runs D several times per
+    # backward (real, fake, the gradient penalty's double backward), which DDP does not allow.
     Gm, Dm = G, D
     if world > 1:
-        from torch.nn.parallel import DistributedDataParallel as DDP
-
-        ids = [device.index] if device.type == "cuda" else None
-        Gm, Dm = DDP(G, device_ids=ids), DDP(D, device_ids=ids, find_unused_parameters=True)
+        broadcast_weights(train_modules)
     gen = torch.Generator().manual_seed(args.seed * 1000 + rank + step)
     if args.bf16 is None:
         args.bf16 = fast_bf16(device)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16)
-    sample_prompts = choose_sample_prompts(args.sample_prompts, args.data, data.captions)
+    sample_prompts = choose_sample_prompts(args.sample_prompts, args.data,
+                                           [data.captions[int(o)] for o in data.offsets])
     sample_s = _sample_embeds(sample_prompts, device)
     sample_z = gan.seeded_noise(list(range(len(sample_s))), gcfg.nz).to(device)
 
@@ -499,6 +544,8 @@ def main(argv=None) -> int:
         return diff_augment(images, gen, args.translation, args.cutout)
 
     def save():
+        if world > 1:
+            check_ranks_agree(train_modules, step)
         if not is_main:
             return
         extra = dict(history, step=step)
@@ -567,6 +614,8 @@ def main(argv=None) -> int:
                 stats["gp"] = gp.item()
             opt_d.zero_grad(set_to_none=True)
             loss_d.backward()
+            if world > 1:
+                average_gradients([D], world)
             opt_d.step()
 
             # ---- generator
@@ -607,6 +656,8 @@ def main(argv=None) -> int:
                 stats["angular"] = angular.item()
             opt_g.zero_grad(set_to_none=True)
             loss_g.backward()
+            if world > 1:
+                average_gradients([G] + ([code_head] if use_code else []), world)
             opt_g.step()
             D.requires_grad_(True)
 
@@ -621,6 +672,8 @@ def main(argv=None) -> int:
                 raise FloatingPointError(f"step {step}: loss is not finite (D {loss_d.item()}, "
                                          f"G {loss_g.item()}); resume from the last checkpoint "
                                          "with a lower learning rate or a larger --gp-weight")
+            if step % args.save_every == 0:
+                save()                       # on every rank: the rank check is collective
             if not is_main:
                 continue
             stats.update(d=loss_d.item(), g=loss_g.item(), real=real_out.mean().item(),
@@ -631,9 +684,7 @@ def main(argv=None) -> int:
                 logf.write(json.dumps({"step": step, "time": round(time.time() - t0, 1),
                                        **{k: round(v, 4) for k, v in stats.items()}}) + "\n")
                 logf.flush()
-            if step % args.save_every == 0:
-                save()
-            if step % args.sample_every == 0 and is_main:
+            if step % args.sample_every == 0:
                 sample_grid()
         save()
     if bar is not None:
@@ -642,10 +693,11 @@ def main(argv=None) -> int:
     return 0
 
 
-def choose_sample_prompts(path: str | None, data_spec: str, captions: list[list[str]],
+def choose_sample_prompts(path: str | None, data_spec: str, captions: list[str],
                           n: int = 16) -> list[str]:
     """Prompts of the sample grids: the lines of ``path``; else the built-in prompts for the
-    procedural data; else the first caption of ``n`` images spread evenly over the data set."""
+    procedural data; else ``n`` of ``captions`` (one per image: each image's first caption)
+    spread evenly over the data set."""
     if path:
         lines = [ln.strip() for ln in Path(path).read_text(encoding="utf-8").splitlines()]
         lines = [ln for ln in lines if ln]
@@ -655,7 +707,7 @@ def choose_sample_prompts(path: str | None, data_spec: str, captions: list[list[
     if not data_spec.startswith("folder:"):
         return list(SAMPLE_PROMPTS)
     picks = sorted({round(i * (len(captions) - 1) / max(n - 1, 1)) for i in range(n)})
-    return [captions[i][0] for i in picks]
+    return [captions[i] for i in picks]
 
 
 def _sample_embeds(prompts: list[str], device) -> torch.Tensor:

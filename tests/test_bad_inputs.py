@@ -621,7 +621,7 @@ def test_sample_prompts_file_without_prompts_is_named(tmp_path):
     f.write_text("\n  \n")
     with pytest.raises(ValueError, match="holds no prompt"):
         choose_sample_prompts(str(f), "procedural", [])
-    caps = [[f"caption {i}", "other"] for i in range(40)]
+    caps = [f"caption {i}" for i in range(40)]
     picked = choose_sample_prompts(None, "folder:/x", caps)
     assert len(picked) == 16 and picked[0] == "caption 0" and picked[-1] == "caption 39"
 
@@ -633,10 +633,12 @@ def test_damaged_data_cache_is_rebuilt_not_fatal(tmp_path):
     first = load_training_data("flowers", 32, 4, 0, cache, "cpu", 1)
     (path,) = cache.glob("data_*.safetensors")
     path.write_bytes(path.read_bytes()[:3000])           # a kill or a full disk mid-write
-    (cache / ".tmpAbC123").write_bytes(b"x" * 10)        # what safetensors leaves when killed
+    (cache / ".tmpAbC123").write_bytes(b"x" * 10)        # what safetensors leaves when killed ...
+    os.utime(cache / ".tmpAbC123", (1, 1))               # ... long ago
+    (cache / ".tmpXyZ789").write_bytes(b"x")             # another run's write in progress: kept
     again = load_training_data("flowers", 32, 4, 0, cache, "cpu", 1)
     assert torch.equal(first.images, again.images) and first.captions == again.captions
-    assert sorted(p.name for p in cache.iterdir()) == [path.name]
+    assert sorted(p.name for p in cache.iterdir()) == [".tmpXyZ789", path.name]
     assert load_training_data("flowers", 32, 4, 0, cache, "cpu", 1).captions == first.captions
 
 

@@ -1,6 +1,5 @@
 """Foundation: import cost, checkpoint I/O, text encoding, TextEncode node, model-folder safety."""
 import ast
-import json
 import subprocess
 import sys
 

@@ -254,3 +254,22 @@ def test_trainer_runs_resumes_and_exports(tmp_path):
     assert main(["--out", str(tmp_path / "warm"), "--init", str(run / "model.safetensors"),
                  "--fresh-d"] + args[2:-16] + ["--steps", "6"] + args[-14:]) == 0
     assert gan.load_gan(tmp_path / "warm" / "model.safetensors").provenance["step"] == 6
+
+
+def test_trainer_on_a_folder_samples_its_own_captions(tmp_path):
+    """train-gan --data folder: grids show the data set's own first captions, from step 0."""
+    from PIL import Image
+
+    from promptgan.models.train_gan import main
+
+    data = tmp_path / "imgs"
+    data.mkdir()
+    for i in range(5):
+        Image.new("RGB", (40, 40), (i * 40, 100, 200)).save(data / f"im{i}.png")
+        (data / f"im{i}.txt").write_text(f"a blue square number {i}\nsecond caption {i}\n")
+    assert main(["--data", f"folder:{data}", "--out", str(tmp_path / "run"), "--resolution", "32",
+                 "--ngf", "4", "--ndf", "4", "--batch", "2", "--steps", "2", "--sample-every", "2"]) == 0
+    samples = tmp_path / "run" / "samples"
+    assert sorted(p.name for p in samples.glob("*.png")) == ["step_000000.png", "step_000002.png"]
+    assert (samples / "step_000002.txt").read_text().splitlines() == [
+        f"{i}: a blue square number {i}" for i in range(5)]
