@@ -83,11 +83,20 @@ def load_models(owner, modules, device: torch.device) -> None:
     for m in modules:
         patcher = patchers.get(id(m))
         if patcher is None or patcher.load_device != device:
-            patcher = comfy.model_patcher.ModelPatcher(m, load_device=device,
+            patcher = comfy.model_patcher.ModelPatcher(_Held(m), load_device=device,
                                                        offload_device=mm.unet_offload_device())
             patchers[id(m)] = patcher
         wanted.append(patcher)
     mm.load_models_gpu(wanted, force_full_load=True)
+
+
+class _Held(torch.nn.Module):
+    """What a ModelPatcher holds: it sets ``.device`` on its model, which transformers models
+    expose as a read-only property, so it gets this container (moving it moves ``inner``)."""
+
+    def __init__(self, inner: torch.nn.Module):
+        super().__init__()
+        self.inner = inner
 
 
 def intermediate_device() -> torch.device:

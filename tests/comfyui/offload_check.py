@@ -27,7 +27,8 @@ nodes = pack.NODE_CLASS_MAPPINGS
 
 
 def registered():
-    return [lm.model.model for lm in mm.current_loaded_models if lm.model is not None]
+    """The modules model_management holds (each patcher holds the pack's module as .inner)."""
+    return [lm.model.model.inner for lm in mm.current_loaded_models if lm.model is not None]
 
 
 (model,) = nodes["PromptGAN_ModelLoader"]().load("promptgan_default (bundled)")
