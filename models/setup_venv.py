@@ -72,7 +72,8 @@ def install_torch(py: Path, spec: str) -> None:
     elif has_nvidia_gpu():
         pip_install(py, f"torch=={TORCH_VERSION}")
     else:
-        pip_install(py, f"torch=={TORCH_VERSION}", "--index-url", CPU_INDEX)
+        # one retry: where that index is unreachable, pip goes on with the other sources it knows
+        pip_install(py, f"torch=={TORCH_VERSION}", "--index-url", CPU_INDEX, "--retries", "1")
 
 
 def setup(venv: Path, torch_spec: str, dev: bool) -> Path:

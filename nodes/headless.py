@@ -517,6 +517,9 @@ def main(argv=None, *, node_classes=None) -> int:
     parser.add_argument("--models-dir", action="append", default=[], metavar="DIR",
                         help="another folder of model files (repeatable; ./models/promptgan is "
                              "always searched)")
+    parser.add_argument("--thumbnail", default=None, metavar="FILE.jpg",
+                        help="also write a 512 px contact sheet of the last (up to four) images, "
+                             "as the thumbnail ComfyUI's template browser shows beside a workflow")
     parser.add_argument("-v", "--verbose", action="store_true", help="print tracebacks")
     try:
         args = parser.parse_args(argv)
@@ -550,4 +553,23 @@ def main(argv=None, *, node_classes=None) -> int:
         return 1
     for path in paths:
         print(f"OUTPUT {path}")
+    if args.thumbnail and paths:
+        write_thumbnail(paths[-4:], args.thumbnail)
+        print(f"THUMBNAIL {args.thumbnail}")
     return 0
+
+
+def write_thumbnail(images: list[str], path: str, size: int = 512) -> None:
+    """Up to four images side by side (2x2 for four), each scaled to fill its cell, as JPEG."""
+    from PIL import Image
+
+    n = len(images)
+    cols = 1 if n == 1 else 2
+    rows = (n + cols - 1) // cols
+    cell_w, cell_h = size // cols, size // rows if n > 2 else size // cols
+    sheet = Image.new("RGB", (cell_w * cols, cell_h * rows), "white")
+    for i, image in enumerate(images):
+        with Image.open(image) as im:
+            tile = im.convert("RGB").resize((cell_w, cell_h), Image.Resampling.LANCZOS)
+        sheet.paste(tile, ((i % cols) * cell_w, (i // cols) * cell_h))
+    sheet.save(path, quality=90)

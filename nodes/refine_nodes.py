@@ -130,9 +130,9 @@ class PromptGAN_Refine:
                                "colour boundaries. 0: redraw the same noise with the new prompt "
                                "(one pass; other features such as petal shape may change too). "
                                "1 (default): a 30-step guided transition from the old prompt to "
-                               "the new one that keeps the edges (measured on one CPU core: 1.1-1.6 "
-                               "s for one 64 px image, 0.5 s each in a batch; needs the "
-                               "discriminator). Higher values change little more."}),
+                               "the new one that keeps the edges (30 generator and discriminator "
+                               "passes instead of one; needs the discriminator). Higher values "
+                               "change little more."}),
             },
             "optional": {
                 "image": ("IMAGE", {

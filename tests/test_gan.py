@@ -224,7 +224,7 @@ def test_angular_spectrum_tells_rendered_petal_counts_apart():
     counts = sorted(set(y))
     centres = torch.stack([d[:300][torch.from_numpy(y[:300] == c)].mean(0) for c in counts])
     pred = np.array(counts)[torch.cdist(d[300:], centres).argmin(1).numpy()]
-    assert (pred == y[300:]).mean() >= 0.9      # 0.96 on 2026-11-29; chance is 0.25
+    assert (pred == y[300:]).mean() >= 0.9      # 0.96 measured; chance is 0.25
 
 
 def test_trainer_runs_resumes_and_exports(tmp_path):

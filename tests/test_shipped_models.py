@@ -143,10 +143,9 @@ def test_default_edit_changes_the_colour_and_keeps_the_outlines(model, classifie
     """Colour edits in training wording (16 pairs; refine-eval measures 50 in the README): the
     guided edit changes the colour, keeps the other attributes at least as well as the one-pass
     swap, and its edge anchor holds the outlines: the same 30-step transition without the anchor
-    (preserve 1e-4) drifts far from them. Measured at step 36,000: success 0.94 (swap 0.94),
+    (preserve 1e-4) drifts far from them. Measured on the shipped file: success 0.94 (swap 0.94),
     preservation 0.94 (swap 0.89), edge difference 1.02x the swap's and 0.55x the unanchored
-    transition's (1.86x the swap's). At step 32,900 the guided edit kept edges closer than the
-    swap too (0.92x); at 36,000 it no longer does on these pairs (0.86x on seed 7's 48 pairs)."""
+    transition's (1.86x the swap's); 0.86x the swap's on seed 7's 48 pairs."""
     from promptgan.models import refine as R
     from promptgan.models import refine_eval as E
     from promptgan.models.generate import generate

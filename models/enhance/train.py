@@ -62,10 +62,9 @@ def parse_args(argv):
     p.add_argument("--film-hidden", type=int, default=128)
     p.add_argument("--context-dim", type=int, default=CONTEXT_DIM, choices=CONTEXT_DIMS,
                    help="global image statistics the FiLM MLP reads (11: without the noise "
-                        "level, as the x4 shipped on 2026-11-29; 0: none)")
+                        "level, as older files; 0: none)")
     p.add_argument("--skip", default="bicubic", choices=SKIP_MODES,
-                   help="what the predicted residual is added to (the shipped x4 of 2026-11-28 "
-                        "used nearest)")
+                   help="what the predicted residual is added to (older files used nearest)")
     p.add_argument("--denoise", default="none", choices=DENOISE_MODES,
                    help="'nlm': a non-local-means stage in front of the convolutions, blended in per "
                         "image by the FiLM MLP (a network warm-started without one gets a fresh one)")
@@ -77,7 +76,7 @@ def parse_args(argv):
                         "the target removes the input's noise (1) and when it keeps it (0)")
     p.add_argument("--steps", type=int, default=4000, help="total optimiser steps")
     p.add_argument("--minutes", type=float, default=0.0,
-                   help="also stop (and save) after this many minutes of this session; 0 = no limit")
+                   help="also stop (and save) after this many minutes of this run; 0 = no limit")
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--lr-size", type=int, default=32, help="input (low-resolution) patch size")
     p.add_argument("--lr", type=float, default=5e-4, help="peak learning rate")
