@@ -24,6 +24,8 @@ COMMANDS = {
     "train-inverter": ("models.invert", "train the inversion encoder used by Refine's edit mode"),
     "invert-eval": ("models.invert", "measure inversion of procedural renders, with and without "
                                      "the inversion encoder"),
+    "benchmark-threads": ("models.benchmark_threads", "measure one and all threads per job, quiet and "
+                                                      "beside a competing process"),
     "benchmark-enhance": ("models.enhance.benchmark", "measure Enhance speed and tiled memory"),
     "fit-text-head": ("models.text_head", "add Refine's prompt -> attribute head to a GAN file"),
 }

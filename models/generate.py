@@ -41,6 +41,20 @@ def model_id(model: GANModel) -> str:
     return f"{model.name}@{model.provenance.get('step', '?')}"
 
 
+def flops_per_image(model: GANModel) -> int:
+    """Floating-point operations of one generator forward (counted once per model, then kept)."""
+    cached = model.__dict__.get("_flops_per_image")
+    if cached is None:
+        from torch.utils.flop_counter import FlopCounterMode
+
+        cfg = model.generator.cfg
+        counter = FlopCounterMode(display=False)
+        with torch.no_grad(), counter:
+            model.generator(torch.zeros(1, cfg.nz), torch.zeros(1, cfg.text_dim))
+        cached = model.__dict__["_flops_per_image"] = int(counter.get_total_flops())
+    return cached
+
+
 def check_embeds(model: GANModel, embeds: TextEmbeds) -> None:
     if embeds.encoder_id != model.encoder_id:
         raise EncoderMismatchError(

@@ -1,6 +1,7 @@
 """Model loader and GANGenerate nodes."""
 from __future__ import annotations
 
+from ..models.threads import intra_op_threads, threads_for
 from . import runtime
 
 BUNDLED_MODEL = "promptgan_default.safetensors"
@@ -98,8 +99,10 @@ class PromptGAN_GANGenerate:
         bar = runtime.progress_bar(len(latent))
         device = runtime.get_device()
         runtime.load_models(model, [model.generator], device)
-        images = gen.generate_comfy_image(model, latent, device, progress=bar,
-                                          check_interrupt=runtime.check_interrupt)
+        work = len(latent) * gen.flops_per_image(model)
+        with intra_op_threads(threads_for(work if device.type == "cpu" else 0)):
+            images = gen.generate_comfy_image(model, latent, device, progress=bar,
+                                              check_interrupt=runtime.check_interrupt)
         return (images.to(runtime.intermediate_device()), latent)
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 
+from ..models.threads import intra_op_threads, threads_for
 from . import runtime
 
 log = logging.getLogger("PromptGAN")
@@ -10,6 +11,7 @@ log = logging.getLogger("PromptGAN")
 CATEGORY = "PromptGAN/conditioning"
 DEFAULT_CHOICE = "all-MiniLM-L6-v2 (bundled)"
 MODEL_CHOICE = "match the model"
+FLOPS_PER_PROMPT = 1e9     # MiniLM on a short prompt: 2 x 22M parameters x about 20 tokens
 
 
 def encoder_choices() -> list[str]:
@@ -94,7 +96,8 @@ class PromptGAN_TextEncode:
         enc = load_text_encoder(encoder, encoder_id)
         device = runtime.get_device()
         runtime.load_models(enc, [enc.model], device)
-        return (enc.to(device).encode(prompts),)
+        with intra_op_threads(threads_for(len(prompts) * FLOPS_PER_PROMPT)):
+            return (enc.to(device).encode(prompts),)
 
 
 def load_text_encoder(choice: str, encoder_id: str | None = None):

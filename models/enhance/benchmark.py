@@ -25,6 +25,8 @@ from pathlib import Path
 
 import torch
 
+from .network import net_flops_per_input_pixel
+
 PACK_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_WEIGHTS = PACK_ROOT / "models" / "weights" / "enhance_x4.safetensors"
 
@@ -43,12 +45,6 @@ def best_seconds(fn, reps: int) -> float:
 def matmul_gflops(dtype=torch.float32, n: int = 2048, reps: int = 5) -> float:
     a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
     return 2 * n ** 3 / best_seconds(lambda: a @ b, reps) / 1e9
-
-
-def net_flops_per_input_pixel(net) -> float:
-    c, n, s = net.cfg.channels, net.cfg.n_convs, net.cfg.scale
-    macs = 9 * (3 * c + n * c * c + c * 3 * s * s)
-    return 2.0 * macs
 
 
 def load_net(weights: str | None):
@@ -152,7 +148,7 @@ def main(argv=None) -> int:
               "output": args.size * net.scale}
     report["matmul_fp32_gflops"] = round(matmul_gflops(torch.float32), 1)
     report["matmul_bf16_gflops"] = round(matmul_gflops(torch.bfloat16), 1)
-    flops = net_flops_per_input_pixel(net) * args.size ** 2
+    flops = net_flops_per_input_pixel(net.cfg) * args.size ** 2
     out_mp = (args.size * net.scale) ** 2 / 1e6
     for name, dt in (("fp32", None), ("bf16", torch.bfloat16)):
         sec = speed(net, args.size, dt)

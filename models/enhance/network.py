@@ -286,6 +286,12 @@ def upsample_skip(x: torch.Tensor, scale: int, mode: str) -> torch.Tensor:
     return F.interpolate(x, scale_factor=scale, mode="bicubic", align_corners=False)
 
 
+def net_flops_per_input_pixel(cfg: EnhancerConfig) -> float:
+    """Convolution FLOPs per input pixel (3x3 convolutions: in, body, pixel-shuffle out)."""
+    c, n, s = cfg.channels, cfg.n_convs, cfg.scale
+    return 2.0 * 9 * (3 * c + n * c * c + c * 3 * s * s)
+
+
 def count_parameters(net: nn.Module) -> int:
     return sum(p.numel() for p in net.parameters())
 

@@ -81,3 +81,17 @@ def test_models_go_through_comfyui_memory_management():
         capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, (out.stdout + out.stderr)[-4000:]
     assert "OK offloaded" in out.stdout and "OK reloaded" in out.stdout
+
+
+def test_template_browser_lists_every_workflow_with_its_thumbnail(server):
+    """The frontend lists custom-node templates from /workflow_templates and shows
+    /api/workflow_templates/<pack>/<name>.jpg beside each."""
+    import urllib.request
+
+    listed = server.get("/workflow_templates").get(PACK_DIR.name, [])
+    ui = sorted(p.stem for p in (PACK_DIR / "workflows").glob("*.json"))
+    assert sorted(listed) == ui
+    for name in ui:
+        with urllib.request.urlopen(f"{server.url}/api/workflow_templates/{PACK_DIR.name}/"
+                                    f"{name}.jpg", timeout=30) as r:
+            assert r.status == 200 and r.read(3) == b"\xff\xd8\xff"      # a JPEG

@@ -1,0 +1,116 @@
+"""What a user's calls cost on one and on all intra-op threads, quiet and beside a competing
+process this command starts itself (one thread of fp32 matmuls, at normal priority), and what the
+thread policy of ``models/threads.py`` gives.
+
+    python3 . benchmark-threads [--json OUT]
+
+Prints one row per job (one prompt's encoding, 64 px generation at batch 1 and 16, Enhance of a
+64 px and a 256 px input): milliseconds per call for each thread count, quiet and busy, the
+count the policy picks, and how much slower the policy's choice is when busy than when quiet.
+Times depend on the machine; the command reports, it never asserts.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from .enhance.model import load_enhancer
+from .enhance.network import net_flops_per_input_pixel
+from .enhance.tiling import enhance_image
+from .gan import load_gan
+from .generate import flops_per_image, generate, make_latent
+from .text_encoder import load_encoder
+from .threads import threads_for
+
+WEIGHTS = Path(__file__).resolve().parent / "weights"
+COMPETITOR = ("import torch\ntorch.set_num_threads(1)\na = torch.randn(1024, 1024)\n"
+              "while True:\n    a @ a\n")
+
+
+def median_ms(fn, min_time: float) -> float:
+    fn()                                          # warm-up
+    times, end = [], time.perf_counter() + min_time
+    while time.perf_counter() < end or len(times) < 5:
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return 1000 * statistics.median(times)
+
+
+def jobs() -> list[tuple[str, float, object]]:
+    """(name, FLOPs per call, the call)."""
+    enc = load_encoder()
+    model = load_gan(WEIGHTS / "promptgan_default.safetensors")
+    enh = load_enhancer(WEIGHTS / "enhance_x4.safetensors")
+    emb = enc.encode(["a red flower with five round petals on green grass"] * 16)
+    one, batch = make_latent(model, emb.select([0]), 0, 1), make_latent(model, emb, 0, 1)
+    per_image = flops_per_image(model)
+    px = net_flops_per_input_pixel(enh.net.cfg)
+    small, large = torch.rand(1, 3, 64, 64), torch.rand(1, 3, 256, 256)
+    return [
+        ("encode 1 prompt", 1e9, lambda: enc.encode(["a blue flower with pointed petals"])),
+        ("generate 64 px, batch 1", per_image, lambda: generate(model, one)),
+        ("generate 64 px, batch 16", 16 * per_image, lambda: generate(model, batch)),
+        ("enhance 64 -> 256 px", 64 * 64 * px, lambda: enhance_image(enh.net, small, None, tile=256)),
+        ("enhance 256 -> 1024 px", 256 * 256 * px, lambda: enhance_image(enh.net, large, None, tile=256)),
+    ]
+
+
+def measure(min_time: float, counts: list[int]) -> list[dict]:
+    rows = [{"job": name, "gflop": round(flops / 1e9, 2), "policy_threads": threads_for(flops),
+             "ms": {}} for name, flops, _ in jobs()]
+    calls = [fn for _, _, fn in jobs()]
+    default = torch.get_num_threads()
+    for condition in ("quiet", "busy"):
+        competitor = None
+        if condition == "busy":
+            competitor = subprocess.Popen([sys.executable, "-c", COMPETITOR])
+            time.sleep(1.0)
+        try:
+            for row, fn in zip(rows, calls):
+                for n in counts:
+                    torch.set_num_threads(n)
+                    row["ms"][f"{condition}_{n}"] = round(median_ms(fn, min_time), 2)
+        finally:
+            torch.set_num_threads(default)
+            if competitor is not None:
+                competitor.kill()
+                competitor.wait()
+    for row in rows:
+        n = row["policy_threads"]
+        row["policy_busy_over_quiet"] = round(row["ms"][f"busy_{n}"] / row["ms"][f"quiet_{n}"], 2)
+        worst = max(counts, key=lambda k: row["ms"][f"busy_{k}"] / row["ms"][f"quiet_{k}"])
+        row["worst_busy_over_quiet"] = round(row["ms"][f"busy_{worst}"] / row["ms"][f"quiet_{worst}"], 2)
+    return rows
+
+
+def markdown(rows: list[dict], counts: list[int]) -> str:
+    head = " | ".join(f"{c} {n} thr ms" for c in ("quiet", "busy") for n in counts)
+    lines = [f"| job | GFLOP | {head} | policy threads | policy busy/quiet | worst busy/quiet |",
+             "|" + " --- |" * (5 + 2 * len(counts))]
+    for r in rows:
+        cells = " | ".join(str(r["ms"][f"{c}_{n}"]) for c in ("quiet", "busy") for n in counts)
+        lines.append(f"| {r['job']} | {r['gflop']} | {cells} | {r['policy_threads']} | "
+                     f"{r['policy_busy_over_quiet']}x | {r['worst_busy_over_quiet']}x |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="benchmark-threads", description=__doc__.split("\n\n")[0])
+    p.add_argument("--min-time", type=float, default=1.5, help="seconds per measurement")
+    p.add_argument("--json", default=None)
+    args = p.parse_args(sys.argv[1:] if argv is None else argv)
+    counts = sorted({1, torch.get_num_threads()})
+    rows = measure(args.min_time, counts)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} intra-op threads by default")
+    print(markdown(rows, counts))
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=2))
+    return 0

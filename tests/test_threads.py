@@ -1,0 +1,54 @@
+"""The per-call thread policy: small jobs on one thread, the caller's setting restored, the same
+images whatever the thread count."""
+import pytest
+import torch
+
+from promptgan.models import generate as gen
+from promptgan.models import threads
+
+
+def test_small_jobs_get_one_thread_large_ones_all(monkeypatch):
+    monkeypatch.delenv(threads.ENV_THREADS, raising=False)
+    assert threads.threads_for(2e8) == 1
+    assert threads.threads_for(1e12) == torch.get_num_threads()
+    monkeypatch.setenv(threads.ENV_THREADS, "3")
+    assert threads.threads_for(2e8) == 3
+
+
+def test_the_callers_setting_is_restored_even_on_error():
+    before = torch.get_num_threads()
+    with threads.intra_op_threads(1):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+    with pytest.raises(RuntimeError), threads.intra_op_threads(1):
+        raise RuntimeError("boom")
+    assert torch.get_num_threads() == before
+
+
+def test_same_images_on_one_and_on_all_threads():
+    from promptgan.models import gan
+    from promptgan.models.text_encoder import TextEmbeds
+
+    torch.manual_seed(0)
+    g = gan.Generator(gan.GeneratorConfig(resolution=32, ngf=4, nz=8, text_dim=6, cond_dim=4)).eval()
+    model = gan.GANModel(g, None, "toy", "toy.safetensors")
+    s = torch.nn.functional.normalize(torch.randn(2, 6), dim=1)
+    lat = gen.make_latent(model, TextEmbeds(s, s[:, None], torch.ones(2, 1, dtype=torch.bool),
+                                            "toy", ["a", "b"]), 0, 3)
+    with threads.intra_op_threads(1):
+        one = gen.generate(model, lat)
+    with threads.intra_op_threads(max(2, torch.get_num_threads())):
+        many = gen.generate(model, lat)
+    assert (one - many).abs().max() < 1e-5     # kernels may sum in another order
+
+
+def test_generate_node_leaves_the_thread_setting_as_it_was():
+    from promptgan.nodes.gan_nodes import PromptGAN_GANGenerate, load_model_cached
+    from promptgan.nodes.text_nodes import MODEL_CHOICE, PromptGAN_TextEncode
+
+    model = load_model_cached("promptgan_default (bundled)")
+    (emb,) = PromptGAN_TextEncode().encode("a red flower", MODEL_CHOICE, model=model)
+    before = torch.get_num_threads()
+    PromptGAN_GANGenerate().generate(model, emb, 0, 1, 1.0)
+    assert torch.get_num_threads() == before
+    assert gen.flops_per_image(model) > 1e8
