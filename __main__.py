@@ -19,6 +19,8 @@ COMMANDS = {
     "train-classifier": ("models.evaluate", "train the evaluator's attribute classifier"),
     "train-enhance": ("models.enhance.train", "train an Enhance restoration network"),
     "evaluate-enhance": ("models.enhance.evaluate", "evaluate an Enhance checkpoint"),
+    "prepare-emoji-data": ("models.data.emoji_npm", "a captioned image folder from the npm emoji "
+                                                    "packages, to try train-gan on"),
     "benchmark": ("models.benchmark", "measure generation and encoding speed"),
     "refine-eval": ("models.refine_eval", "measure Refine (refinement and edits) on held-out prompts"),
     "train-inverter": ("models.invert", "train the inversion encoder used by Refine's edit mode"),
