@@ -21,7 +21,8 @@ def test_folder_from_npm_layout(tmp_path):
         {"name": "GRINNING FACE", "short_name": "grinning", "unified": "1F600", "image": "1f600.png",
          "has_img_google": False}]))
     (npm / "emojibase-data" / "en" / "data.json").write_text(json.dumps([
-        {"hexcode": "1F33B", "label": "sunflower", "tags": ["flower", "outdoors", "plant", "sun", "yellow"]}]))
+        {"hexcode": "1F33B", "label": "sunflower",
+         "tags": ["flower", "outdoors", "plant", "sun", "yellow"]}]))
     out = tmp_path / "folder"
     assert emoji_npm.main(["--npm", str(npm), "--out", str(out)]) == 0
     assert (out / "1f33b.txt").read_text().splitlines() == [
