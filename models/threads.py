@@ -1,11 +1,12 @@
 """How many intra-op threads one call gets, and setting them only for that call.
 
-On a machine whose cores are shared (another job, a second ComfyUI prompt, a trainer), torch's
-threads spin-wait for each other at every operator: a small job (batch-1 generation, one prompt's
-encoding, a small tile) then runs many times slower on two threads than on one, because each of
-its thousands of short operators waits for a core that is busy elsewhere. Large jobs amortise the
-wait. So small jobs run on one thread and large ones on all of torch's; ``benchmark-threads``
-measures both sides of the threshold, quiet and beside a competing process.
+On a machine whose cores are shared (another job, a trainer, a second program), torch's threads
+spin-wait for each other at every operator: a job on two threads beside a competing process ran
+2-5x slower than quiet, while the same job on one thread ran at its quiet speed
+(`benchmark-threads`). So each call first counts the cores other processes are using right now
+(the runnable tasks of /proc/loadavg, minus this process's own running threads: their OpenMP
+workers spin between operators and would count otherwise) and uses only the free ones, never more
+than torch's setting. Where /proc is missing (macOS, Windows) torch's setting is used as it is.
 """
 from __future__ import annotations
 
@@ -14,19 +15,48 @@ from contextlib import contextmanager
 
 import torch
 
-# below this much work per call (floating-point operations) one thread is used; measured by
-# `benchmark-threads`: batch-1 64 px generation (0.2 GFLOP) and one prompt's encoding run faster
-# on one thread beside a competing process and within a few per cent of two threads when quiet
-SMALL_JOB_FLOPS = 2e9
 ENV_THREADS = "PROMPTGAN_THREADS"    # a fixed count for every call (0 or unset: this policy)
 
 
-def threads_for(flops: float) -> int:
-    """Intra-op threads for a call doing about ``flops`` of work."""
+def _running_tasks_elsewhere() -> int | None:
+    """Tasks running or runnable now in other processes, or None without /proc."""
+    try:
+        with open("/proc/loadavg") as f:
+            total = int(f.read().split()[3].split("/")[0])
+        mine = 0
+        for tid in os.listdir("/proc/self/task"):
+            try:
+                with open(f"/proc/self/task/{tid}/stat") as f:
+                    stat = f.read()
+            except OSError:
+                continue                      # the thread ended while we looked
+            mine += stat[stat.rindex(")") + 2] == "R"
+    except (OSError, ValueError, IndexError):
+        return None
+    return max(0, total - mine)
+
+
+def busy_cores(samples: int = 3) -> int:
+    """Cores other processes keep busy: the least of a few instant readings (one reading can
+    catch a short-lived task), 0 where it cannot be read."""
+    readings = [r for r in (_running_tasks_elsewhere() for _ in range(samples)) if r is not None]
+    return min(readings) if readings else 0
+
+
+def available_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def threads_for_call() -> int:
+    """Intra-op threads for the next call: torch's count, less the cores busy elsewhere."""
     fixed = int(os.environ.get(ENV_THREADS, "0") or 0)
     if fixed > 0:
         return fixed
-    return 1 if flops < SMALL_JOB_FLOPS else torch.get_num_threads()
+    free = max(1, available_cores() - busy_cores())
+    return max(1, min(torch.get_num_threads(), free))
 
 
 @contextmanager
@@ -40,3 +70,13 @@ def intra_op_threads(n: int):
     finally:
         if torch.get_num_threads() != before:
             torch.set_num_threads(before)
+
+
+@contextmanager
+def threads_for_this_call(device: torch.device | str = "cpu"):
+    """The policy for one call on ``device`` (only CPU calls are affected)."""
+    if torch.device(device).type != "cpu":
+        yield
+        return
+    with intra_op_threads(threads_for_call()):
+        yield

@@ -17,8 +17,7 @@ from typing import TYPE_CHECKING
 import torch
 import torch.nn.functional as F
 
-from ..models.enhance.network import net_flops_per_input_pixel
-from ..models.threads import intra_op_threads, threads_for
+from ..models.threads import threads_for_this_call
 from . import runtime
 
 if TYPE_CHECKING:
@@ -235,9 +234,7 @@ class PromptGAN_Enhance:
         # the output is assembled tile by tile inside the IMAGE tensor ComfyUI receives
         result = torch.zeros(b, h * s, w * s, channels)                 # [B, sH, sW, C]
         bar = runtime.progress_bar(count_tiles(h, w, tile, 32))
-        tile_pixels = b * min(h, tile if tile > 0 else h) * min(w, tile if tile > 0 else w)
-        work = tile_pixels * net_flops_per_input_pixel(enhancer.net.cfg)
-        with intra_op_threads(threads_for(work if device.type == "cpu" else 0)):
+        with threads_for_this_call(device):
             enhance_image(net, x, text, tile=tile, overlap=32, progress=bar,
                           check_interrupt=runtime.check_interrupt, autocast_dtype=autocast,
                           strength=strength, alpha=alpha, out=result.movedim(-1, 1))

@@ -1,7 +1,7 @@
 """Model loader and GANGenerate nodes."""
 from __future__ import annotations
 
-from ..models.threads import intra_op_threads, threads_for
+from ..models.threads import threads_for_this_call
 from . import runtime
 
 BUNDLED_MODEL = "promptgan_default.safetensors"
@@ -99,8 +99,7 @@ class PromptGAN_GANGenerate:
         bar = runtime.progress_bar(len(latent))
         device = runtime.get_device()
         runtime.load_models(model, [model.generator], device)
-        work = len(latent) * gen.flops_per_image(model)
-        with intra_op_threads(threads_for(work if device.type == "cpu" else 0)):
+        with threads_for_this_call(device):
             images = gen.generate_comfy_image(model, latent, device, progress=bar,
                                               check_interrupt=runtime.check_interrupt)
         return (images.to(runtime.intermediate_device()), latent)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import logging
 
-from ..models.threads import intra_op_threads, threads_for
+from ..models.threads import threads_for_this_call
 from . import runtime
 
 log = logging.getLogger("PromptGAN")
@@ -11,7 +11,6 @@ log = logging.getLogger("PromptGAN")
 CATEGORY = "PromptGAN/conditioning"
 DEFAULT_CHOICE = "all-MiniLM-L6-v2 (bundled)"
 MODEL_CHOICE = "match the model"
-FLOPS_PER_PROMPT = 1e9     # MiniLM on a short prompt: 2 x 22M parameters x about 20 tokens
 
 
 def encoder_choices() -> list[str]:
@@ -96,7 +95,7 @@ class PromptGAN_TextEncode:
         enc = load_text_encoder(encoder, encoder_id)
         device = runtime.get_device()
         runtime.load_models(enc, [enc.model], device)
-        with intra_op_threads(threads_for(len(prompts) * FLOPS_PER_PROMPT)):
+        with threads_for_this_call(device):
             return (enc.to(device).encode(prompts),)
 
 

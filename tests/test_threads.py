@@ -7,12 +7,39 @@ from promptgan.models import generate as gen
 from promptgan.models import threads
 
 
-def test_small_jobs_get_one_thread_large_ones_all(monkeypatch):
+def test_a_busy_core_takes_a_thread_away(monkeypatch):
+    """Beside a process that keeps one core busy the call gets one thread fewer (never under
+    one, never over torch's count); PROMPTGAN_THREADS fixes the count."""
     monkeypatch.delenv(threads.ENV_THREADS, raising=False)
-    assert threads.threads_for(2e8) == 1
-    assert threads.threads_for(1e12) == torch.get_num_threads()
+    monkeypatch.setattr(threads, "available_cores", lambda: 2)
+    with threads.intra_op_threads(2):
+        monkeypatch.setattr(threads, "busy_cores", lambda: 0)
+        assert threads.threads_for_call() == 2
+        monkeypatch.setattr(threads, "busy_cores", lambda: 1)
+        assert threads.threads_for_call() == 1
+        monkeypatch.setattr(threads, "busy_cores", lambda: 5)
+        assert threads.threads_for_call() == 1
+    with threads.intra_op_threads(1):
+        monkeypatch.setattr(threads, "busy_cores", lambda: 0)
+        assert threads.threads_for_call() == 1
     monkeypatch.setenv(threads.ENV_THREADS, "3")
-    assert threads.threads_for(2e8) == 3
+    assert threads.threads_for_call() == 3
+
+
+def test_busy_cores_sees_a_real_competing_process():
+    import subprocess
+    import sys
+    import time
+
+    if threads._running_tasks_elsewhere() is None:
+        pytest.skip("no /proc here")
+    spin = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.5)
+        assert threads.busy_cores() >= 1
+    finally:
+        spin.kill()
+        spin.wait()
 
 
 def test_the_callers_setting_is_restored_even_on_error():
@@ -51,4 +78,3 @@ def test_generate_node_leaves_the_thread_setting_as_it_was():
     before = torch.get_num_threads()
     PromptGAN_GANGenerate().generate(model, emb, 0, 1, 1.0)
     assert torch.get_num_threads() == before
-    assert gen.flops_per_image(model) > 1e8
