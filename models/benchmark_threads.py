@@ -22,11 +22,12 @@ from pathlib import Path
 
 import torch
 
+from .benchmark import flops_per_image
 from .enhance.model import load_enhancer
 from .enhance.network import net_flops_per_input_pixel
 from .enhance.tiling import enhance_image
 from .gan import load_gan
-from .generate import flops_per_image, generate, make_latent
+from .generate import generate, make_latent
 from .text_encoder import load_encoder
 from .threads import threads_for_call
 
@@ -52,7 +53,7 @@ def jobs() -> list[tuple[str, float, object]]:
     enh = load_enhancer(WEIGHTS / "enhance_x4.safetensors")
     emb = enc.encode(["a red flower with five round petals on green grass"] * 16)
     one, batch = make_latent(model, emb.select([0]), 0, 1), make_latent(model, emb, 0, 1)
-    per_image = flops_per_image(model)
+    per_image = flops_per_image(model.generator)
     px = net_flops_per_input_pixel(enh.net.cfg)
     small, large = torch.rand(1, 3, 64, 64), torch.rand(1, 3, 256, 256)
     return [

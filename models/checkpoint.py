@@ -156,18 +156,15 @@ def describe_damage(path: str | os.PathLike) -> str:
 def _write_or_explain(tensors: dict, tmp: str, metadata: dict, path: Path) -> None:
     try:
         save_file(tensors, tmp, metadata=metadata)
-    except OSError as exc:
-        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            need = sum(t.numel() * t.element_size() for t in tensors.values())
-            raise CheckpointError(f"{path}: the disk is full (this file needs about "
-                                  f"{need / 2**20:.0f} MB); free space and run again. The "
-                                  "previous file at this path, if any, is intact") from exc
-        raise
-    except Exception as exc:  # safetensors reports a failed write as its own error type
-        if "No space left" in str(exc) or "Disk quota" in str(exc):
-            raise CheckpointError(f"{path}: the disk is full; free space and run again. The "
-                                  "previous file at this path, if any, is intact") from exc
-        raise
+    except Exception as exc:  # an OSError, or safetensors' own error type with the OS message
+        full = getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or any(
+            m in str(exc) for m in ("No space left", "Disk quota"))
+        if not full:
+            raise
+        need = sum(t.numel() * t.element_size() for t in tensors.values())
+        raise CheckpointError(f"{path}: the disk is full (this file needs about "
+                              f"{need / 2**20:.0f} MB); free space and run again. The previous "
+                              "file at this path, if any, is intact") from exc
 
 
 def read_metadata(path: str | os.PathLike) -> dict[str, str]:
@@ -260,6 +257,10 @@ def load_state_strict(module: torch.nn.Module, state: dict[str, torch.Tensor], *
     every value finite. Floating tensors are cast to the module's dtype (shipped files may be
     fp16)."""
     check_state(module, state, source=source)
+    _copy_state(module, state)
+
+
+def _copy_state(module: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
     with torch.no_grad():
         for key, t in module.state_dict().items():
             t.copy_(state[key].to(t.dtype))
@@ -280,5 +281,5 @@ def build_network(factory: Callable[[], torch.nn.Module], state: dict[str, torch
                               f"of PromptGAN builds ({type(exc).__name__}: {exc})") from exc
     check_state(probe, state, source=source)
     net = factory()
-    load_state_strict(net, state, source=source)
+    _copy_state(net, state)      # same keys and shapes as the probe: checked once
     return net

@@ -41,20 +41,6 @@ def model_id(model: GANModel) -> str:
     return f"{model.name}@{model.provenance.get('step', '?')}"
 
 
-def flops_per_image(model: GANModel) -> int:
-    """Floating-point operations of one generator forward (counted once per model, then kept)."""
-    cached = model.__dict__.get("_flops_per_image")
-    if cached is None:
-        from torch.utils.flop_counter import FlopCounterMode
-
-        cfg = model.generator.cfg
-        counter = FlopCounterMode(display=False)
-        with torch.no_grad(), counter:
-            model.generator(torch.zeros(1, cfg.nz), torch.zeros(1, cfg.text_dim))
-        cached = model.__dict__["_flops_per_image"] = int(counter.get_total_flops())
-    return cached
-
-
 def check_embeds(model: GANModel, embeds: TextEmbeds) -> None:
     if embeds.encoder_id != model.encoder_id:
         raise EncoderMismatchError(
@@ -110,25 +96,24 @@ def generate(model: GANModel, latent: GANLatent, device: torch.device | str = "c
 
     Runs in chunks written into one preallocated tensor, so memory stays at the output plus one
     chunk; progress(done, total) and check_interrupt() are called between chunks."""
-    device = torch.device(device)
-    b, r = len(latent), model.resolution
-    check_fits(b, r, chunk, device)
-    out = torch.empty(b, 3, r, r)
-    for start, images in _chunks(model, latent, device, chunk, progress, check_interrupt):
-        out[start:start + len(images)] = images
-    return out
+    r = model.resolution
+    return _fill(model, latent, device, chunk, progress, check_interrupt, (3, r, r), lambda x: x)
 
 
 @torch.no_grad()
 def generate_comfy_image(model: GANModel, latent: GANLatent, device: torch.device | str = "cpu",
                          chunk: int = 16, progress=None, check_interrupt=None) -> torch.Tensor:
     """Like ``generate``, straight into ComfyUI's IMAGE layout [B,R,R,3] float32 in [0,1]."""
+    r = model.resolution
+    return _fill(model, latent, device, chunk, progress, check_interrupt, (r, r, 3), to_comfy_image)
+
+
+def _fill(model, latent, device, chunk, progress, check_interrupt, shape, convert) -> torch.Tensor:
     device = torch.device(device)
-    b, r = len(latent), model.resolution
-    check_fits(b, r, chunk, device)
-    out = torch.empty(b, r, r, 3)
+    check_fits(len(latent), model.resolution, chunk, device)
+    out = torch.empty(len(latent), *shape)
     for start, images in _chunks(model, latent, device, chunk, progress, check_interrupt):
-        out[start:start + len(images)] = to_comfy_image(images)
+        out[start:start + len(images)] = convert(images)
     return out
 
 
