@@ -21,6 +21,8 @@ COMMANDS = {
     "evaluate-enhance": ("models.enhance.evaluate", "evaluate an Enhance checkpoint"),
     "prepare-emoji-data": ("models.data.emoji_npm", "a captioned image folder from the npm emoji "
                                                     "packages, to try train-gan on"),
+    "prepare-enhance-data": ("models.data.debian_photos", "real photographs from Debian's wallpaper "
+                                                          "packages, to train and evaluate Enhance"),
     "benchmark": ("models.benchmark", "measure generation and encoding speed"),
     "refine-eval": ("models.refine_eval", "measure Refine (refinement and edits) on held-out prompts"),
     "train-inverter": ("models.invert", "train the inversion encoder used by Refine's edit mode"),

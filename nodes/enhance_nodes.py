@@ -121,14 +121,14 @@ def _resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 
 def _require_memory(enhancer: EnhancerModel, b: int, h: int, w: int, channels: int, tile: int,
-                    resize_to: tuple[int, int] | None) -> None:
+                    resize_to: tuple[int, int] | None, scale: int | None = None) -> None:
     """Refuse, before anything is allocated, an Enhance whose output, input copy and one tile's
-    work do not fit in free memory."""
+    work do not fit in free memory (``scale``: the enlargement, when another model does it)."""
     from ..models.enhance.tiling import work_bytes
     from ..models.memory import gib, require_memory
 
-    s = enhancer.scale
-    in_bytes = 4 * b * h * w * 4
+    s = scale or enhancer.scale
+    in_bytes = 4 * b * h * w * 4 * (2 if scale else 1)     # a restored copy before enlarging
     out_bytes = 4 * b * channels * h * s * w * s
     final_bytes = 4 * b * channels * resize_to[0] * resize_to[1] if resize_to else 0
     work = work_bytes(enhancer.net, b, h, w, tile)
@@ -141,6 +141,16 @@ def _require_memory(enhancer: EnhancerModel, b: int, h: int, w: int, channels: i
     require_memory(in_bytes + out_bytes + final_bytes + work,
                    f"PromptGAN Enhance of {b} image(s) of {w}x{h} to {w * s}x{h * s} ({parts}, "
                    f"input {gib(in_bytes)}, tiles {gib(work)})", " or ".join(fixes))
+
+
+def _upscale_model_scale(model) -> int:
+    """The whole-number enlargement of an UPSCALE_MODEL (spandrel's ``scale``), or a clear error."""
+    scale = getattr(model, "scale", None)
+    if not callable(model) or not isinstance(scale, (int, float)) or scale < 1 or scale != int(scale):
+        raise ValueError("PromptGAN Enhance: 'upscale_model' must come from ComfyUI's Load Upscale "
+                         f"Model (an image model with a whole-number scale); got "
+                         f"{type(model).__name__} with scale {scale!r}")
+    return int(scale)
 
 
 class PromptGAN_Enhance:
@@ -187,13 +197,19 @@ class PromptGAN_Enhance:
                                "enhancer was trained with. One prompt for all images, or one per image."}),
                 "target_scale": ("FLOAT", {
                     "default": 0.0, "min": 0.0, "max": 16.0, "step": 0.25,
-                    "tooltip": "0 = the model's native scale (x4 for the bundled model). Otherwise "
-                               "the output is resized to this factor of the input after enhancing."}),
+                    "tooltip": "0 = the model's native scale (x4 for the bundled model; the upscale "
+                               "model's when one is connected). Otherwise the output is resized "
+                               "to this factor of the input after enhancing."}),
+                "upscale_model": ("UPSCALE_MODEL", {
+                    "tooltip": "An upscaler from ComfyUI's Load Upscale Model (Real-ESRGAN, "
+                               "SwinIR, ...). When connected, PromptGAN restores the image at its "
+                               "own size as the instruction says, and this model does the "
+                               "enlargement, at its own scale."}),
             },
         }
 
     def enhance(self, image, enhancer, instruction="", tile_size=256, strength=1.0, embeds=None,
-                target_scale=0.0):
+                target_scale=0.0, upscale_model=None):
         tile_size, strength, target_scale = runtime.checked_numbers(
             type(self), tile_size=tile_size, strength=strength, target_scale=target_scale)
         if not isinstance(image, torch.Tensor) or image.dim() != 4:
@@ -206,11 +222,14 @@ class PromptGAN_Enhance:
         if b == 0 or h == 0 or w == 0:
             raise ValueError(f"PromptGAN Enhance: input 'image' is empty, shape {tuple(image.shape)}")
         s = enhancer.scale
+        if upscale_model is not None:
+            s = _upscale_model_scale(upscale_model)
         channels = 4 if c == 4 else 3
         resize_to = None
         if target_scale and abs(target_scale - s) > 1e-6:
             resize_to = (max(1, round(h * target_scale)), max(1, round(w * target_scale)))
-        _require_memory(enhancer, b, h, w, channels, int(tile_size), resize_to)
+        _require_memory(enhancer, b, h, w, channels, int(tile_size), resize_to,
+                        s if upscale_model is not None else None)
         if not torch.isfinite(image).all():
             raise ValueError("PromptGAN Enhance: input 'image' contains NaN or infinite values; "
                              "check the node that produced it")
@@ -224,20 +243,42 @@ class PromptGAN_Enhance:
             raise ValueError(f"PromptGAN Enhance: 'embeds' holds {text.shape[0]} prompts for "
                              f"{b} images; give one prompt, or one per image")
 
-        from ..models.enhance.tiling import count_tiles, enhance_image
+        from ..models.enhance.tiling import (
+            count_tiles,
+            enhance_image,
+            restore_at_input_size,
+            upscale_with_model,
+        )
 
         device = runtime.get_device()
         net = enhancer.on(device)
         runtime.load_models(enhancer, [net], device)
         autocast = torch.float16 if device.type == "cuda" else None
         tile = int(tile_size)
+        tiling = {"tile": tile, "overlap": 32, "check_interrupt": runtime.check_interrupt,
+                  "autocast_dtype": autocast}
         # the output is assembled tile by tile inside the IMAGE tensor ComfyUI receives
         result = torch.zeros(b, h * s, w * s, channels)                 # [B, sH, sW, C]
-        bar = runtime.progress_bar(count_tiles(h, w, tile, 32))
+        passes = 2 if upscale_model is not None else 1
+        bar = runtime.progress_bar(passes * count_tiles(h, w, tile, 32))
         with threads_for_this_call(device):
-            enhance_image(net, x, text, tile=tile, overlap=32, progress=bar,
-                          check_interrupt=runtime.check_interrupt, autocast_dtype=autocast,
-                          strength=strength, alpha=alpha, out=result.movedim(-1, 1))
+            if upscale_model is None:
+                enhance_image(net, x, text, progress=bar, strength=strength, alpha=alpha,
+                              out=result.movedim(-1, 1), **tiling)
+            else:
+                n = count_tiles(h, w, tile, 32)
+                x = restore_at_input_size(net, x, text, strength=strength,
+                                          progress=lambda i, _t: bar(i, 2 * n), **tiling)
+                moved = hasattr(upscale_model, "to")
+                if moved:
+                    upscale_model.to(device)
+                try:
+                    upscale_with_model(upscale_model, s, x, device=device, alpha=alpha,
+                                       out=result.movedim(-1, 1),
+                                       progress=lambda i, _t: bar(n + i, 2 * n), **tiling)
+                finally:
+                    if moved and device.type != "cpu":
+                        upscale_model.to("cpu")
         if resize_to is not None:
             result = _resize(result.movedim(-1, 1), resize_to).movedim(1, -1).contiguous()
         if device.type == "cuda":

@@ -362,9 +362,12 @@ def test_evaluator_reports_each_preset_and_leaves_clean_out_of_the_targets():
     report = E.evaluate(net, images=[("synthetic", hr)], degradations=("noise", "mixed", "clean"),
                         encode=lambda texts: torch.randn(len(texts), 384))
     assert set(report["results"]) == {"noise", "mixed", "clean"}
-    assert set(report["results"]["clean"]) == set(E.METHODS)
+    assert set(report["results"]["clean"]) == set(E.METHODS) | {"truth"}
+    assert "psnr" not in report["results"]["clean"]["truth"]       # noise and blockiness only
     targets = report["targets"]
     assert "mixed_vs_bicubic_db" in targets and "noise_right_vs_wrong_db" in targets
+    assert {"mixed_noise_vs_truth", "mixed_blockiness_vs_truth",
+            "empty_vs_bicubic_worst_image_db"} <= set(targets)
     assert not any(k.startswith("clean") for k in targets)
     # downscaling alone costs bicubic less than downscaling plus noise
     assert report["results"]["clean"]["bicubic"]["psnr"] > report["results"]["noise"]["bicubic"]["psnr"]

@@ -16,7 +16,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .degrade import DEGRADATIONS, make_pair, sample_params, sample_present
+from ..data.debian_photos import read_manifest
+from .degrade import DEGRADATIONS, make_pair, sample_params, sample_present, sample_second_order
 
 log = logging.getLogger("PromptGAN")
 
@@ -74,6 +75,29 @@ def photo_sources(min_side: int = 128, largest_only: bool = False) -> list[tuple
     return out
 
 
+def prepared_photos(folder: str | Path, min_side: int = 128) -> list[tuple[str, torch.Tensor]]:
+    """The training photos of a prepare-enhance-data folder as (name@factor, [3, H, W]), each at
+    the manifest's detail scale times 3/4, 1/2 and 1/3 (the files are JPEGs: at full size their
+    own compression shows)."""
+    from PIL import Image
+
+    out = []
+    for path, scale in read_manifest(folder, "train"):
+        with Image.open(path) as im:
+            im = im.convert("RGB")
+            for f in (0.75, 0.5, 0.33):
+                size = (round(im.size[0] * scale * f), round(im.size[1] * scale * f))
+                if min(size) < min_side:
+                    continue
+                small = im.resize(size, Image.BICUBIC, reducing_gap=3.0)
+                arr = np.asarray(small, dtype=np.float32) / 255.0
+                out.append((f"{path.stem}@{scale * f:.3g}",
+                            torch.from_numpy(arr.copy()).permute(2, 0, 1).contiguous()))
+    if not out:
+        raise ValueError(f"{folder}: no training photos of at least {min_side} px")
+    return out
+
+
 def procedural_renderer():
     """``fn(rng, size) -> [3, size, size]`` from models/data/procedural.py, or None."""
     try:
@@ -117,6 +141,9 @@ def procedural_renderer():
     return fn
 
 
+EMPTY_FIXES = frozenset({"blur", "noise", "jpeg"})   # what the empty instruction removes
+
+
 @dataclass
 class Batch:
     lr: torch.Tensor          # [B, 3, h, w] degraded input
@@ -134,12 +161,21 @@ class EnhanceData:
 
     def __init__(self, pool: list[tuple[str, frozenset | None]], *, scale: int, hr_size: int,
                  seed: int = 0, procedural_fraction: float = 0.15, use_procedural: bool = True,
-                 degradation_weights: dict[str, float] | None = None):
+                 degradation_weights: dict[str, float] | None = None, photos: str = "",
+                 photo_fraction: float = 0.6, mixed_fraction: float = 0.0,
+                 second_order: float = 0.0):
+        """``photos``: a prepare-enhance-data folder whose training photos are drawn with
+        probability ``photo_fraction`` (the bundled scikit-image photos otherwise);
+        ``mixed_fraction``: how often a sample carries blur, noise and JPEG together;
+        ``second_order``: how often such a full-restoration sample gets two rounds."""
         assert hr_size % scale == 0, (hr_size, scale)
         self.degradation_weights = dict(degradation_weights or {})
         self.scale, self.hr_size = scale, hr_size
+        self.mixed_fraction, self.second_order = mixed_fraction, second_order
         self.rng = np.random.default_rng(seed)
         self.sources = photo_sources(min_side=hr_size)
+        self.photos = prepared_photos(photos, min_side=hr_size) if photos else []
+        self.photo_fraction = photo_fraction if self.photos else 0.0
         self.render = procedural_renderer() if use_procedural else None
         self.procedural_fraction = procedural_fraction if self.render is not None else 0.0
         self.pool = pool
@@ -153,8 +189,14 @@ class EnhanceData:
     def describe(self) -> str:
         n = sum(x.shape[1] * x.shape[2] for _, x in self.sources) / 1e6
         proc = "yes" if self.render is not None else "no"
-        return (f"{len(self.sources)} photo sources ({n:.1f} MP), procedural renders: {proc}, "
-                f"{len(self.pool)} instructions")
+        text = f"{len(self.sources)} scikit-image sources ({n:.1f} MP)"
+        if self.photos:
+            m = sum(x.shape[1] * x.shape[2] for _, x in self.photos) / 1e6
+            text += (f", {len(self.photos)} prepared-photo sources ({m:.1f} MP, drawn "
+                     f"{self.photo_fraction:.0%})")
+        extra = (f", mixed {self.mixed_fraction:.0%}, two rounds {self.second_order:.0%}"
+                 if self.mixed_fraction or self.second_order else "")
+        return f"{text}, procedural renders: {proc}, {len(self.pool)} instructions{extra}"
 
     def crop(self) -> torch.Tensor:
         """A clean HR crop [3, S, S] with flips, rotations and a channel shuffle."""
@@ -162,8 +204,10 @@ class EnhanceData:
         if self.procedural_fraction and rng.random() < self.procedural_fraction:
             x = self.render(rng, s)
         else:
+            sources = (self.photos if self.photo_fraction and rng.random() < self.photo_fraction
+                       else self.sources)
             for _ in range(6):
-                _, img = self.sources[int(rng.integers(len(self.sources)))]
+                _, img = sources[int(rng.integers(len(sources)))]
                 y = int(rng.integers(0, img.shape[1] - s + 1))
                 x0 = int(rng.integers(0, img.shape[2] - s + 1))
                 x = img[:, y:y + s, x0:x0 + s]
@@ -179,13 +223,13 @@ class EnhanceData:
         return x.contiguous()
 
     def instruction(self, present: set[str]) -> tuple[int, bool, frozenset | None]:
-        """(pool row, use null embedding, fix set or None = everything)."""
+        """(pool row, use null embedding, fix set or None = everything). The empty instruction
+        restores detail (blur, noise, JPEG) but keeps the picture's tone and colour: a dark or
+        tinted photo may be meant that way, and brightening it unasked can only hurt."""
         rng = self.rng
         r = rng.random()
-        if r < 0.12:
-            return self.empty_index, True, None
         if r < 0.18:
-            return self.empty_index, False, None
+            return self.empty_index, r < 0.12, frozenset(present & EMPTY_FIXES)
         if r < 0.28:
             return int(rng.choice(self.generic)), False, None
         if r < 0.75:
@@ -201,8 +245,10 @@ class EnhanceData:
         lrs, targets, idx, null, denoise = [], [], [], [], []
         for _ in range(batch):
             hr = self.crop()
-            present = sample_present(self.rng, self.degradation_weights)
+            present = sample_present(self.rng, self.degradation_weights, self.mixed_fraction)
             params = sample_params(present, self.scale, self.rng)
+            if self.second_order and present and self.rng.random() < self.second_order:
+                sample_second_order(params, self.scale, self.rng)
             i, use_null, fix = self.instruction(present)
             lr, target = make_pair(hr, params, self.scale, None if fix is None else set(fix),
                                    self.rng)

@@ -10,6 +10,9 @@ target. The pipeline, in order:
   JPEG at LR         Pillow, quality 30..95
   8-bit rounding
 
+``sample_second_order`` adds a second round (an intermediate resize by a random kernel, a second
+blur and noise, an earlier JPEG) for requests that remove everything present.
+
 The instruction decides which of the present degradations the network should remove (``fix``).
 The target is the clean HR image with the *kept* degradations re-applied: photometric and blur at
 HR, noise and JPEG as their low-resolution residual, upsampled bicubically. With ``fix`` equal to
@@ -81,10 +84,35 @@ def sample_params(present: set[str] | list[str], scale: int, rng: np.random.Gene
     return p
 
 
-def sample_present(rng: np.random.Generator, weights: dict[str, float] | None = None) -> set[str]:
-    """A random set of degradations: none (10%), one (40%), two (30%), three or more (20%);
-    each drawn with its weight (default ``DEGRADATION_WEIGHTS``; a name left out keeps its
-    default; a set never holds more kinds than have a weight above 0)."""
+def sample_second_order(p: DegradeParams, scale: int, rng: np.random.Generator) -> DegradeParams:
+    """Add a second round (Real-ESRGAN's idea: a picture is resized, compressed and resized again
+    before it reaches you): an intermediate size 1-2x the final one reached by a random kernel, a
+    second blur, a second, weaker noise and an earlier JPEG, each only for the kinds present."""
+    present = p.present
+    second = {"mid": float(rng.uniform(1.0, 2.0)) if scale > 1 else 1.0,
+              "down1": str(rng.choice(DOWN_MODES))}
+    if "blur" in present and rng.random() < 0.8:
+        sig = float(rng.uniform(0.2, 0.8))
+        second["blur2"] = (sig, sig * float(rng.uniform(0.5, 1.0)), float(rng.uniform(0, math.pi)))
+    if "noise" in present and rng.random() < 0.5:
+        second["noise2"] = ("gauss", float(rng.uniform(1, 10)) / 255.0, bool(rng.random() < 0.4))
+    if "jpeg" in present and rng.random() < 0.5:
+        second["jpeg1"] = int(rng.integers(40, 96))
+    p.extra["second"] = second
+    return p
+
+
+MIXED = frozenset({"blur", "noise", "jpeg"})   # what a photo from the web usually carries
+
+
+def sample_present(rng: np.random.Generator, weights: dict[str, float] | None = None,
+                   mixed_fraction: float = 0.0) -> set[str]:
+    """A random set of degradations: with probability ``mixed_fraction`` blur, noise and JPEG
+    together (plus low light one time in six); otherwise none (10%), one (40%), two (30%), three
+    or more (20%), each drawn with its weight (default ``DEGRADATION_WEIGHTS``; a name left out
+    keeps its default; a set never holds more kinds than have a weight above 0)."""
+    if mixed_fraction and rng.random() < mixed_fraction:
+        return set(MIXED) | ({"lowlight"} if rng.random() < 1 / 6 else set())
     k = int(rng.choice([0, 1, 2, 3, 4], p=[0.10, 0.40, 0.30, 0.15, 0.05]))
     names = list(DEGRADATIONS)
     weights = {**DEGRADATION_WEIGHTS, **(weights or {})}
@@ -124,6 +152,17 @@ def downscale(img: torch.Tensor, scale: int, mode: str = "bicubic") -> torch.Ten
         out = F.interpolate(img[None], size=(h, w), mode="area")
     else:
         out = F.interpolate(img[None], size=(h, w), mode=mode, align_corners=False, antialias=True)
+    return out[0].clamp(0, 1)
+
+
+def resize_to(img: torch.Tensor, size: tuple[int, int], mode: str = "bicubic") -> torch.Tensor:
+    """[3, H, W] -> [3, h, w] by ``mode`` (antialiased when shrinking)."""
+    if tuple(img.shape[1:]) == tuple(size):
+        return img
+    if mode == "area":
+        out = F.interpolate(img[None], size=size, mode="area")
+    else:
+        out = F.interpolate(img[None], size=size, mode=mode, align_corners=False, antialias=True)
     return out[0].clamp(0, 1)
 
 
@@ -199,6 +238,11 @@ def make_pair(hr: torch.Tensor, p: DegradeParams, scale: int, fix: set[str] | No
     present = p.present
     fix = present if fix is None else (set(fix) & present)
     kept = present - fix
+    if "second" in p.extra and not kept & {"blur", "noise", "jpeg"}:
+        # two rounds are only drawn when the target removes all of them: the target of a
+        # partial request re-applies what is kept, which needs the one-round pipeline
+        lr = second_order_input(hr, p, scale, rng)
+        return lr, photometric(hr, p, kept).clamp(0, 1)
     # the input: everything present
     x = photometric(hr, p, present)
     if p.blur is not None:
@@ -226,6 +270,30 @@ def make_pair(hr: torch.Tensor, p: DegradeParams, scale: int, fix: set[str] | No
         residual = lr_kept - lr_ref         # [3, h, w] what the kept LR degradations added
         t = t + upscale(residual, scale, "bicubic")
     return lr, t.clamp(0, 1)
+
+
+def second_order_input(hr: torch.Tensor, p: DegradeParams, scale: int,
+                       rng: np.random.Generator) -> torch.Tensor:
+    """hr [3, H, W] -> the two-round degraded input [3, H/s, W/s] (``sample_second_order``)."""
+    second = p.extra["second"]
+    h, w = hr.shape[1] // scale, hr.shape[2] // scale
+    x = photometric(hr, p, p.present)
+    if p.blur is not None:
+        x = blur(x, p.blur)
+    mid = (min(hr.shape[1], round(h * second["mid"])), min(hr.shape[2], round(w * second["mid"])))
+    x = resize_to(x, mid, second["down1"])
+    if p.noise is not None:
+        x = add_noise(x, p.noise, rng)
+    if "jpeg1" in second:
+        x = jpeg(x, second["jpeg1"])
+    if "blur2" in second:
+        x = blur(x.clamp(0, 1), second["blur2"])
+    x = resize_to(x.clamp(0, 1), (h, w), p.down)
+    if "noise2" in second:
+        x = add_noise(x, second["noise2"], rng)
+    if p.jpeg is not None:
+        x = jpeg(x, p.jpeg)
+    return quantise(x)
 
 
 # ----------------------------------------------------------------------------- evaluation presets

@@ -71,6 +71,34 @@ def _bicubic(x: torch.Tensor, scale: int) -> torch.Tensor:
     return F.interpolate(x, scale_factor=scale, mode="bicubic", align_corners=False).clamp_(0, 1)
 
 
+class _AtInputSize(torch.nn.Module):
+    """The restoration of an enhancer at its input's size: its output shrunk by its own scale
+    (area), so another model can do the enlargement."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.net, self.scale = net, 1
+        self.cfg = getattr(net, "cfg", None)
+
+    def forward(self, x, text=None, **kwargs):
+        s = int(self.net.scale)
+        out = self.net(x, text, **kwargs)
+        return F.avg_pool2d(out.float().clamp(0, 1), s) if s > 1 else out
+
+
+class _Upscaler(torch.nn.Module):
+    """Any image-to-image model ``fn([B, 3, h, w]) -> [B, 3, h*scale, w*scale]`` (a spandrel
+    descriptor, as ComfyUI's Load Upscale Model gives) in the enhancer's calling convention."""
+
+    def __init__(self, fn, scale: int, device: torch.device):
+        super().__init__()
+        self.fn, self.scale, self.device, self.cfg = fn, int(scale), device, None
+        self._anchor = torch.nn.Parameter(torch.zeros(0, device=device), requires_grad=False)
+
+    def forward(self, x, text=None, **kwargs):
+        return self.fn(x)
+
+
 def _run_tiles(net, image, text, tile, overlap, progress, check_interrupt, autocast_dtype, out,
                strength, alpha):
     from .network import image_stats
@@ -102,6 +130,9 @@ def _run_tiles(net, image, text, tile, overlap, progress, check_interrupt, autoc
             else:
                 res = net(patch, text, **kwargs)
             res = res.float().clamp_(0, 1).to(image.device)       # [B, 3, s*th, s*tw]
+            if tuple(res.shape[2:]) != ((y1 - y0) * s, (x1 - x0) * s):
+                raise ValueError(f"the model gave a {res.shape[3]}x{res.shape[2]} tile for a "
+                                 f"{x1 - x0}x{y1 - y0} input; expected x{s}")
             if strength < 1.0:
                 res.mul_(strength).add_(_bicubic(image[:, :, y0:y1, x0:x1], s), alpha=1 - strength)
             if alpha is not None:
@@ -176,6 +207,25 @@ def enhance_image(net, image: torch.Tensor, text: torch.Tensor | None = None, *,
             log.warning("PromptGAN Enhance: out of memory with %d px tiles, retrying with %d px",
                         tile, new_tile)
             tile = new_tile
+
+
+@torch.no_grad()
+def restore_at_input_size(net, image: torch.Tensor, text: torch.Tensor | None = None,
+                          **tiling) -> torch.Tensor:
+    """image [B, 3, H, W] -> [B, 3, H, W]: the enhancer's instruction-aware restoration (its
+    output shrunk back by its scale), tiled like ``enhance_image`` (same keyword arguments)."""
+    return enhance_image(_AtInputSize(net), image, text, **tiling)
+
+
+@torch.no_grad()
+def upscale_with_model(fn, scale: int, image: torch.Tensor, *, device: torch.device | None = None,
+                       **tiling) -> torch.Tensor:
+    """image [B, 3, H, W] -> [B, 3, sH, sW] by another upscaler ``fn`` (e.g. a spandrel model
+    from ComfyUI's Load Upscale Model), in overlapping tiles with ``enhance_image``'s blending,
+    progress, interrupt and out-of-memory halving; ``strength`` and ``alpha`` work as there."""
+    if int(scale) < 1:
+        raise ValueError(f"upscale model scale {scale} is not a whole number of at least 1")
+    return enhance_image(_Upscaler(fn, scale, device or image.device), image, None, **tiling)
 
 
 def resize(image: torch.Tensor, size: tuple[int, int], mode: str = "bicubic") -> torch.Tensor:

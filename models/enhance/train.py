@@ -96,6 +96,14 @@ def parse_args(argv):
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-procedural", action="store_true", help="photos only")
+    p.add_argument("--photos", default="", metavar="DIR",
+                   help="a prepare-enhance-data folder: its training photos join the bundled ones")
+    p.add_argument("--photo-fraction", type=float, default=0.6,
+                   help="share of photo crops drawn from --photos")
+    p.add_argument("--mixed-fraction", type=float, default=0.0,
+                   help="share of samples carrying blur, noise and JPEG together")
+    p.add_argument("--second-order", type=float, default=0.0,
+                   help="share of full-restoration samples degraded in two rounds")
     p.add_argument("--weight", action="append", default=[], metavar="NAME=W",
                    help="how often a degradation is drawn relative to the others (repeatable; "
                         f"defaults {', '.join(f'{k}={v:g}' for k, v in DEGRADATION_WEIGHTS.items())})")
@@ -330,11 +338,13 @@ def main(argv=None) -> int:
     best = float(extra.get("best_val_psnr", -1.0))
     elapsed = float(extra.get("seconds", 0.0))
 
+    mix = {"photos": args.photos, "photo_fraction": args.photo_fraction,
+           "mixed_fraction": args.mixed_fraction, "second_order": args.second_order}
     data = EnhanceData(pool, scale=args.scale, hr_size=args.lr_size * args.scale,
                        seed=args.seed * 1_000_003 + step, use_procedural=not args.no_procedural,
-                       degradation_weights=parse_weights(args.weight))
+                       degradation_weights=parse_weights(args.weight), **mix)
     val = EnhanceData(pool, scale=args.scale, hr_size=args.lr_size * args.scale, seed=987_654,
-                      use_procedural=not args.no_procedural).sample(args.val_size)
+                      use_procedural=not args.no_procedural, **mix).sample(args.val_size)
     print(f"[enhance] {count_parameters(net) / 1e6:.3f}M params, {data.describe()}", file=sys.stderr)
 
     def save_state():
