@@ -222,6 +222,6 @@ def main(argv=None) -> int:
     counts = {s: sum(r["split"] == s for r in records) for s in ("train", "heldout", "refused")}
     mp = sum(r["width"] * r["height"] * r["scale"] ** 2 for r in records
              if r["split"] == "train") / 1e6
-    print(f"{out}: {counts['train']} training photos ({mp:.0f} MP at their detail scale), {counts['heldout']} held out, "
-          f"{counts['refused']} refused")
+    print(f"{out}: {counts['train']} training photos ({mp:.0f} MP at their detail scale), "
+          f"{counts['heldout']} held out, {counts['refused']} refused")
     return 0

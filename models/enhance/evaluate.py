@@ -2,8 +2,8 @@
 
 On the held-out photos of a prepare-enhance-data folder (``--photos``; 256 px crops of photos
 training never reads) or, without it, the three bundled images (scikit-learn's china.jpg and
-flower.jpg, matplotlib's grace_hopper.jpg), each degradation preset of ``degrade.EVAL_PRESETS`` (blur, noise, jpeg, lowlight, mixed, and
-clean: downscaling alone) is applied at the network's scale with a fixed seed. Scores are PSNR
+flower.jpg, matplotlib's grace_hopper.jpg), each degradation preset of ``degrade.EVAL_PRESETS``
+(blur, noise, jpeg, lowlight, mixed, and clean: downscaling alone) is applied at the network's scale with a fixed seed. Scores are PSNR
 and SSIM against the clean image (RGB, ``scale`` pixels of border left out), for:
 
   identity   nearest-neighbour enlargement of the input (what you have)
@@ -76,7 +76,8 @@ def held_out_photos(folder: str | os.PathLike, size: int = 256,
     for path, scale in read_manifest(folder, "heldout"):
         with Image.open(path) as im:
             im = im.convert("RGB")
-            f = short_side / min(im.size)
+            # never above the detail scale: the crop must be as sharp as a photo can be
+            f = min(short_side / min(im.size), scale)
             im = im.resize((round(im.size[0] * f), round(im.size[1] * f)), Image.BICUBIC,
                            reducing_gap=3.0)
         left, top = (im.size[0] - size) // 2, (im.size[1] - size) // 2
@@ -278,7 +279,8 @@ def markdown(report: dict) -> str:
         cells = [f"{r[m]['psnr']:.2f} / {r[m]['ssim']:.3f}" for m in METHODS]
         lines.append(f"| {d} | " + " | ".join(cells) + " |")
     shown = ("bicubic", "net", "net+right", "truth")
-    lines += ["", "residual noise (Immerkaer at the input's resolution, 8-bit levels) / blockiness (1 = none), mean", "",
+    lines += ["", "residual noise (Immerkaer at the input's resolution, 8-bit levels) / "
+              "blockiness (1 = none), mean", "",
               "| degradation | " + " | ".join(shown) + " |", "| --- |" + " --- |" * len(shown)]
     for d, r in res.items():
         lines.append(f"| {d} | " + " | ".join(f"{r[m]['noise']:.2f} / {r[m]['blockiness']:.3f}"
