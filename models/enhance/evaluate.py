@@ -3,8 +3,9 @@
 On the held-out photos of a prepare-enhance-data folder (``--photos``; 256 px crops of photos
 training never reads) or, without it, the three bundled images (scikit-learn's china.jpg and
 flower.jpg, matplotlib's grace_hopper.jpg), each degradation preset of ``degrade.EVAL_PRESETS``
-(blur, noise, jpeg, lowlight, mixed, and clean: downscaling alone) is applied at the network's scale with a fixed seed. Scores are PSNR
-and SSIM against the clean image (RGB, ``scale`` pixels of border left out), for:
+(blur, noise, jpeg, lowlight, mixed, and clean: downscaling alone) is applied at the network's
+scale with a fixed seed. Scores are PSNR and SSIM against the clean image (RGB, ``scale`` pixels
+of border left out), plus residual noise and blockiness, for:
 
   identity   nearest-neighbour enlargement of the input (what you have)
   bicubic    bicubic enlargement
