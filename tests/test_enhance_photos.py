@@ -275,7 +275,7 @@ def test_spandrel_compact_upscaler_from_comfyui_loader_works_when_spandrel_is_in
     spandrel with random weights, the way ComfyUI's Load Upscale Model returns it. spandrel needs
     torchvision (a 5 GB CUDA build here), so this runs where ComfyUI's venv is, not in CI."""
     spandrel = pytest.importorskip("spandrel")
-    from spandrel.architectures.SRVGGNetCompact import SRVGGNetCompact
+    from spandrel.architectures.Compact import Compact as SRVGGNetCompact
 
     arch = SRVGGNetCompact(num_in_ch=3, num_out_ch=3, num_feat=16, num_conv=4, upscale=4)
     descriptor = spandrel.ModelLoader().load_from_state_dict(arch.state_dict()).eval()

