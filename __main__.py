@@ -14,24 +14,24 @@ COMMANDS = {
     "setup": ("models.setup_venv", "make a virtual environment with torch and the pack's requirements, "
                                    "then run a command in it ('setup test', 'setup run WORKFLOW')"),
     "run": ("nodes.headless", "run a workflow file (UI or API format) without ComfyUI"),
-    "train-gan": ("models.train_gan", "train a text-to-image GAN"),
-    "evaluate": ("models.evaluate", "evaluate a generator checkpoint"),
-    "train-classifier": ("models.evaluate", "train the evaluator's attribute classifier"),
-    "train-enhance": ("models.enhance.train", "train an Enhance restoration network"),
-    "evaluate-enhance": ("models.enhance.evaluate", "evaluate an Enhance checkpoint"),
+    "train-gan": ("models.train.gan", "train a text-to-image GAN"),
+    "evaluate": ("models.eval.gan", "evaluate a generator checkpoint"),
+    "train-classifier": ("models.eval.gan", "train the evaluator's attribute classifier"),
+    "train-enhance": ("models.train.enhance", "train an Enhance restoration network"),
+    "evaluate-enhance": ("models.eval.enhance", "evaluate an Enhance checkpoint"),
     "prepare-emoji-data": ("models.data.emoji_npm", "a captioned image folder from the npm emoji "
                                                     "packages, to try train-gan on"),
     "prepare-enhance-data": ("models.data.debian_photos", "real photographs from Debian's wallpaper "
                                                           "packages, to train and evaluate Enhance"),
-    "benchmark": ("models.benchmark", "measure generation and encoding speed"),
-    "refine-eval": ("models.refine_eval", "measure Refine (refinement and edits) on held-out prompts"),
-    "train-inverter": ("models.invert", "train the inversion encoder used by Refine's edit mode"),
-    "invert-eval": ("models.invert", "measure inversion of procedural renders, with and without "
+    "benchmark": ("models.eval.benchmark", "measure generation and encoding speed"),
+    "refine-eval": ("models.eval.refine", "measure Refine (refinement and edits) on held-out prompts"),
+    "train-inverter": ("models.train.inverter", "train the inversion encoder used by Refine's edit mode"),
+    "invert-eval": ("models.eval.invert", "measure inversion of procedural renders, with and without "
                                      "the inversion encoder"),
-    "benchmark-threads": ("models.benchmark_threads", "measure one and all threads per job, quiet and "
+    "benchmark-threads": ("models.eval.benchmark_threads", "measure one and all threads per job, quiet and "
                                                       "beside a competing process"),
-    "benchmark-enhance": ("models.enhance.benchmark", "measure Enhance speed and tiled memory"),
-    "fit-text-head": ("models.text_head", "add Refine's prompt -> attribute head to a GAN file"),
+    "benchmark-enhance": ("models.eval.benchmark_enhance", "measure Enhance speed and tiled memory"),
+    "fit-text-head": ("models.train.text_head", "add Refine's prompt -> attribute head to a GAN file"),
 }
 
 

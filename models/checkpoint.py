@@ -29,6 +29,7 @@ PICKLE_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".pkl", ".pickle")
 META_PREFIX = "promptgan."
 MAX_META_CHARS = 1_000_000     # a config or provenance beyond this is not one the trainer wrote
 TEMP_SUFFIX = ".tmp"           # save_checkpoint's temporary files: <name>.<random>.tmp
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"   # the weights that ship with the pack
 
 
 class CheckpointError(ValueError):

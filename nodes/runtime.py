@@ -13,12 +13,12 @@ from pathlib import Path
 
 import torch
 
-from ..models.checkpoint import CheckpointError, read_metadata
+from ..models.checkpoint import WEIGHTS_DIR, CheckpointError, read_metadata
 
 log = logging.getLogger("PromptGAN")
 
 PACK_DIR = Path(__file__).resolve().parents[1]
-BUNDLED_WEIGHTS_DIR = PACK_DIR / "models" / "weights"
+BUNDLED_WEIGHTS_DIR = WEIGHTS_DIR
 MODEL_FOLDER = "promptgan"
 TEXT_ENCODER_FOLDER = "text_encoders"
 WEIGHT_EXTENSIONS = {".safetensors"}

@@ -615,7 +615,7 @@ def test_trainer_init_from_a_damaged_file_is_named(tmp_path):
 
 
 def test_sample_prompts_file_without_prompts_is_named(tmp_path):
-    from promptgan.models.train_gan import choose_sample_prompts
+    from promptgan.models.train.gan import choose_sample_prompts
 
     f = tmp_path / "p.txt"
     f.write_text("\n  \n")
@@ -627,7 +627,7 @@ def test_sample_prompts_file_without_prompts_is_named(tmp_path):
 
 
 def test_damaged_data_cache_is_rebuilt_not_fatal(tmp_path):
-    from promptgan.models.train_gan import load_training_data
+    from promptgan.models.train.gan import load_training_data
 
     cache = tmp_path / "cache"
     first = load_training_data("flowers", 32, 4, 0, cache, "cpu", 1)

@@ -4,7 +4,7 @@ import json
 import pytest
 import torch
 
-from promptgan.models import benchmark as bm
+from promptgan.models.eval import benchmark as bm
 from promptgan.models.gan import Generator, GeneratorConfig
 
 

@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as F
 
 from promptgan.models.checkpoint import CheckpointError, read_metadata, save_checkpoint
-from promptgan.models.enhance import degrade
-from promptgan.models.enhance.instructions import HELD_OUT, build_pool
+from promptgan.models.data import degrade
+from promptgan.models.data.enhance_instructions import HELD_OUT, build_pool
 from promptgan.models.enhance.network import CONTEXT_DIM, Enhancer, EnhancerConfig, load_enhancer
 from promptgan.models.enhance.tiling import count_tiles, enhance_image
 from promptgan.models.text_encoder import DEFAULT_ENCODER_ID
@@ -275,7 +275,7 @@ def test_shipped_weights_beat_bicubic(pack_root):
     path = pack_root / "models" / "weights" / "enhance_x4.safetensors"
     if not path.is_file():
         pytest.skip("no shipped enhance_x4 weights")
-    from promptgan.models.enhance.evaluate import baseline, held_out_images, scores
+    from promptgan.models.eval.enhance import baseline, held_out_images, scores
     from promptgan.nodes.enhance_nodes import bundled_names, load_model
 
     assert "enhance_x4 (bundled)" in bundled_names()
@@ -298,7 +298,7 @@ def test_shipped_weights_beat_bicubic(pack_root):
 def test_trainer_runs_resumes_and_warm_starts_across_skips(tmp_path):
     """A few steps of train-enhance: state, resume, fp16 export with its command; a nearest-skip
     file warm-starts a bicubic-skip run with the tail restarted at zero."""
-    from promptgan.models.enhance import train as T
+    from promptgan.models.train import enhance as T
 
     flags = ["--channels", "8", "--n-convs", "2", "--film-hidden", "16", "--batch", "2",
              "--lr-size", "8", "--val-size", "4", "--val-every", "2", "--save-every", "2",
@@ -329,7 +329,7 @@ def test_trainer_runs_resumes_and_warm_starts_across_skips(tmp_path):
 
 def test_degradation_weights_change_what_is_drawn():
     """--weight noise=... raises noise's share; 0 removes a degradation; bad items are refused."""
-    from promptgan.models.enhance import train as T
+    from promptgan.models.train import enhance as T
 
     def share(weights):
         rng = np.random.default_rng(0)
@@ -355,7 +355,7 @@ def test_degradation_weights_change_what_is_drawn():
 def test_evaluator_reports_each_preset_and_leaves_clean_out_of_the_targets():
     """evaluate-enhance on one small synthetic picture: a row per preset (clean included), the
     issue's targets computed from them, and the right/wrong instructions named."""
-    from promptgan.models.enhance import evaluate as E
+    from promptgan.models.eval import enhance as E
 
     net = tiny(4).eval()
     hr = torch.rand(3, 48, 48, generator=torch.Generator().manual_seed(3))
@@ -378,7 +378,7 @@ def test_evaluator_reports_each_preset_and_leaves_clean_out_of_the_targets():
 def test_nlm_baseline_estimates_the_noise_and_removes_it():
     """The evaluator's non-local-means baseline: Immerkaer's estimate finds the noise level of a
     smooth picture within 10 %, and denoising then bicubic beats bicubic alone on it."""
-    from promptgan.models.enhance import evaluate as E
+    from promptgan.models.eval import enhance as E
 
     yy, xx = torch.meshgrid(torch.linspace(0, 1, 64), torch.linspace(0, 1, 64), indexing="ij")
     clean = torch.stack([0.2 + 0.5 * xx, 0.3 + 0.4 * yy, 0.5 + 0.2 * xx * yy])      # [3, 64, 64]
@@ -394,8 +394,8 @@ def test_nlm_baseline_estimates_the_noise_and_removes_it():
 
 
 def test_training_photos_for_the_memorisation_check_are_distinct_and_not_held_out():
-    from promptgan.models.enhance import evaluate as E
-    from promptgan.models.enhance.data import HELD_OUT_FILES
+    from promptgan.models.data.enhance_pairs import HELD_OUT_FILES
+    from promptgan.models.eval import enhance as E
 
     imgs = E.training_images(4, size=128)
     names = [n for n, _ in imgs]
@@ -421,7 +421,7 @@ def test_noise_level_reads_the_noise_sigma_and_ignores_smooth_content():
 
 def test_an_older_network_reads_the_first_eleven_statistics_and_widens_exactly():
     from promptgan.models.enhance.network import image_stats
-    from promptgan.models.enhance.train import widen_context
+    from promptgan.models.train.enhance import widen_context
 
     torch.manual_seed(0)
     old = Enhancer(EnhancerConfig(scale=2, channels=8, n_convs=2, film_hidden=16, context_dim=11))
@@ -443,7 +443,7 @@ def test_an_older_network_reads_the_first_eleven_statistics_and_widens_exactly()
 def test_psnr_loss_is_the_mean_negative_psnr_and_weights_each_image_by_its_error():
     """--loss psnr: the batch mean of 10 log10(MSE) per image (the evaluator's average PSNR,
     negated), so a small error on one image pulls as hard as a large one on another."""
-    from promptgan.models.enhance import train as T
+    from promptgan.models.train import enhance as T
 
     target = torch.full((2, 3, 8, 8), 0.5)
     out = target.clone()
@@ -473,7 +473,7 @@ def test_shipped_weights_leave_a_well_exposed_dark_photo_alone(pack_root):
     path = pack_root / "models" / "weights" / "enhance_x4.safetensors"
     if not path.is_file():
         pytest.skip("no shipped enhance_x4 weights")
-    from promptgan.models.enhance.evaluate import baseline, held_out_images, scores
+    from promptgan.models.eval.enhance import baseline, held_out_images, scores
     from promptgan.nodes.enhance_nodes import load_model
 
     model = load_model("enhance_x4 (bundled)")
@@ -564,7 +564,7 @@ def test_nlm_network_tiles_like_it_runs_whole():
 
 
 def test_warm_start_adds_or_drops_the_nlm_head():
-    from promptgan.models.enhance.train import change_denoise
+    from promptgan.models.train.enhance import change_denoise
 
     torch.manual_seed(0)
     cfg = dict(scale=2, channels=8, n_convs=2, film_hidden=16)
@@ -594,7 +594,7 @@ def test_nlm_stage_gives_each_image_the_same_result_in_any_batch():
 
 
 def test_widening_warm_start_computes_exactly_what_the_narrow_network_did():
-    from promptgan.models.enhance.train import widen_channels
+    from promptgan.models.train.enhance import widen_channels
 
     torch.manual_seed(0)
     cfg = dict(scale=4, n_convs=3, film_hidden=16, skip="bicubic", denoise="nlm")
@@ -616,8 +616,8 @@ def test_widening_warm_start_computes_exactly_what_the_narrow_network_did():
 def test_gate_labels_and_gate_loss():
     """Batch.denoise is 1 for noisy inputs whose target removes the noise, 0 for the others (noise
     kept, or none); the gate's cross-entropy leaves out rows labelled NaN."""
-    from promptgan.models.enhance.data import EnhanceData
-    from promptgan.models.enhance.train import gate_loss
+    from promptgan.models.data.enhance_pairs import EnhanceData
+    from promptgan.models.train.enhance import gate_loss
 
     pool = build_pool(seed=0)
     data = EnhanceData(pool, scale=2, hr_size=16, seed=0, use_procedural=False,
@@ -645,7 +645,7 @@ def test_gate_labels_and_gate_loss():
 def noisy_held_out_crop():
     """A 256 px crop of grace_hopper.jpg (held out) at the evaluator's noise preset, x4: the input,
     the clean target and the target that keeps the noise (what 'sharpen' alone asks for)."""
-    from promptgan.models.enhance.evaluate import held_out_images
+    from promptgan.models.eval.enhance import held_out_images
 
     hr = dict(held_out_images())["grace_hopper.jpg"][:, 100:356, 100:356].contiguous()
     p = degrade.eval_params("noise", 4)
@@ -659,7 +659,7 @@ def test_shipped_weights_denoise_beyond_non_local_means(pack_root):
     bicubic). The file before the network's own non-local-means stage lost to it here (-0.1 dB)."""
     if not (pack_root / "models" / "weights" / "enhance_x4.safetensors").is_file():
         pytest.skip("no shipped enhance_x4 weights")
-    from promptgan.models.enhance.evaluate import baseline, scores
+    from promptgan.models.eval.enhance import baseline, scores
     from promptgan.nodes.enhance_nodes import load_model
 
     model = load_model("enhance_x4 (bundled)")
@@ -675,7 +675,7 @@ def test_shipped_weights_keep_the_noise_an_instruction_does_not_name(pack_root):
     noise' does: its output is nearer the noise-keeping target, relative to the clean one."""
     if not (pack_root / "models" / "weights" / "enhance_x4.safetensors").is_file():
         pytest.skip("no shipped enhance_x4 weights")
-    from promptgan.models.enhance.evaluate import scores
+    from promptgan.models.eval.enhance import scores
     from promptgan.models.text_encoder import encode_sentences
     from promptgan.nodes.enhance_nodes import load_model
 
@@ -692,7 +692,7 @@ def test_shipped_weights_keep_the_noise_an_instruction_does_not_name(pack_root):
 def test_benchmark_reports_the_nlm_stage(tmp_path, capsys):
     """benchmark-enhance on a small network with the non-local-means stage: the speed rows, the
     stage's own time, the JSON, and the memory probe in a fresh process on a 32 px input."""
-    from promptgan.models.enhance import benchmark
+    from promptgan.models.eval import benchmark_enhance as benchmark
 
     net = nlm_net(0.0)
     path = tmp_path / "e.safetensors"
@@ -712,7 +712,7 @@ def test_benchmark_reports_the_nlm_stage(tmp_path, capsys):
 def test_trainer_teaches_the_gate_and_refuses_gate_flags_without_the_stage(tmp_path):
     """train-enhance --denoise nlm --nlm-gate-weight --nlm-lr-mult: a few steps run, the log holds
     the gate's loss, the export has the stage; the gate flags without --denoise nlm are refused."""
-    from promptgan.models.enhance import train as T
+    from promptgan.models.train import enhance as T
 
     flags = ["--channels", "8", "--n-convs", "2", "--film-hidden", "16", "--batch", "4",
              "--lr-size", "8", "--val-size", "4", "--val-every", "2", "--save-every", "2",

@@ -13,10 +13,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from promptgan.models.data import debian_photos
-from promptgan.models.enhance import degrade
-from promptgan.models.enhance.data import EMPTY_FIXES, EnhanceData
-from promptgan.models.enhance.instructions import build_pool
+from promptgan.models.data import debian_photos, degrade
+from promptgan.models.data.enhance_instructions import build_pool
+from promptgan.models.data.enhance_pairs import EMPTY_FIXES, EnhanceData
 from promptgan.models.enhance.model import EnhancerModel
 from promptgan.models.enhance.network import Enhancer, EnhancerConfig
 from promptgan.models.enhance.tiling import enhance_image, restore_at_input_size, upscale_with_model
@@ -173,7 +172,7 @@ def test_training_reads_the_prepared_photos_and_never_the_held_out_ones(tmp_path
 # ----------------------------------------------------------------------------- evaluation
 
 def test_blockiness_sees_jpeg_blocks_and_not_natural_pictures():
-    from promptgan.models.enhance.evaluate import blockiness
+    from promptgan.models.eval.enhance import blockiness
 
     hr = photo_like(128, seed=1)
     assert 0.8 < blockiness(hr, 8) < 1.2
@@ -184,7 +183,7 @@ def test_blockiness_sees_jpeg_blocks_and_not_natural_pictures():
 def test_held_out_photos_are_square_crops_of_the_held_out_split(tmp_path):
     from PIL import Image
 
-    from promptgan.models.enhance.evaluate import check_targets, held_out_photos
+    from promptgan.models.eval.enhance import check_targets, held_out_photos
 
     for split in ("train", "heldout"):
         (tmp_path / split).mkdir()
@@ -205,7 +204,7 @@ def test_held_out_photos_are_square_crops_of_the_held_out_split(tmp_path):
 def test_shipped_weights_empty_instruction_never_hurts_a_held_out_photo(pack_root):
     """Every held-out photo and degradation: the empty instruction no worse than bicubic by more
     than 0.1 dB (runs where the prepared photos are; CI has no copy of them)."""
-    from promptgan.models.enhance.evaluate import evaluate, held_out_photos, load_any
+    from promptgan.models.eval.enhance import evaluate, held_out_photos, load_any
 
     net = load_any(pack_root / "models" / "weights" / "enhance_x4.safetensors")
     report = evaluate(net, images=held_out_photos(os.environ["PROMPTGAN_PHOTOS"]))

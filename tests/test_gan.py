@@ -7,7 +7,7 @@ from promptgan.models import gan
 from promptgan.models import generate as gen
 from promptgan.models.checkpoint import CheckpointError
 from promptgan.models.text_encoder import TextEmbeds
-from promptgan.models.train_gan import colour_distance, diff_augment, ema_decay
+from promptgan.models.train.gan import colour_distance, diff_augment, ema_decay
 
 
 def tiny(res=32, with_aux=False):
@@ -167,7 +167,7 @@ def test_ema_ramps_up():
 
 
 def test_mode_seeking_term_rewards_different_images_for_different_noise():
-    from promptgan.models.train_gan import mode_seeking_term
+    from promptgan.models.train.gan import mode_seeking_term
 
     g = torch.Generator().manual_seed(0)
     za, zb = torch.randn(4, 8, generator=g), torch.randn(4, 8, generator=g)
@@ -190,7 +190,7 @@ def _petals(n: int, phase: float = 0.0, cx: float = 32.0, cy: float = 32.0) -> t
 
 
 def test_angular_spectrum_sees_petal_count_not_position_or_turn():
-    from promptgan.models.train_gan import angular_spectrum
+    from promptgan.models.train.gan import angular_spectrum
 
     def peak(img):   # which even harmonic k is strongest, summed over the rings
         return 2 * (1 + int(angular_spectrum(img)[0].sum(0).argmax()))
@@ -211,9 +211,9 @@ def test_angular_spectrum_tells_rendered_petal_counts_apart():
     the petal count: nearest class mean, standardised, 300 renders to fit and 100 to test."""
     import numpy as np
 
-    from promptgan.models import evaluate as ev
     from promptgan.models.data import procedural as P
-    from promptgan.models.train_gan import angular_spectrum
+    from promptgan.models.eval import gan as ev
+    from promptgan.models.train.gan import angular_spectrum
 
     rng = np.random.default_rng(0)
     attrs = [P.sample_attributes("flower", rng, "train") for _ in range(400)]
@@ -228,7 +228,7 @@ def test_angular_spectrum_tells_rendered_petal_counts_apart():
 
 
 def test_trainer_runs_resumes_and_exports(tmp_path):
-    from promptgan.models.train_gan import main
+    from promptgan.models.train.gan import main
 
     args = ["--out", str(tmp_path / "run"), "--n-images", "16", "--resolution", "32", "--ngf", "4",
             "--ndf", "4", "--batch", "4", "--steps", "3", "--save-every", "2", "--sample-every", "2",
@@ -260,7 +260,7 @@ def test_trainer_on_a_folder_samples_its_own_captions(tmp_path):
     """train-gan --data folder: grids show the data set's own first captions, from step 0."""
     from PIL import Image
 
-    from promptgan.models.train_gan import main
+    from promptgan.models.train.gan import main
 
     data = tmp_path / "imgs"
     data.mkdir()

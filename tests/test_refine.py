@@ -10,6 +10,7 @@ from promptgan.models import invert as inv
 from promptgan.models import refine as ref
 from promptgan.models.checkpoint import CheckpointError
 from promptgan.models.text_encoder import TextEmbeds
+from promptgan.models.train.inverter import train_inverter
 from promptgan.nodes import refine_nodes, runtime
 
 torch.set_num_threads(1)
@@ -171,7 +172,7 @@ def test_inversion_reduces_reconstruction_error(model):
 
 def test_inverter_trains_saves_loads_and_checks(model, tmp_path):
     bank = embeds(16, seed=5).sentence
-    net, stats = inv.train_inverter(model, bank, steps=3, batch=4, width=4)
+    net, stats = train_inverter(model, bank, steps=3, batch=4, width=4)
     assert stats["step"] == 3
     path = inv.save_inverter(tmp_path / "toy_inverter.safetensors", net, encoder_id="toy-encoder",
                              provenance={"gan": model.name}, dtype=None)
@@ -315,7 +316,7 @@ def test_node_uses_the_inverter_saved_beside_the_model(tmp_path):
     path = gan.save_gan(tmp_path / "m.safetensors", src.generator, src.discriminator,
                         encoder_id="toy-encoder", provenance={"step": 1}, dtype=None)
     m = gan.load_gan(path)
-    net, _ = inv.train_inverter(m, embeds(8).sentence, steps=1, batch=2, width=4)
+    net, _ = train_inverter(m, embeds(8).sentence, steps=1, batch=2, width=4)
     inv.save_inverter(inv.inverter_path_for(path), net, encoder_id="toy-encoder",
                       provenance={"gan": "m.safetensors"})
     assert inv.find_inverter(m) == tmp_path / "m_inverter.safetensors"
@@ -396,8 +397,8 @@ def test_prompt_attribute_ce_weights_a_domain_by_the_prompts_belief():
 
 
 def test_text_head_ships_in_the_checkpoint_and_fit_text_head_adds_it(tmp_path):
-    from promptgan.models import text_head as th
     from promptgan.models.text_encoder import DEFAULT_ENCODER_ID
+    from promptgan.models.train import text_head as th
 
     m = labelled_model()
     path = tmp_path / "m.safetensors"
@@ -433,3 +434,11 @@ def test_text_head_ships_in_the_checkpoint_and_fit_text_head_adds_it(tmp_path):
                  provenance={})
     with pytest.raises(SystemExit, match="no auxiliary label head"):
         th.main(["--model", str(path), "--out", str(out)])
+
+
+def test_domain_names_follow_the_procedural_layout():
+    from promptgan.models.data.procedural import DOMAINS, LABEL_HEADS
+
+    assert ref.domain_names([list(h) for h in LABEL_HEADS]) == list(DOMAINS)
+    with pytest.raises(ValueError, match="domain"):
+        ref.domain_names([["colour", 3], ["flower.size", 2]])

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from promptgan.models import evaluate as ev
 from promptgan.models.data import procedural as P
+from promptgan.models.eval import gan as ev
 from promptgan.models.gan import load_gan
 from promptgan.models.text_encoder import DEFAULT_ENCODER_ID, encode_prompts
 from promptgan.nodes.runtime import BUNDLED_WEIGHTS_DIR
@@ -147,7 +147,7 @@ def test_default_edit_changes_the_colour_and_keeps_the_outlines(model, classifie
     preservation 0.94 (swap 0.89), edge difference 1.02x the swap's and 0.55x the unanchored
     transition's (1.86x the swap's); 0.86x the swap's on seed 7's 48 pairs."""
     from promptgan.models import refine as R
-    from promptgan.models import refine_eval as E
+    from promptgan.models.eval import refine as E
     from promptgan.models.generate import generate
 
     pairs = E.edit_pairs("flower", "petal_colour", 16, 123, "train")
@@ -174,21 +174,22 @@ def test_shipped_inverter_is_found_and_inverts_renders_without_a_prompt(model):
     (8 renders; a random inverter: 11.3). `invert-eval` (32 renders, 50 Adam steps): 20.34 dB
     from the inverter alone, 20.07 from the captions as the starting sentence."""
     from promptgan.models import invert as inv
+    from promptgan.models.eval import invert as ev_inv
     from promptgan.models.generate import generate
 
     path = inv.find_inverter(model)
     assert path is not None and path.name == "promptgan_default_inverter.safetensors"
     encoder = inv.load_inverter(path, model)
-    x, _ = inv.render_batch(8, model.resolution, seed=7, split="train")
-    psnr = inv.reconstruction_psnr(generate(model, inv.invert(model, x, None, 0, encoder, seed=0)), x)
+    x, _ = ev_inv.render_batch(8, model.resolution, seed=7, split="train")
+    psnr = ev_inv.reconstruction_psnr(generate(model, inv.invert(model, x, None, 0, encoder, seed=0)), x)
     assert psnr > 15.0, psnr
 
 
 def test_invert_eval_reports_each_start(capsys):
     """`invert-eval` prints one PSNR row per start and step count."""
-    from promptgan.models import invert as inv
+    from promptgan.models.eval import invert as ev_inv
 
-    assert inv.main_invert_eval(["--n", "2", "--steps", "0", "--threads", "1"]) == 0
+    assert ev_inv.main_invert_eval(["--n", "2", "--steps", "0", "--threads", "1"]) == 0
     rows = [line for line in capsys.readouterr().out.splitlines() if " dB " in line]
     assert [r.split("  ")[0] for r in rows] == ["captions", "inverter + captions", "inverter alone"]
     assert all(10 < float(r.split("steps: ")[1].split(" dB")[0]) < 40 for r in rows), rows

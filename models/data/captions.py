@@ -392,3 +392,24 @@ def compose_caption(domain: str, attrs: dict, rng: np.random.Generator, split: s
         raise ValueError(f"unknown caption split {split!r}; expected 'train' or 'heldout'")
     text = (_flower_train if domain == "flower" else _landscape_train)(attrs, rng, mentioned)
     return _finish(text, rng)
+
+
+# the fixed prompts of the training grids and the evaluator's sample sheet
+SAMPLE_PROMPTS = [
+    "a red flower with five round petals on green grass",
+    "a blue flower with pointed petals and a yellow centre, black background",
+    "a small yellow flower on a cream background",
+    "a large purple flower with eight petals, sky blue background",
+    "a pink flower with a brown centre on brown soil",
+    "a white flower with six pointed petals on a black background",
+    "an orange flower with four petals on green grass",
+    "a yellow flower with a black centre on cream paper",
+    "a mountain landscape at sunset with a lake",
+    "snowy mountains at night under the moon",
+    "a sunny summer day with a forest and no mountains",
+    "an autumn landscape with a few trees and a lake at day",
+    "a winter landscape with snowy mountains and the sun",
+    "a spring meadow with blossoming trees at sunset",
+    "a night sky over a lake, no mountains",
+    "bare mountains on a summer day with the sun",
+]

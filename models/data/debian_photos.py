@@ -193,7 +193,7 @@ def build(out: Path, debs: Path) -> list[dict]:
 
 def read_manifest(folder: str | Path, split: str) -> list[tuple[Path, float]]:
     """(file, scale to read it at) for ``split`` ("train" or "heldout")."""
-    folder = Path(folder)
+    folder = Path(folder).expanduser()
     manifest = folder / "manifest.json"
     if not manifest.is_file():
         raise ValueError(f"{folder}: no manifest.json; make the folder with prepare-enhance-data")

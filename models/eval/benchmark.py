@@ -39,11 +39,12 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from .gan import Generator, GeneratorConfig, config_dict, load_gan, seeded_noise
-from .train_utils import command_line, dump_json, set_threads
+from ..checkpoint import WEIGHTS_DIR
+from ..cli import command_line, dump_json, set_threads
+from ..gan import Generator, GeneratorConfig, config_dict, load_gan, seeded_noise
 
-PACK_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_MODEL = PACK_ROOT / "models" / "weights" / "promptgan_default.safetensors"
+PACK_ROOT = WEIGHTS_DIR.parents[1]
+DEFAULT_MODEL = WEIGHTS_DIR / "promptgan_default.safetensors"
 RANDOM_NGF = 32
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 RESULT_TAG = "PROMPTGAN_BENCH_RESULT "
@@ -256,7 +257,7 @@ def benchmark_prompts(n: int = 64) -> list[str]:
 
 def bench_text(reps: int = 3) -> dict:
     """Default encoder: import and fresh load time, latency of 1 and of 64 prompts (median)."""
-    from .text_encoder import DEFAULT_ENCODER_ID, TransformersTextEncoder, default_encoder_path
+    from ..text_encoder import DEFAULT_ENCODER_ID, TransformersTextEncoder, default_encoder_path
 
     already = "transformers" in sys.modules
     t0 = time.perf_counter()

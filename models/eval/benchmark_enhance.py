@@ -27,10 +27,11 @@ from pathlib import Path
 
 import torch
 
-from .network import net_flops_per_input_pixel
+from ..checkpoint import WEIGHTS_DIR
+from ..enhance.network import net_flops_per_input_pixel
 
-PACK_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_WEIGHTS = PACK_ROOT / "models" / "weights" / "enhance_x4.safetensors"
+PACK_ROOT = WEIGHTS_DIR.parents[1]
+DEFAULT_WEIGHTS = WEIGHTS_DIR / "enhance_x4.safetensors"
 
 
 def best_seconds(fn, reps: int) -> float:
@@ -50,7 +51,7 @@ def matmul_gflops(dtype=torch.float32, n: int = 2048, reps: int = 5) -> float:
 
 
 def load_net(weights: str | None):
-    from .network import Enhancer, EnhancerConfig, load_enhancer
+    from ..enhance.network import Enhancer, EnhancerConfig, load_enhancer
 
     if weights and Path(weights).is_file():
         return load_enhancer(weights).to(memory_format=torch.channels_last), str(weights)
@@ -59,7 +60,7 @@ def load_net(weights: str | None):
 
 def speed(net, size: int, dtype, reps: int = 3) -> float:
     """Seconds per image for a size x size input (one pass, no tiling)."""
-    from .tiling import enhance_image
+    from ..enhance.tiling import enhance_image
 
     x = torch.rand(1, 3, size, size)
     return best_seconds(lambda: enhance_image(net, x, None, tile=0, autocast_dtype=dtype), reps)
@@ -83,7 +84,7 @@ def compact_peer():
 def side_by_side(net, peer, size: int, rounds: int = 5) -> dict:
     """Seconds per size x size -> 4x image of the network (as Enhance runs it, whole image) and
     of ``peer``, interleaved round by round so both see the same machine; best of ``rounds``."""
-    from .tiling import enhance_image
+    from ..enhance.tiling import enhance_image
 
     x = torch.rand(1, 3, size, size)
     ours = lambda: enhance_image(net, x, None, tile=0)  # noqa: E731
@@ -102,8 +103,8 @@ def side_by_side(net, peer, size: int, rounds: int = 5) -> dict:
 
 def nlm_seconds(size: int, reps: int = 3) -> float:
     """Seconds of the non-local-means stage alone on the speed test's input (fp32)."""
-    from .network import NLM_H, noise_level
-    from .nonlocal_means import nl_means
+    from ..enhance.network import NLM_H, noise_level
+    from ..enhance.nonlocal_means import nl_means
 
     x = torch.rand(1, 3, size, size)
     sigma = noise_level(x)
@@ -128,7 +129,7 @@ def memory_child(size: int, tile: int, weights: str, threads: int) -> dict:
     """
     torch.set_num_threads(threads)
     net, _ = load_net(weights)
-    from .tiling import enhance_image
+    from ..enhance.tiling import enhance_image
 
     x = torch.rand(1, 3, size, size)
     s = net.scale

@@ -30,12 +30,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import refine as R
-from .evaluate import CLASSIFIER_PATH, evaluate_images, features_of, load_classifier, real_renders
-from .generate import GANLatent, generate, model_id
-from .train_utils import dump_json, set_threads
+from .. import refine as R
+from ..checkpoint import WEIGHTS_DIR
+from ..cli import dump_json, set_threads
+from ..generate import GANLatent, generate, model_id
+from .gan import CLASSIFIER_PATH, evaluate_images, features_of, load_classifier, real_renders
 
-DEFAULT_MODEL = Path(__file__).resolve().parent / "weights" / "promptgan_default.safetensors"
+DEFAULT_MODEL = WEIGHTS_DIR / "promptgan_default.safetensors"
 EDITS = (("flower", "petal_colour"), ("flower", "petal_count"), ("landscape", "time_of_day"))
 FLOWER_RADIUS = 0.42
 
@@ -51,13 +52,13 @@ def _disc(resolution: int, radius: float) -> torch.Tensor:
 
 
 def _encode(prompts: list[str]) -> torch.Tensor:
-    from .text_encoder import encode_sentences
+    from ..text_encoder import encode_sentences
 
     return encode_sentences(prompts)
 
 
 def _latent(model, s: torch.Tensor, prompts: list[str], seeds: list[int]) -> GANLatent:
-    from .gan import seeded_noise
+    from ..gan import seeded_noise
 
     return GANLatent(seeded_noise(seeds, model.generator.cfg.nz), s, prompts, seeds,
                      model.encoder_id, model_id(model))
@@ -76,7 +77,7 @@ def _timed(fn, *args, **kw):
 
 def eval_refinement(model, net, n_per_domain: int, seed: int, steps: int, step_size: float,
                     noise: float, attribute_weight: float = R.DEFAULT_ATTRIBUTE_WEIGHT) -> dict:
-    from .data import procedural as P
+    from ..data import procedural as P
 
     prompts = P.heldout_prompts(n_per_domain)
     s = _encode([p["prompt"] for p in prompts])
@@ -120,7 +121,7 @@ def edit_pairs(domain: str, attribute: str, n: int, seed: int, wording: str = "h
     """n (source, target) prompt pairs with the same phrasing, one attribute changed; wording
     "heldout" (the evaluation's words) or "train" (the captions' words: the edit method without
     the encoder's grasp of new words)."""
-    from .data import procedural as P
+    from ..data import procedural as P
 
     rng = np.random.default_rng([seed, 77, P.DOMAINS.index(domain)])
     values = P.ATTRIBUTES[domain][attribute]
@@ -218,7 +219,8 @@ def eval_edits(model, net, n: int, seed: int, strengths: list[float], invert_n: 
             results[key]["masked_strength_1"] = row
             if invert_n > 0:
                 k = min(invert_n, n)
-                from .invert import find_inverter, invert, load_inverter, reconstruction_psnr
+                from ..invert import find_inverter, invert, load_inverter
+                from .invert import reconstruction_psnr
 
                 found = find_inverter(model)
                 encoder = load_inverter(found, model) if found is not None else None
@@ -281,7 +283,7 @@ def markdown(report: dict) -> str:
 
 
 def main(argv=None) -> int:
-    from .gan import load_gan
+    from ..gan import load_gan
 
     p = argparse.ArgumentParser(prog="refine-eval", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)

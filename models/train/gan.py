@@ -30,9 +30,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from . import gan
-from .checkpoint import CheckpointError, load_checkpoint, remove_stale_temporaries, save_checkpoint
-from .train_utils import (
+from .. import gan
+from ..checkpoint import CheckpointError, load_checkpoint, remove_stale_temporaries, save_checkpoint
+from ..cli import parse_with_recipe
+from ..data.captions import SAMPLE_PROMPTS
+from .utils import (
     GracefulStop,
     command_line,
     load_train_state,
@@ -45,24 +47,6 @@ from .train_utils import (
 
 log = logging.getLogger("PromptGAN")
 
-SAMPLE_PROMPTS = [
-    "a red flower with five round petals on green grass",
-    "a blue flower with pointed petals and a yellow centre, black background",
-    "a small yellow flower on a cream background",
-    "a large purple flower with eight petals, sky blue background",
-    "a pink flower with a brown centre on brown soil",
-    "a white flower with six pointed petals on a black background",
-    "an orange flower with four petals on green grass",
-    "a yellow flower with a black centre on cream paper",
-    "a mountain landscape at sunset with a lake",
-    "snowy mountains at night under the moon",
-    "a sunny summer day with a forest and no mountains",
-    "an autumn landscape with a few trees and a lake at day",
-    "a winter landscape with snowy mountains and the sun",
-    "a spring meadow with blossoming trees at sunset",
-    "a night sky over a lake, no mountains",
-    "bare mountains on a summer day with the sun",
-]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -96,7 +80,7 @@ class CaptionedImages:
 
 
 def _encode_all(captions: list[str], device) -> tuple[torch.Tensor, str]:
-    from .text_encoder import load_encoder
+    from ..text_encoder import load_encoder
 
     enc = load_encoder(device=device)
     out = []
@@ -148,7 +132,7 @@ def load_training_data(spec: str, resolution: int, n_images: int, seed: int, cac
     key = hashlib.sha1(fingerprint.encode()).hexdigest()[:12]
     cache = cache_dir / f"data_{key}.safetensors"
     if spec.startswith("folder:"):
-        from .data.folder import load_image_folder
+        from ..data.folder import load_image_folder
 
         found = load_image_folder(spec[len("folder:"):], resolution)
         images, captions, labels = found["images"], found["captions"], None
@@ -156,7 +140,7 @@ def load_training_data(spec: str, resolution: int, n_images: int, seed: int, cac
         log.warning("image folder: %d images used, %s", len(images),
                     ", ".join(f"{len(v)} skipped ({k})" for k, v in skipped.items()) or "none skipped")
     else:
-        from .data import procedural
+        from ..data import procedural
 
         domains = {"procedural": procedural.DOMAINS, "flowers": ("flower",),
                    "landscapes": ("landscape",)}.get(spec)
@@ -247,7 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--text-scale", type=float, default=None,
                    help="multiply sentence embeddings by this inside G and D (default: sqrt(dim) "
                         "/ mean norm of the training embeddings, i.e. unit RMS per dimension like "
-                        "the noise; 1.0 is the old behaviour, where the noise drowned the text)")
+                        "the noise, so the noise does not drown the text)")
     p.add_argument("--code-weight", type=float, default=0.0,
                    help="on labelled procedural data: weight of a linear read-out of the attribute "
                         "labels from G's text code, so that no attribute fades from the code")
@@ -292,7 +276,8 @@ def build_parser() -> argparse.ArgumentParser:
 def export(run_dir: Path, path: str) -> int:
     """Shipping copy of a run's model: fp16, provenance kept, checked to load back. A model
     trained on the procedural data also gets Refine's text head (``text_head.py``)."""
-    from .text_head import fit_text_head, why_no_text_head
+    from ..data.text_probe import fit_text_head
+    from ..text_head import why_no_text_head
 
     model = gan.load_gan(run_dir / "model.safetensors")
     prov = dict(model.provenance, exported_from=str(run_dir / "model.safetensors"))
@@ -454,7 +439,7 @@ def ema_decay(step: int, target: float) -> float:
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_with_recipe(build_parser(), argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if args.export:
         return export(Path(args.out), args.export)
@@ -466,7 +451,7 @@ def main(argv=None) -> int:
 
     data = load_training_data(args.data, args.resolution, args.n_images, args.seed,
                               Path(args.cache_dir), device, args.captions_per_image)
-    from .data import procedural
+    from ..data import procedural
 
     heads = [list(h) for h in procedural.LABEL_HEADS] if data.labels is not None else []
     use_aux = bool(heads) and args.aux_weight > 0
@@ -507,7 +492,7 @@ def main(argv=None) -> int:
         log.info("resumed %s at step %d", state_path, step)
     elif args.init:
         init = gan.load_gan(args.init, device=device)
-        from .checkpoint import load_state_strict
+        from ..checkpoint import load_state_strict
 
         load_state_strict(G, init.generator.state_dict(), source=f"{args.init} [generator]")
         load_state_strict(G_ema, init.generator.state_dict(), source=f"{args.init} [generator]")
@@ -711,7 +696,7 @@ def choose_sample_prompts(path: str | None, data_spec: str, captions: list[str],
 
 
 def _sample_embeds(prompts: list[str], device) -> torch.Tensor:
-    from .text_encoder import encode_prompts
+    from ..text_encoder import encode_prompts
 
     return encode_prompts(prompts).sentence.to(device)
 

@@ -21,21 +21,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..checkpoint import load_checkpoint, load_state_strict, save_checkpoint
-from ..train_utils import (
-    GracefulStop,
-    command_line,
-    dump_json,
-    load_train_state,
-    make_progress,
-    prepare_run_folder,
-    save_train_state,
-    set_threads,
-)
-from .data import EnhanceData
-from .degrade import DEGRADATION_WEIGHTS
-from .instructions import build_pool
-from .model import KIND
-from .network import (
+from ..cli import parse_with_recipe
+from ..data.degrade import DEGRADATION_WEIGHTS
+from ..data.enhance_instructions import build_pool
+from ..data.enhance_pairs import EnhanceData
+from ..enhance.model import KIND
+from ..enhance.network import (
     CONTEXT_DIM,
     CONTEXT_DIMS,
     DENOISE_MODES,
@@ -44,6 +35,16 @@ from .network import (
     EnhancerConfig,
     count_parameters,
     upsample_skip,
+)
+from .utils import (
+    GracefulStop,
+    command_line,
+    dump_json,
+    load_train_state,
+    make_progress,
+    prepare_run_folder,
+    save_train_state,
+    set_threads,
 )
 
 LOSSES = ("l1", "psnr")
@@ -81,12 +82,11 @@ def parse_args(argv):
     p.add_argument("--lr-size", type=int, default=32, help="input (low-resolution) patch size")
     p.add_argument("--lr", type=float, default=5e-4, help="peak learning rate")
     p.add_argument("--warmup", type=int, default=100)
-    p.add_argument("--loss", default="l1", choices=LOSSES,
-                   help="l1: mean absolute error over the batch, where dark and badly degraded "
-                        "inputs dominate (the default, so that older recorded commands mean what "
-                        "they did); psnr: the batch mean of each image's -PSNR (log MSE), so every "
-                        "sample counts in decibels as the evaluator counts it (the shipped x4's "
-                        "last 2,000 steps)")
+    p.add_argument("--loss", default="psnr", choices=LOSSES,
+                   help="psnr: the batch mean of each image's -PSNR (log MSE), so every sample "
+                        "counts in decibels as the evaluator counts it (what the shipped file "
+                        "trained with); l1: mean absolute error over the batch, where dark and "
+                        "badly degraded inputs dominate")
     p.add_argument("--grad-weight", type=float, default=0.0,
                    help="weight of an L1 term on image gradients (edges); 0 = plain L1")
     p.add_argument("--ema", type=float, default=0.999)
@@ -111,7 +111,7 @@ def parse_args(argv):
                    "(e.g. the shipped models/weights/enhance_x4.safetensors)")
     p.add_argument("--fresh", action="store_true",
                    help="ignore an existing state in --run-dir instead of resuming from it")
-    return p.parse_args(argv)
+    return parse_with_recipe(p, argv)
 
 
 def widen_context(tensors: dict, old: int, new: int, source: str) -> dict:
@@ -215,7 +215,7 @@ def gate_loss(net, x: torch.Tensor, text: torch.Tensor, null: torch.Tensor,
               label: torch.Tensor) -> torch.Tensor:
     """Binary cross-entropy of the non-local-means gate against ``Batch.denoise`` (rows labelled
     NaN are left out; 0 when every row is)."""
-    from .network import image_stats
+    from ..enhance.network import image_stats
 
     keep = ~torch.isnan(label)
     if not bool(keep.any()):

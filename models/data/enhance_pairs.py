@@ -16,7 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..data.debian_photos import read_manifest
+from .debian_photos import read_manifest
 from .degrade import DEGRADATIONS, make_pair, sample_params, sample_present, sample_second_order
 
 log = logging.getLogger("PromptGAN")

@@ -22,16 +22,17 @@ from pathlib import Path
 
 import torch
 
+from ..checkpoint import WEIGHTS_DIR
+from ..enhance.model import load_enhancer
+from ..enhance.network import net_flops_per_input_pixel
+from ..enhance.tiling import enhance_image
+from ..gan import load_gan
+from ..generate import generate, make_latent
+from ..text_encoder import load_encoder
+from ..threads import threads_for_call
 from .benchmark import flops_per_image
-from .enhance.model import load_enhancer
-from .enhance.network import net_flops_per_input_pixel
-from .enhance.tiling import enhance_image
-from .gan import load_gan
-from .generate import generate, make_latent
-from .text_encoder import load_encoder
-from .threads import threads_for_call
 
-WEIGHTS = Path(__file__).resolve().parent / "weights"
+WEIGHTS = WEIGHTS_DIR
 COMPETITOR = ("import torch\ntorch.set_num_threads(1)\na = torch.randn(1024, 1024)\n"
               "while True:\n    a @ a\n")
 

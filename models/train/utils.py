@@ -5,10 +5,8 @@ written atomically, so a kill at any moment leaves the previous state intact.
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
-import shlex
 import signal
 import sys
 import tempfile
@@ -17,27 +15,23 @@ from pathlib import Path
 
 import torch
 
-from .checkpoint import (
+from ..checkpoint import (
     CheckpointError,
     load_checkpoint,
     load_state_strict,
     remove_stale_temporaries,
     save_checkpoint,
 )
+from ..cli import (  # noqa: F401 - the trainers' helpers, importable from here too
+    UsageError,
+    command_line,
+    dump_json,
+    make_progress,
+    save_image_grid,
+    set_threads,
+)
 
 log = logging.getLogger("PromptGAN")
-
-
-def set_threads(n: int | None) -> None:
-    if n:
-        torch.set_num_threads(int(n))
-
-
-def make_progress(total: int, initial: int = 0, desc: str = "train"):
-    from tqdm import tqdm
-
-    return tqdm(total=total, initial=initial, desc=desc, dynamic_ncols=True, smoothing=0.05,
-                file=sys.stderr, mininterval=2.0)
 
 
 class GracefulStop:
@@ -94,10 +88,6 @@ def _load_optimizer(opt: torch.optim.Optimizer, tensors: dict, info: dict, prefi
     opt.load_state_dict({"state": state, "param_groups": info["param_groups"]})
 
 
-class UsageError(ValueError):
-    """A command-line mistake the user can fix; the command prints it without a traceback."""
-
-
 def prepare_run_folder(path: str | os.PathLike, flag: str = "--out") -> Path:
     """Create the run folder, check that it can be written, and clear what a killed save left.
 
@@ -151,45 +141,3 @@ def load_train_state(path: str | os.PathLike, modules: dict[str, torch.nn.Module
             raise CheckpointError(f"{path}: no optimiser state for '{name}'")
         _load_optimizer(opt, ck.tensors, infos[name], f"opt_{name}")
     return int(ck.provenance.get("step", 0)), ck.provenance.get("extra", {})
-
-
-def save_image_grid(images: torch.Tensor, path: str | os.PathLike, nrow: int = 8,
-                    captions: list[str] | None = None) -> Path:
-    """images [N,3,H,W] in [-1,1] -> PNG grid (captions go to a .txt beside it)."""
-    import numpy as np
-    from PIL import Image
-
-    n, _, h, w = images.shape
-    ncol = min(nrow, n)
-    rows = (n + ncol - 1) // ncol
-    grid = np.full((rows * (h + 2), ncol * (w + 2), 3), 255, dtype=np.uint8)
-    arr = ((images.detach().float().clamp(-1, 1) + 1) * 127.5).round().byte()
-    arr = arr.permute(0, 2, 3, 1).cpu().numpy()
-    for i in range(n):
-        r, c = divmod(i, ncol)
-        grid[r * (h + 2) + 1:r * (h + 2) + 1 + h, c * (w + 2) + 1:c * (w + 2) + 1 + w] = arr[i]
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.png")
-    Image.fromarray(grid).save(tmp)
-    os.replace(tmp, path)
-    if captions:
-        path.with_suffix(".txt").write_text("\n".join(f"{i}: {c}" for i, c in enumerate(captions)))
-    return path
-
-
-def command_line(prog: str, argv: list[str] | None) -> str:
-    """The command that reproduces this run, for provenance: ``python3 . <prog> <argv>``, with
-    ``prog`` and ``argv`` as the pack's entry point handed them to the command's main()."""
-    exe = os.path.basename(sys.executable)
-    if argv is None:
-        argv = sys.argv[1:]
-    return " ".join([exe, ".", prog, shlex.join(argv)]).rstrip()
-
-
-def dump_json(obj, path: str | os.PathLike) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True))
-    os.replace(tmp, path)

@@ -33,13 +33,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..checkpoint import load_checkpoint
-from .degrade import eval_params, make_pair
-from .instructions import HELD_OUT, WRONG_FOR
-from .network import Enhancer, build_from_checkpoint
-from .tiling import enhance_image
+from ..checkpoint import WEIGHTS_DIR, load_checkpoint
+from ..data.degrade import eval_params, make_pair
+from ..data.enhance_instructions import HELD_OUT, WRONG_FOR
+from ..enhance.network import Enhancer, build_from_checkpoint
+from ..enhance.tiling import enhance_image
 
-DEFAULT_WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "enhance_x4.safetensors"
+DEFAULT_WEIGHTS = WEIGHTS_DIR / "enhance_x4.safetensors"
 DEGRADATION_ORDER = ("blur", "noise", "jpeg", "lowlight", "mixed", "clean")
 SINGLE_TARGETS = ("blur", "noise", "jpeg", "lowlight")    # the issue's per-degradation targets
 INSTRUCTION_TARGETS = SINGLE_TARGETS + ("mixed",)          # "clean" is reported, not a target
@@ -116,7 +116,7 @@ def training_images(n: int, size: int = 384) -> list[tuple[str, torch.Tensor]]:
     """n of the photos the network trained on (each at the largest size it trained on, evenly
     spread over the list, top-left size x size): the same evaluation on them against the
     held-out photos measures how much of the gain is memorised."""
-    from .data import photo_sources
+    from ..data.enhance_pairs import photo_sources
 
     full = [(name.split("@")[0], img[:, :size, :size].contiguous())
             for name, img in photo_sources(min_side=size, largest_only=True)]
@@ -146,7 +146,7 @@ def baseline(name: str, lr: torch.Tensor, scale: int) -> torch.Tensor:
 def noise_sigma(img: torch.Tensor) -> float:
     """Standard deviation of white Gaussian noise in [3, h, w] (0..1): ``network.noise_level``
     (Immerkaer's method, averaged over the channels) on the whole image."""
-    from .network import noise_level
+    from ..enhance.network import noise_level
 
     return float(noise_level(img[None], window=None)[0])
 
@@ -401,7 +401,7 @@ def main(argv=None) -> int:
         contact_sheet(collect, args.sheet)
         print(f"wrote {args.sheet}", file=sys.stderr)
     if args.json:
-        from ..train_utils import dump_json
+        from ..cli import dump_json
 
         dump_json(report, args.json)
         print(f"\nwrote {args.json}", file=sys.stderr)

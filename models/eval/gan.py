@@ -27,12 +27,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .checkpoint import build_network, load_checkpoint, save_checkpoint
-from .train_utils import command_line, make_progress, set_threads
+from ..checkpoint import WEIGHTS_DIR, build_network, load_checkpoint, save_checkpoint
+from ..cli import command_line, make_progress, set_threads
 
 log = logging.getLogger("PromptGAN")
 
-WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 CLASSIFIER_PATH = WEIGHTS_DIR / "attribute_classifier.safetensors"
 CLASSIFIER_KIND = "attribute-classifier"
 COLOUR_ATTRIBUTES = ("flower.petal_colour", "flower.centre_colour", "flower.background",
@@ -113,7 +112,7 @@ def _augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
 
 
 def train_classifier(argv=None) -> int:
-    from .data import procedural as P
+    from ..data import procedural as P
 
     p = argparse.ArgumentParser(prog="train-classifier",
                                 description="Train the evaluator's attribute classifier on renders.")
@@ -143,7 +142,7 @@ def train_classifier(argv=None) -> int:
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=2e-3, total_steps=steps)
     gen = torch.Generator().manual_seed(args.seed)
     bar = make_progress(steps, desc="train-classifier")
-    from .gan import aux_loss
+    from ..gan import aux_loss
 
     for _ in range(args.epochs):
         perm = torch.randperm(len(x), generator=gen)
@@ -221,7 +220,7 @@ def kid(a: np.ndarray, b: np.ndarray, subsets: int = 20, size: int = 200, seed: 
 def generate(model, sentences: torch.Tensor, seeds: list[int], batch: int = 64,
              truncation: float = 1.0) -> torch.Tensor:
     """-> images [N,3,R,R] in [-1,1] for sentences [N,D] and one seed per image."""
-    from .gan import seeded_noise
+    from ..gan import seeded_noise
 
     g = model.generator
     dev = next(g.parameters()).device
@@ -259,7 +258,7 @@ def evaluate_images(images: torch.Tensor, prompts: list[dict], net, real_feats=N
 
 
 def real_renders(prompts: list[dict], size: int, seed: int) -> torch.Tensor:
-    from .data import procedural as P
+    from ..data import procedural as P
 
     imgs = [P.render(p["domain"], p["attrs"], size, np.random.default_rng([seed, i]))
             for i, p in enumerate(prompts)]
@@ -268,8 +267,8 @@ def real_renders(prompts: list[dict], size: int, seed: int) -> torch.Tensor:
 
 def evaluate_model(model, net, n_per_domain: int = 100, seed: int = 0,
                    truncation: float = 1.0) -> dict:
-    from .data import procedural as P
-    from .text_encoder import encode_prompts
+    from ..data import procedural as P
+    from ..text_encoder import encode_prompts
 
     prompts = P.heldout_prompts(n_per_domain)
     s = encode_prompts([p["prompt"] for p in prompts]).sentence
@@ -300,8 +299,8 @@ def evaluate_model(model, net, n_per_domain: int = 100, seed: int = 0,
 def train_phrasing_accuracy(model, net, n_per_domain: int = 100, seed: int = 0) -> dict:
     """Attribute accuracy on the held-out combinations phrased with training words and templates:
     beside the headline figure it separates new wording from new combinations."""
-    from .data import procedural as P
-    from .text_encoder import encode_prompts
+    from ..data import procedural as P
+    from ..text_encoder import encode_prompts
 
     rng = np.random.default_rng(seed + 7)
     prompts = [dict(p, prompt=P.make_caption(p["domain"], p["attrs"], rng, "any"))
@@ -320,9 +319,9 @@ def text_probe_accuracy(n_captions: int = 4000, n_per_domain: int = 100, seed: i
     embedding carries each attribute across the held-out wording, not a strict bound (a
     generator trained longer on more captions can read an attribute better than this probe does).
     """
-    from .data import procedural as P
-    from .text_encoder import encode_sentences
-    from .text_head import fit_text_head
+    from ..data import procedural as P
+    from ..data.text_probe import fit_text_head
+    from ..text_encoder import encode_sentences
 
     encode = encode or encode_sentences
     heads = [list(h) for h in P.LABEL_HEADS]
@@ -350,8 +349,8 @@ def synonym_anchor_accuracy(encode=None) -> dict:
     which bounds any generator conditioned on its embeddings. -> {attribute: {"correct", "total",
     "misread": {synonym: value read}}}.
     """
-    from .data import captions as C
-    from .text_encoder import encode_sentences
+    from ..data import captions as C
+    from ..text_encoder import encode_sentences
 
     encode = encode or encode_sentences
     tables = {"flower": (C.FLOWER_TRAIN, C.FLOWER_HELDOUT),
@@ -387,9 +386,9 @@ def _pairwise(feats: np.ndarray, group: int) -> float:
 def write_grid(model, path, seeds: int = 6, prompts: list[str] | None = None, scale: int = 2):
     """Rows of images, one row per prompt, ``seeds`` seeds each (seed k for column k); the
     prompts are written beside the PNG as a .txt."""
-    from .text_encoder import encode_prompts
-    from .train_gan import SAMPLE_PROMPTS
-    from .train_utils import save_image_grid
+    from ..cli import save_image_grid
+    from ..data.captions import SAMPLE_PROMPTS
+    from ..text_encoder import encode_prompts
 
     prompts = prompts or SAMPLE_PROMPTS
     s = encode_prompts(prompts).sentence
@@ -404,7 +403,7 @@ def probe_report(encoder_folder: str | None, n_per_domain: int, seed: int) -> di
     folder ``encoder_folder``: {"encoder", "text_probe", "synonym_anchors"}."""
     from functools import partial
 
-    from .text_encoder import encode_sentences, load_encoder
+    from ..text_encoder import encode_sentences, load_encoder
 
     enc = load_encoder(encoder_folder)            # None: the default encoder
     encode = partial(encode_sentences, encoder=enc)
@@ -440,7 +439,7 @@ def markdown_table(result: dict, name: str = "model") -> str:
 
 
 def main(argv=None) -> int:
-    from .gan import load_gan
+    from ..gan import load_gan
 
     p = argparse.ArgumentParser(prog="evaluate", description="Evaluate a generator checkpoint.")
     p.add_argument("--model", default=None, help="GAN .safetensors (shipped or a run's model); "

@@ -1,0 +1,119 @@
+"""Helpers shared by the pack's command-line tools (trainers, evaluators, benchmarks): threads,
+progress bars, reproducible command lines, atomic JSON and image grids, and the error a user can
+fix from the command line."""
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import sys
+from pathlib import Path
+
+import torch
+
+
+def set_threads(n: int | None) -> None:
+    if n:
+        torch.set_num_threads(int(n))
+
+
+def make_progress(total: int, initial: int = 0, desc: str = "train"):
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=initial, desc=desc, dynamic_ncols=True, smoothing=0.05,
+                file=sys.stderr, mininterval=2.0)
+
+
+class UsageError(ValueError):
+    """A command-line mistake the user can fix; the command prints it without a traceback."""
+
+
+def save_image_grid(images: torch.Tensor, path: str | os.PathLike, nrow: int = 8,
+                    captions: list[str] | None = None) -> Path:
+    """images [N,3,H,W] in [-1,1] -> PNG grid (captions go to a .txt beside it)."""
+    import numpy as np
+    from PIL import Image
+
+    n, _, h, w = images.shape
+    ncol = min(nrow, n)
+    rows = (n + ncol - 1) // ncol
+    grid = np.full((rows * (h + 2), ncol * (w + 2), 3), 255, dtype=np.uint8)
+    arr = ((images.detach().float().clamp(-1, 1) + 1) * 127.5).round().byte()
+    arr = arr.permute(0, 2, 3, 1).cpu().numpy()
+    for i in range(n):
+        r, c = divmod(i, ncol)
+        grid[r * (h + 2) + 1:r * (h + 2) + 1 + h, c * (w + 2) + 1:c * (w + 2) + 1 + w] = arr[i]
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.png")
+    Image.fromarray(grid).save(tmp)
+    os.replace(tmp, path)
+    if captions:
+        path.with_suffix(".txt").write_text("\n".join(f"{i}: {c}" for i, c in enumerate(captions)))
+    return path
+
+
+def command_line(prog: str, argv: list[str] | None) -> str:
+    """The command that reproduces this run, for provenance: ``python3 . <prog> <argv>``, with
+    ``prog`` and ``argv`` as the pack's entry point handed them to the command's main()."""
+    exe = os.path.basename(sys.executable)
+    if argv is None:
+        argv = sys.argv[1:]
+    return " ".join([exe, ".", prog, shlex.join(argv)]).rstrip()
+
+
+def dump_json(obj, path: str | os.PathLike) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True))
+    os.replace(tmp, path)
+
+
+def parse_with_recipe(parser, argv: list[str] | None):
+    """``parser.parse_args(argv)``, where ``--recipe FILE[:STAGE]`` first sets defaults from a TOML
+    recipe (``models/recipes/``): its top-level keys, then the table ``[STAGE]`` if named, each key a
+    flag name without the dashes (``lr-size = 32``). Flags on the command line still win; a key
+    that is not a flag of this command is an error that names it."""
+    import tomllib
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    recipe = None
+    for i, arg in enumerate(argv):
+        if arg == "--recipe" and i + 1 < len(argv):
+            recipe = argv[i + 1]
+            del argv[i:i + 2]
+            break
+        if arg.startswith("--recipe="):
+            recipe = arg.split("=", 1)[1]
+            del argv[i]
+            break
+    if recipe is None:
+        return parser.parse_args(argv)
+    path, _, stage = recipe.partition(":")
+    if not Path(path).is_file() and (Path(__file__).parent / "recipes" / path).is_file():
+        path = str(Path(__file__).parent / "recipes" / path)
+    try:
+        table = tomllib.loads(Path(path).read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise UsageError(f"--recipe {recipe}: {exc}") from None
+    flags = {k: v for k, v in table.items() if not isinstance(v, dict)}
+    if stage:
+        if not isinstance(table.get(stage), dict):
+            stages = [k for k, v in table.items() if isinstance(v, dict)]
+            raise UsageError(f"--recipe {recipe}: no stage '{stage}' (stages: {', '.join(stages)})")
+        flags.update(table[stage])
+    flags.pop("command", None)
+    flags.pop("note", None)
+    dests = {a.dest for a in parser._actions}
+    values = {}
+    for key, value in flags.items():
+        dest = key.replace("-", "_")
+        if dest not in dests:
+            raise UsageError(f"--recipe {recipe}: '{key}' is not a flag of {parser.prog}")
+        values[dest] = value
+    parser.set_defaults(**values)
+    for action in parser._actions:          # a recipe may give what the command line must
+        if action.dest in values:
+            action.required = False
+    return parser.parse_args(argv)

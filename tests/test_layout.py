@@ -1,0 +1,152 @@
+"""The layout's rules, read from the source: what the nodes run never reaches into training,
+evaluation or data code; evaluation never imports training; models/ never imports ComfyUI; no
+import cycles; and every bundled workflow still produces what it produced before a refactor."""
+from __future__ import annotations
+
+import ast
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+TOOLING = ("models.train", "models.eval", "models.data")
+# command-line helpers beside the runtime modules, not run by the nodes
+NOT_RUNTIME = {"models.cli", "models.setup_venv"}
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def pack_modules() -> dict[str, Path]:
+    return {module_name(p): p for folder in ("models", "nodes") for p in (ROOT / folder).rglob("*.py")}
+
+
+def imports_of(path: Path, top_level_only: bool = False) -> set[str]:
+    """Pack modules ``path`` imports (relative imports resolved; ``from pkg import module``
+    counted as the module), anywhere in the file or only at module level."""
+    mod = module_name(path)
+    package = mod.split(".") if path.name == "__init__.py" else mod.split(".")[:-1]
+    known = pack_modules()
+    tree = ast.parse(path.read_text())
+    nodes = tree.body if top_level_only else list(ast.walk(tree))
+    found = set()
+    for node in nodes:
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package[:len(package) - node.level + 1]
+                target = ".".join(base + ([node.module] if node.module else []))
+            elif node.module and node.module.startswith("promptgan."):
+                target = node.module[len("promptgan."):]
+            else:
+                if node.module and node.module.split(".")[0] == "comfy":
+                    found.add("comfy")
+                continue
+            found.add(target)
+            found.update(f"{target}.{a.name}" for a in node.names if f"{target}.{a.name}" in known)
+        elif isinstance(node, ast.Import):
+            found.update("comfy" for a in node.names if a.name.split(".")[0] in ("comfy", "comfy_extras"))
+    return found
+
+
+def is_under(name: str, packages) -> bool:
+    return any(name == p or name.startswith(p + ".") for p in packages)
+
+
+def runtime_modules() -> dict[str, Path]:
+    return {m: p for m, p in pack_modules().items()
+            if (m.startswith("nodes") or m.startswith("models")) and not is_under(m, TOOLING)
+            and m not in NOT_RUNTIME}
+
+
+def test_what_the_nodes_run_never_imports_training_evaluation_or_data_code():
+    bad = {m: sorted(i for i in imports_of(p) if is_under(i, TOOLING))
+           for m, p in runtime_modules().items()}
+    assert not {m: i for m, i in bad.items() if i}, bad
+    assert "models.gan" in runtime_modules() and "nodes.enhance_nodes" in runtime_modules()
+
+
+def test_evaluation_never_imports_training_code():
+    bad = {m: sorted(i for i in imports_of(p) if is_under(i, ("models.train",)))
+           for m, p in pack_modules().items() if is_under(m, ("models.eval",))}
+    assert not {m: i for m, i in bad.items() if i}, bad
+
+
+def test_models_never_imports_comfyui():
+    bad = [m for m, p in pack_modules().items() if m.startswith("models") and "comfy" in imports_of(p)]
+    assert not bad, bad
+
+
+def test_no_import_cycles_at_module_level():
+    known = pack_modules()
+    graph = {m: {i for i in imports_of(p, top_level_only=True) if i in known and i != m}
+             for m, p in known.items()}
+    state: dict[str, int] = {}
+
+    def visit(m, trail):
+        state[m] = 1
+        for n in graph[m]:
+            if state.get(n) == 1:
+                raise AssertionError("import cycle: " + " -> ".join(trail + [m, n]))
+            if n not in state:
+                visit(n, trail + [m])
+        state[m] = 2
+
+    for m in graph:
+        if m not in state:
+            visit(m, [])
+
+
+def test_every_command_names_a_module_that_exists():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("promptgan_main", ROOT / "__main__.py")
+    main = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(main)
+    missing = [cmd for cmd, (mod, _) in main.COMMANDS.items()
+               if not (ROOT / (mod.replace(".", "/") + ".py")).is_file()]
+    assert not missing, missing
+
+
+REFERENCE = ROOT / "tests" / "data" / "workflow_outputs.json"
+
+
+def test_bundled_workflows_still_produce_their_recorded_outputs():
+    """Every image of every workflow in workflows/api, as 16x16 thumbnails, within 3 levels of
+    what was recorded (tests/record_workflow_outputs.py): moving code must not move pixels."""
+    import sys
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    import record_workflow_outputs as rec
+
+    reference = json.loads(REFERENCE.read_text())
+    changed = {k: v for k, v in rec.weights_digest().items() if reference["weights"].get(k) != v}
+    if changed:
+        pytest.fail(f"shipped weights changed since the reference was recorded ({sorted(changed)}); "
+                    "if that is intended, re-record: .venv/bin/python tests/record_workflow_outputs.py "
+                    "> tests/data/workflow_outputs.json")
+    outputs = rec.run_all()
+    assert set(outputs) == set(reference["outputs"])
+    for name, thumbs in outputs.items():
+        want = np.array(reference["outputs"][name], dtype=np.int16)
+        got = np.array(thumbs, dtype=np.int16)
+        assert got.shape == want.shape, name
+        assert np.abs(got - want).max() <= 3, (name, int(np.abs(got - want).max()))
+
+
+def test_a_recipe_sets_defaults_the_command_line_overrides(tmp_path):
+    from promptgan.models.cli import UsageError
+    from promptgan.models.train.enhance import parse_args
+
+    args = parse_args(["--recipe", "enhance_x4.toml:real-photos", "--steps", "7"])
+    assert (args.channels, args.lr, args.steps, args.mixed_fraction) == (64, 1.5e-4, 7, 0.4)
+    assert args.init == "runs/enhance_widen/enhance_x4.safetensors"
+    bad = tmp_path / "bad.toml"
+    bad.write_text('no-such-flag = 1\n')
+    with pytest.raises(UsageError, match="'no-such-flag' is not a flag of"):
+        parse_args(["--recipe", str(bad)])
+    with pytest.raises(UsageError, match="no stage 'nope'"):
+        parse_args(["--recipe", "enhance_x4.toml:nope"])
