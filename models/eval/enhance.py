@@ -324,7 +324,14 @@ def realesrgan_peer(threads: int = 1):
     upscaler = Realesrgan(gpuid=-1, model=REALESRGAN_X4PLUS)
 
     def run(lr: torch.Tensor) -> torch.Tensor:
-        return from_pil(upscaler.process_pil(to_pil(lr)).convert("RGB"))
+        saved, null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, 2)             # its C code prints a progress line per tile to stderr
+        try:
+            return from_pil(upscaler.process_pil(to_pil(lr)).convert("RGB"))
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            os.close(null)
 
     return run
 
