@@ -158,8 +158,9 @@ class PromptGAN_Enhance:
                    "instruction says what to fix ('remove the noise', 'sharpen this blurry photo', "
                    "'brighten this dark picture', 'clean up the jpeg artifacts', 'fix the colour "
                    "cast'); degradations it does not name are left alone. An empty instruction "
-                   "fixes whatever is wrong. Runs in tiles: memory is the output image plus one "
-                   "tile's work.")
+                   "restores blur, noise and JPEG damage and keeps the tone and colour. With an "
+                   "upscale model connected, it restores at the input's size and that model "
+                   "enlarges. Runs in tiles: memory is the output image plus one tile's work.")
     CATEGORY = "PromptGAN/enhance"
     FUNCTION = "enhance"
     RETURN_TYPES = ("IMAGE",)
@@ -176,9 +177,10 @@ class PromptGAN_Enhance:
                 "enhancer": ("PROMPTGAN_ENHANCER", {"tooltip": "From PromptGAN Enhancer Loader."}),
                 "instruction": ("STRING", {
                     "default": "", "multiline": False,
-                    "tooltip": "What to fix, in words. Empty = fix whatever is wrong; naming the "
-                               "fix when you know it does a little better. Naming only some "
-                               "problems leaves the others in place."}),
+                    "tooltip": "What to fix, in words. Empty = restore blur, noise and JPEG "
+                               "damage, keeping tone and colour; naming the fix when you know it "
+                               "does a little better. Naming only some problems leaves the "
+                               "others in place."}),
                 "tile_size": ("INT", {
                     "default": 256, "min": 0, "max": 8192, "step": 16,
                     "tooltip": "Tile size in input pixels (0 = whole image at once). Memory is the "
