@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
 import math
 import sys
 import time
@@ -273,57 +274,99 @@ def parse_weights(items: list[str]) -> dict[str, float]:
     return out
 
 
-def main(argv=None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
-    args = parse_args(argv)
-    set_threads(args.threads)
-    torch.manual_seed(args.seed)
-    run_dir = prepare_run_folder(args.run_dir, "--run-dir")
-    state_path = run_dir / "state.safetensors"
-    command = command_line("train-enhance", argv)
+def warm_start(net: Enhancer, cfg: EnhancerConfig, init: str) -> list[str]:
+    """Load ``init`` (an enhancer file) into ``net``, adapting across the changes a run may make
+    (more context statistics, the non-local-means stage added or dropped, more channels, another
+    skip); returns the commands that made those weights, oldest first."""
+    ck = load_checkpoint(init, kind=KIND)
+    history = list(ck.provenance.get("history", [])) + [
+        f"{ck.provenance.get('command', '?')} (to step {ck.provenance.get('step', '?')}), "
+        f"then --init {init}"]
+    init_cfg = EnhancerConfig.from_dict(ck.config)   # files without `skip` are nearest
+    if replace(init_cfg, skip=cfg.skip, context_dim=cfg.context_dim, denoise=cfg.denoise,
+               channels=cfg.channels) != cfg:
+        raise SystemExit(f"--init {init}: its config {ck.config} differs from this run's "
+                         f"{cfg.to_dict()}; pass the same --scale/--n-convs/--film-hidden "
+                         "(--channels may only grow)")
+    tensors = dict(ck.tensors)
+    if init_cfg.context_dim != cfg.context_dim:
+        tensors = widen_context(tensors, init_cfg.context_dim, cfg.context_dim, init)
+    if init_cfg.denoise != cfg.denoise:
+        tensors = change_denoise(tensors, net, init_cfg.denoise, cfg.denoise, init)
+    if init_cfg.channels != cfg.channels:
+        tensors = widen_channels(tensors, net, init_cfg.channels, init)
+    load_state_strict(net, tensors, source=init)
+    if init_cfg.skip != cfg.skip:
+        # the residual was learned against another skip: keep the features, restart the
+        # tail at zero so the network starts as exactly its skip (the tone head is kept)
+        nn.init.zeros_(net.tail.weight)
+        nn.init.zeros_(net.tail.bias)
+        print(f"[enhance] skip {init_cfg.skip} -> {cfg.skip}: tail restarted at zero",
+              file=sys.stderr)
+    print(f"[enhance] warm start from {init}", file=sys.stderr)
+    return history
 
-    from ..text_encoder import DEFAULT_ENCODER_ID, encode_prompts
 
-    cfg = EnhancerConfig(scale=args.scale, channels=args.channels, n_convs=args.n_convs,
-                         film_hidden=args.film_hidden, skip=args.skip, context_dim=args.context_dim,
-                         denoise=args.denoise)
-    if (args.nlm_gate_weight > 0 or args.nlm_lr_mult != 1.0) and cfg.denoise != "nlm":
-        raise SystemExit("--nlm-gate-weight and --nlm-lr-mult need --denoise nlm")
-    pool = build_pool(seed=0)
+def train_step(net, opt, b, embeds: torch.Tensor, args, step: int) -> tuple[float, float | None]:
+    """One optimiser step on batch ``b`` at the learning rate of ``step``: (image loss, gate
+    loss or None)."""
+    for g in opt.param_groups:
+        g["lr"] = lr_at(step, args) * g.get("lr_mult", 1.0)
+    x = b.lr.contiguous(memory_format=torch.channels_last)
+    out = net(x, embeds[b.text_index], b.null)
+    loss = loss_fn(out, b.target, args.grad_weight, args.loss)
+    total, g_loss = loss, None
+    if args.nlm_gate_weight > 0:
+        g_loss = gate_loss(net, x, embeds[b.text_index], b.null, b.denoise)
+        total = loss + args.nlm_gate_weight * g_loss
+    opt.zero_grad(set_to_none=True)
+    total.backward()
+    torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+    opt.step()
+    return loss.item(), (None if g_loss is None else g_loss.item())
+
+
+def instruction_embeddings(pool, text_dim: int) -> torch.Tensor:
+    """The MiniLM sentence embeddings [N, text_dim] of the instruction pool's texts."""
+    from ..text_encoder import encode_prompts
+
     t0 = time.time()
-    embeds = encode_prompts([t for t, _ in pool]).sentence            # [N, 384]
+    embeds = encode_prompts([t for t, _ in pool]).sentence
     print(f"[enhance] encoded {len(pool)} instructions in {time.time() - t0:.1f} s", file=sys.stderr)
-    assert embeds.shape[1] == cfg.text_dim, embeds.shape
+    assert embeds.shape[1] == text_dim, embeds.shape
+    return embeds
 
-    net = Enhancer(cfg).to(memory_format=torch.channels_last)
-    history: list[str] = []      # the commands that made the starting weights, oldest first
-    if args.init:
-        ck = load_checkpoint(args.init, kind=KIND)
-        history = list(ck.provenance.get("history", [])) + [
-            f"{ck.provenance.get('command', '?')} (to step {ck.provenance.get('step', '?')}), "
-            f"then --init {args.init}"]
-        init_cfg = EnhancerConfig.from_dict(ck.config)   # files without `skip` are nearest
-        if replace(init_cfg, skip=cfg.skip, context_dim=cfg.context_dim, denoise=cfg.denoise,
-                   channels=cfg.channels) != cfg:
-            raise SystemExit(f"--init {args.init}: its config {ck.config} differs from this run's "
-                             f"{cfg.to_dict()}; pass the same --scale/--n-convs/--film-hidden "
-                             "(--channels may only grow)")
-        tensors = dict(ck.tensors)
-        if init_cfg.context_dim != cfg.context_dim:
-            tensors = widen_context(tensors, init_cfg.context_dim, cfg.context_dim, args.init)
-        if init_cfg.denoise != cfg.denoise:
-            tensors = change_denoise(tensors, net, init_cfg.denoise, cfg.denoise, args.init)
-        if init_cfg.channels != cfg.channels:
-            tensors = widen_channels(tensors, net, init_cfg.channels, args.init)
-        load_state_strict(net, tensors, source=args.init)
-        if init_cfg.skip != cfg.skip:
-            # the residual was learned against another skip: keep the features, restart the
-            # tail at zero so the network starts as exactly its skip (the tone head is kept)
-            nn.init.zeros_(net.tail.weight)
-            nn.init.zeros_(net.tail.bias)
-            print(f"[enhance] skip {init_cfg.skip} -> {cfg.skip}: tail restarted at zero",
-                  file=sys.stderr)
-        print(f"[enhance] warm start from {args.init}", file=sys.stderr)
+
+def make_data(args, pool, step: int):
+    """(the training sampler, seeded to continue at ``step``; the fixed validation batch)."""
+    mix = {"photos": args.photos, "photo_fraction": args.photo_fraction,
+           "mixed_fraction": args.mixed_fraction, "second_order": args.second_order}
+    size = args.lr_size * args.scale
+    data = EnhanceData(pool, scale=args.scale, hr_size=size, seed=args.seed * 1_000_003 + step,
+                       use_procedural=not args.no_procedural,
+                       degradation_weights=parse_weights(args.weight), **mix)
+    val = EnhanceData(pool, scale=args.scale, hr_size=size, seed=987_654,
+                      use_procedural=not args.no_procedural, **mix).sample(args.val_size)
+    return data, val
+
+
+def log_validation(ema, val, embeds, log_path, bar, *, step: int, loss: float,
+                   gate_loss: float | None, seconds: float) -> float:
+    """Validate the EMA weights, append the record to ``log_path``, print it; the PSNR (dB)."""
+    v, v0 = validate(ema, val, embeds)
+    rec = {"step": step, "loss": round(loss, 5), "val_psnr": round(v, 3),
+           "val_bicubic_psnr": round(v0, 3), "seconds": round(seconds, 1)}
+    if gate_loss is not None:
+        rec["gate_loss"] = round(gate_loss, 4)
+    with open(log_path, "a") as f:
+        f.write(json.dumps(rec) + "\n")
+    bar.write(f"[enhance] step {step} loss {loss:.4f} val PSNR {v:.2f} dB (bicubic {v0:.2f})")
+    return v
+
+
+def start_or_resume(net, args, state_path, command: str, history: list[str]):
+    """(EMA copy, Adam, step, saved extras, history): fresh, or from ``state_path`` unless
+    ``--fresh``; a resume under another command line is recorded in the history."""
     ema = copy.deepcopy(net).eval()
     for p in ema.parameters():
         p.requires_grad_(False)
@@ -335,16 +378,36 @@ def main(argv=None) -> int:
         history = list(extra.get("history", []))
         if extra.get("command") and extra["command"] != command:
             history.append(f"{extra['command']} (to step {step}), then resumed")
+    return ema, opt, step, extra, history
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = parse_args(argv)
+    set_threads(args.threads)
+    torch.manual_seed(args.seed)
+    run_dir = prepare_run_folder(args.run_dir, "--run-dir")
+    state_path = run_dir / "state.safetensors"
+    command = command_line("train-enhance", argv)
+
+    from ..text_encoder import DEFAULT_ENCODER_ID
+
+    cfg = EnhancerConfig(scale=args.scale, channels=args.channels, n_convs=args.n_convs,
+                         film_hidden=args.film_hidden, skip=args.skip, context_dim=args.context_dim,
+                         denoise=args.denoise)
+    if (args.nlm_gate_weight > 0 or args.nlm_lr_mult != 1.0) and cfg.denoise != "nlm":
+        raise SystemExit("--nlm-gate-weight and --nlm-lr-mult need --denoise nlm")
+    pool = build_pool(seed=0)
+    embeds = instruction_embeddings(pool, cfg.text_dim)               # [N, 384]
+
+    net = Enhancer(cfg).to(memory_format=torch.channels_last)
+    # the commands that made the starting weights, oldest first
+    history: list[str] = warm_start(net, cfg, args.init) if args.init else []
+    ema, opt, step, extra, history = start_or_resume(net, args, state_path, command, history)
     best = float(extra.get("best_val_psnr", -1.0))
     elapsed = float(extra.get("seconds", 0.0))
 
-    mix = {"photos": args.photos, "photo_fraction": args.photo_fraction,
-           "mixed_fraction": args.mixed_fraction, "second_order": args.second_order}
-    data = EnhanceData(pool, scale=args.scale, hr_size=args.lr_size * args.scale,
-                       seed=args.seed * 1_000_003 + step, use_procedural=not args.no_procedural,
-                       degradation_weights=parse_weights(args.weight), **mix)
-    val = EnhanceData(pool, scale=args.scale, hr_size=args.lr_size * args.scale, seed=987_654,
-                      use_procedural=not args.no_procedural, **mix).sample(args.val_size)
+    data, val = make_data(args, pool, step)
     print(f"[enhance] {count_parameters(net) / 1e6:.3f}M params, {data.describe()}", file=sys.stderr)
 
     def save_state():
@@ -376,38 +439,18 @@ def main(argv=None) -> int:
                 print("\n[enhance] --minutes reached", file=sys.stderr)
                 break
             t_step = time.time()
-            for g in opt.param_groups:
-                g["lr"] = lr_at(step, args) * g.get("lr_mult", 1.0)
-            b = data.sample(args.batch)
-            x = b.lr.contiguous(memory_format=torch.channels_last)
-            out = net(x, embeds[b.text_index], b.null)
-            loss = loss_fn(out, b.target, args.grad_weight, args.loss)
-            total = loss
-            if args.nlm_gate_weight > 0:
-                g_loss = gate_loss(net, x, embeds[b.text_index], b.null, b.denoise)
-                total = loss + args.nlm_gate_weight * g_loss
-                running_gate = (g_loss.item() if running_gate is None
-                                else 0.98 * running_gate + 0.02 * g_loss.item())
-            opt.zero_grad(set_to_none=True)
-            total.backward()
-            torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
-            opt.step()
+            loss, g_loss = train_step(net, opt, data.sample(args.batch), embeds, args, step)
+            if g_loss is not None:
+                running_gate = g_loss if running_gate is None else 0.98 * running_gate + 0.02 * g_loss
             step += 1
             ema_update(ema, net, min(args.ema, (1 + step) / (10 + step)))
             elapsed += time.time() - t_step
-            running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
+            running = loss if running is None else 0.98 * running + 0.02 * loss
             bar.update(1)
             bar.set_postfix(loss=f"{running:.4f}", lr=f"{lr_at(step, args):.1e}")
             if step % args.val_every == 0 or step == args.steps:
-                v, v0 = validate(ema, val, embeds)
-                rec = {"step": step, "loss": round(running, 5), "val_psnr": round(v, 3),
-                       "val_bicubic_psnr": round(v0, 3), "seconds": round(elapsed, 1)}
-                if running_gate is not None:
-                    rec["gate_loss"] = round(running_gate, 4)
-                with open(log_path, "a") as f:
-                    f.write(__import__("json").dumps(rec) + "\n")
-                bar.write(f"[enhance] step {step} loss {running:.4f} val PSNR {v:.2f} dB "
-                          f"(bicubic {v0:.2f})")
+                v = log_validation(ema, val, embeds, log_path, bar, step=step, loss=running,
+                                   gate_loss=running_gate, seconds=elapsed)
                 if v > best:
                     best = v
                     export(run_dir / "best.safetensors", ema, "best validation PSNR so far")
