@@ -75,19 +75,14 @@ def parse_with_recipe(parser, argv: list[str] | None):
     recipe (``models/recipes/``): its top-level keys, then the table ``[STAGE]`` if named, each key a
     flag name without the dashes (``lr-size = 32``). Flags on the command line still win; a key
     that is not a flag of this command is an error that names it."""
+    import argparse
+
     import tomllib
 
-    argv = list(sys.argv[1:] if argv is None else argv)
-    recipe = None
-    for i, arg in enumerate(argv):
-        if arg == "--recipe" and i + 1 < len(argv):
-            recipe = argv[i + 1]
-            del argv[i:i + 2]
-            break
-        if arg.startswith("--recipe="):
-            recipe = arg.split("=", 1)[1]
-            del argv[i]
-            break
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--recipe")
+    known, argv = pre.parse_known_args(sys.argv[1:] if argv is None else argv)
+    recipe = known.recipe
     if recipe is None:
         return parser.parse_args(argv)
     path, _, stage = recipe.partition(":")

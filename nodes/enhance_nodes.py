@@ -261,14 +261,13 @@ class PromptGAN_Enhance:
                   "autocast_dtype": autocast}
         # the output is assembled tile by tile inside the IMAGE tensor ComfyUI receives
         result = torch.zeros(b, h * s, w * s, channels)                 # [B, sH, sW, C]
-        passes = 2 if upscale_model is not None else 1
-        bar = runtime.progress_bar(passes * count_tiles(h, w, tile, 32))
+        n = count_tiles(h, w, tile, 32)
+        bar = runtime.progress_bar(n if upscale_model is None else 2 * n)
         with threads_for_this_call(device):
             if upscale_model is None:
                 enhance_image(net, x, text, progress=bar, strength=strength, alpha=alpha,
                               out=result.movedim(-1, 1), **tiling)
             else:
-                n = count_tiles(h, w, tile, 32)
                 x = restore_at_input_size(net, x, text, strength=strength,
                                           progress=lambda i, _t: bar(i, 2 * n), **tiling)
                 moved = hasattr(upscale_model, "to")

@@ -4,6 +4,7 @@ import cycles; and every bundled workflow still produces what it produced before
 from __future__ import annotations
 
 import ast
+import functools
 import json
 from pathlib import Path
 
@@ -21,6 +22,7 @@ def module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
+@functools.cache
 def pack_modules() -> dict[str, Path]:
     return {module_name(p): p for folder in ("models", "nodes") for p in (ROOT / folder).rglob("*.py")}
 

