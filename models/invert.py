@@ -39,6 +39,7 @@ from .checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
+from .generate import GANLatent, model_id
 
 log = logging.getLogger("PromptGAN")
 
@@ -222,8 +223,8 @@ def _best_start(g, target, s, starts: int, seed: int, chunk: int, guess=None) ->
     b, nz = target.shape[0], g.cfg.nz
     best = []
     for i in range(b):
-        gen = torch.Generator().manual_seed(seed_mix(seed, i))
-        cand = torch.randn(starts, nz, generator=gen).to(target.device)    # [K, nz]
+        rng = torch.Generator().manual_seed(seed_mix(seed, i))
+        cand = torch.randn(starts, nz, generator=rng).to(target.device)    # [K, nz]
         if guess is not None:
             cand = torch.cat([guess[i:i + 1], cand])
         losses = []
@@ -233,6 +234,93 @@ def _best_start(g, target, s, starts: int, seed: int, chunk: int, guess=None) ->
             losses.append(_recon_loss(x, target[i:i + 1], None, None, 0.0))
         best.append(cand[torch.cat(losses).argmin()])
     return torch.stack(best)
+
+
+def _checked_start_sentence(model, image: torch.Tensor, sentence: torch.Tensor | None,
+                            encoder: Inverter | None, device: torch.device) -> torch.Tensor | None:
+    """Check ``invert``'s image and sentence; -> the sentence as unit rows [B,D] on ``device``
+    (or None when the inverter guesses it)."""
+    r = model.resolution
+    if image.dim() != 4 or image.shape[1:] != (3, r, r):
+        raise ValueError(f"invert: image must be [B, 3, {r}, {r}] at the model's resolution, "
+                         f"got {tuple(image.shape)}")
+    b = image.shape[0]
+    text_dim = model.generator.cfg.text_dim
+    if sentence is not None:
+        if sentence.dim() != 2 or sentence.shape[0] not in (1, b) or sentence.shape[1] != text_dim:
+            raise ValueError(f"invert: sentence must be [{b} or 1, {text_dim}], got "
+                             f"{tuple(sentence.shape)}")
+        sentence = F.normalize(plain(sentence).float(), dim=1).expand(b, -1).to(device)
+    if encoder is None and sentence is None:
+        raise ValueError("invert: without an inverter a starting sentence is needed (the prompt "
+                         "that describes the image)")
+    return sentence
+
+
+@torch.no_grad()
+def _chunk_start(g, d, encoder: Inverter | None, target: torch.Tensor,
+                 sentence: torch.Tensor | None, starts: int, seed: int, chunk: int,
+                 feature_weight: float, device: torch.device):
+    """Where one chunk's fit starts -> (z0 [b,nz]: the best of ``starts`` seeded noise vectors
+    and the inverter's guess; s0 [b,D]: ``sentence``, else the inverter's guess; the
+    discriminator's features of the target, or None when that term is off)."""
+    guess = None
+    if encoder is not None:
+        encoder.to(device)
+        guess, s0 = encoder(target)
+        if sentence is not None:
+            s0 = sentence
+    else:
+        s0 = sentence
+    z0 = _best_start(g, target, s0, starts, seed, chunk, guess)
+    feat_target = d.features(target) if d is not None and feature_weight > 0 else None
+    return z0, s0, feat_target
+
+
+@torch.no_grad()
+def _keep_better(loss, best_loss, z, u, best_z, best_u) -> torch.Tensor:
+    """Copy the rows of (z, u) whose ``loss`` beats ``best_loss`` into (best_z, best_u), in
+    place -> the new best loss per image."""
+    better = loss < best_loss
+    best_z[better] = z.detach()[better]
+    best_u[better] = u.detach()[better]
+    return torch.where(better, loss, best_loss)
+
+
+def _fit_chunk(g, d, target: torch.Tensor, feat_target, z0: torch.Tensor, s0: torch.Tensor,
+               steps: int, *, fit_sentence: bool, lr: float, sentence_lr: float,
+               feature_weight: float, prior_weight: float, progress=None, check_interrupt=None):
+    """``steps`` Adam steps on one chunk from (z0, s0) -> the best iterate per image (z [b,nz],
+    sentence [b,D] with unit rows). progress(k) after step k; check_interrupt() before each."""
+    z = z0.detach().clone().requires_grad_(True)
+    u = s0.detach().clone().requires_grad_(fit_sentence)
+    groups = [{"params": [z], "lr": lr}]
+    if fit_sentence:
+        groups.append({"params": [u], "lr": sentence_lr})
+    opt = torch.optim.Adam(groups, betas=(0.9, 0.999))
+    params = [z, u] if fit_sentence else [z]
+
+    def recon():                                                         # [b]
+        return _recon_loss(g(z, F.normalize(u, dim=1)), target, d, feat_target, feature_weight)
+
+    with torch.no_grad():
+        best_loss = recon()
+    best_z, best_u = z.detach().clone(), u.detach().clone()
+    for k in range(steps):
+        if check_interrupt is not None:
+            check_interrupt()
+        per = recon()
+        shell = (z.pow(2).mean(1).sqrt() - 1).pow(2)                       # [b]
+        grads = torch.autograd.grad((per + prior_weight * shell).sum(), params)
+        best_loss = _keep_better(per, best_loss, z, u, best_z, best_u)
+        for p, gr in zip(params, grads):
+            p.grad = gr
+        opt.step()
+        if progress is not None:
+            progress(k + 1)
+    with torch.no_grad():                                               # the last iterate too
+        _keep_better(recon(), best_loss, z, u, best_z, best_u)
+    return best_z, F.normalize(best_u, dim=1)
 
 
 @grad_enabled
@@ -252,79 +340,30 @@ def invert(model, image: torch.Tensor, sentence: torch.Tensor | None = None, ste
     towards the noise shell. The best iterate per image is returned. Deterministic for a seed.
     Model weights are never changed (the loop runs on ``work_copy`` networks).
     """
-    from .generate import GANLatent, model_id
-
     g = work_copy(model.generator)
     d = work_copy(model.discriminator) if model.discriminator is not None else None
     device = torch.device(device)
-    r = model.resolution
-    if image.dim() != 4 or image.shape[1:] != (3, r, r):
-        raise ValueError(f"invert: image must be [B, 3, {r}, {r}] at the model's resolution, "
-                         f"got {tuple(image.shape)}")
-    b = image.shape[0]
-    if sentence is not None:
-        if sentence.dim() != 2 or sentence.shape[0] not in (1, b) or sentence.shape[1] != g.cfg.text_dim:
-            raise ValueError(f"invert: sentence must be [{b} or 1, {g.cfg.text_dim}], got "
-                             f"{tuple(sentence.shape)}")
-        sentence = F.normalize(plain(sentence).float(), dim=1).expand(b, -1).to(device)
-    if encoder is None and sentence is None:
-        raise ValueError("invert: without an inverter a starting sentence is needed (the prompt "
-                         "that describes the image)")
+    sentence = _checked_start_sentence(model, image, sentence, encoder, device)
     g.to(device)
     if d is not None:
         d.to(device)
     target = plain(image).float().to(device)
+    b, steps = image.shape[0], int(steps)
+    total = max(steps, 0) * math.ceil(b / chunk)
     zs, ss = [], []
-    total = max(int(steps), 0) * math.ceil(b / chunk)
-    done = 0
-    for start in range(0, b, chunk):
+    for n, start in enumerate(range(0, b, chunk)):
         x_t = target[start:start + chunk]
-        with torch.no_grad():
-            guess = None
-            if encoder is not None:
-                encoder.to(device)
-                guess, s0 = encoder(x_t)
-                if sentence is not None:
-                    s0 = sentence[start:start + chunk]
-            else:
-                s0 = sentence[start:start + chunk]
-            z0 = _best_start(g, x_t, s0, starts, seed_mix(seed, start), chunk, guess)
-            feat_t = d.features(x_t) if d is not None and feature_weight > 0 else None
-        z = z0.detach().clone().requires_grad_(True)
-        u = s0.detach().clone().requires_grad_(fit_sentence)
-        groups = [{"params": [z], "lr": lr}]
-        if fit_sentence:
-            groups.append({"params": [u], "lr": sentence_lr})
-        opt = torch.optim.Adam(groups, betas=(0.9, 0.999))
-        params = [z, u] if fit_sentence else [z]
-        with torch.no_grad():
-            best_loss = _recon_loss(g(z, F.normalize(u, dim=1)), x_t, d, feat_t, feature_weight)
-        best_z, best_u = z.detach().clone(), u.detach().clone()
-        for _ in range(int(steps)):
-            if check_interrupt is not None:
-                check_interrupt()
-            s = F.normalize(u, dim=1)
-            per = _recon_loss(g(z, s), x_t, d, feat_t, feature_weight)       # [b]
-            shell = (z.pow(2).mean(1).sqrt() - 1).pow(2)                       # [b]
-            grads = torch.autograd.grad((per + prior_weight * shell).sum(), params)
-            with torch.no_grad():
-                better = per < best_loss
-                best_loss = torch.where(better, per, best_loss)
-                best_z[better] = z[better]
-                best_u[better] = u[better]
-            for p, gr in zip(params, grads):
-                p.grad = gr
-            opt.step()
-            done += 1
-            if progress is not None:
-                progress(done, total)
-        with torch.no_grad():                                           # the last iterate too
-            per = _recon_loss(g(z, F.normalize(u, dim=1)), x_t, d, feat_t, feature_weight)
-            better = per < best_loss
-            best_z[better] = z.detach()[better]
-            best_u[better] = u.detach()[better]
-        zs.append(best_z.cpu())
-        ss.append(F.normalize(best_u, dim=1).cpu())
+        s_t = None if sentence is None else sentence[start:start + chunk]
+        z0, s0, feat_t = _chunk_start(g, d, encoder, x_t, s_t, starts, seed_mix(seed, start), chunk,
+                                      feature_weight, device)
+        done = n * max(steps, 0)                    # steps of the chunks before this one
+        report = None if progress is None else (lambda k, done=done: progress(done + k, total))
+        z, s = _fit_chunk(g, d, x_t, feat_t, z0, s0, steps, fit_sentence=fit_sentence, lr=lr,
+                          sentence_lr=sentence_lr, feature_weight=feature_weight,
+                          prior_weight=prior_weight, progress=report,
+                          check_interrupt=check_interrupt)
+        zs.append(z.cpu())
+        ss.append(s.cpu())
     return GANLatent(torch.cat(zs), torch.cat(ss), [f"(inverted image {i})" for i in range(b)],
                      [seed_mix(seed, i) for i in range(b)], model.encoder_id, model_id(model))
 

@@ -14,7 +14,21 @@ import threading
 
 import torch
 
-from ..models import refine as ref_defaults
+from ..models.generate import GANLatent, check_embeds, from_comfy_image, model_id, to_comfy_image
+from ..models.invert import find_inverter, invert, load_inverter, plain
+from ..models.refine import (
+    DEFAULT_PRESERVE,
+    DEFAULT_STEP_SIZE,
+    broadcast_rows,
+    check_mask,
+    composite,
+    edit,
+    fit_to_model,
+    guided_edit_steps,
+    refine_latent,
+    render,
+    resize,
+)
 from . import runtime
 
 log = logging.getLogger("PromptGAN")
@@ -28,16 +42,14 @@ _inverter_lock = threading.Lock()
 
 def _inverter_for(model):
     """The inverter saved beside the model file (cached), or None."""
-    from ..models import invert as inv
-
-    path = inv.find_inverter(model)
+    path = find_inverter(model)
     if path is None:
         return None
     key = (str(path), os.path.getmtime(path))
     with _inverter_lock:
         net = _inverters.get(key)
     if net is None:
-        net = inv.load_inverter(path, model)
+        net = load_inverter(path, model)
         with _inverter_lock:
             _inverters.clear()
             _inverters[key] = net
@@ -58,8 +70,6 @@ def _finite(t: torch.Tensor, what: str) -> None:
 
 def _image_to_model_layout(image: torch.Tensor) -> torch.Tensor:
     """IMAGE [B,H,W,C] (C = 1, 3 or 4) -> [B,3,H,W] in [-1,1]; alpha is ignored."""
-    from ..models.generate import from_comfy_image
-
     if not torch.is_tensor(image) or image.dim() != 4 or image.shape[-1] not in (1, 3, 4):
         shape = tuple(image.shape) if torch.is_tensor(image) else type(image).__name__
         raise ValueError(f"image must be an IMAGE [B, H, W, 3], got {shape}")
@@ -72,6 +82,89 @@ def _image_to_model_layout(image: torch.Tensor) -> torch.Tensor:
 def _rows(prompts: list[str], b: int) -> list[str]:
     """Prompts for b images, prompt-major (as GANGenerate orders its batch)."""
     return [prompts[i * len(prompts) // b] for i in range(b)]
+
+
+def _check_latent_and_embeds(model, mode: str, latent, embeds) -> None:
+    """The latent fits the model, the embeds its encoder, and the mode has what it needs."""
+    if latent is not None:
+        if not isinstance(latent, GANLatent):
+            raise ValueError(f"latent must be a PROMPTGAN_LATENT, got {type(latent).__name__}")
+        if latent.model_id != model_id(model):
+            raise ValueError(f"the latent was made by model '{latent.model_id}' but this Refine "
+                             f"has model '{model_id(model)}'; connect the same model to "
+                             "GANGenerate and Refine")
+        _finite(latent.z, "latent noise")
+        _finite(latent.sentence, "latent conditioning")
+    if embeds is not None:
+        check_embeds(model, embeds)
+        _finite(embeds.sentence, "embeds")
+    if mode == "edit" and embeds is None:
+        raise ValueError("edit mode needs the new prompt: connect a PromptGAN Text Encode "
+                         "(e.g. 'a pink flower ...') to 'embeds'")
+    if mode == "refine" and model.discriminator is None:
+        raise ValueError(f"model '{model.name}' has no discriminator, which refine mode needs; "
+                         "load a full PromptGAN model file")
+
+
+def _checked_batch_size(model, x, latent, embeds, mask) -> int:
+    """The batch size, after checking that image, latent, mask and embeds agree on it and the
+    mask on the output size (the image's, else the model's resolution)."""
+    b = len(latent) if latent is not None else x.shape[0]
+    if x is not None and x.shape[0] != b:
+        raise ValueError(f"the image batch has {x.shape[0]} images but the latent {b}; give "
+                         "the images that came with the latent")
+    out_h, out_w = (x.shape[-2:] if x is not None else (model.resolution, model.resolution))
+    if mask is not None:
+        if not torch.is_tensor(mask):
+            raise ValueError(f"mask must be a MASK tensor, got {type(mask).__name__}")
+        check_mask(mask, b, out_h, out_w)
+    if embeds is not None:
+        broadcast_rows(embeds.sentence, b, "embeds")
+    return b
+
+
+def _step_counts(model, mode: str, steps: int, strength: float, preserve: float,
+                 has_latent: bool) -> tuple[int, int]:
+    """-> (inversion steps, total steps of the node's progress bar, at least 1)."""
+    invert_steps = 0
+    if not has_latent:
+        invert_steps = steps if mode == "edit" else IMAGE_REFINE_INVERT_STEPS
+    if mode == "refine":
+        return invert_steps, invert_steps + steps or 1
+    return invert_steps, invert_steps + guided_edit_steps(model, strength, preserve) or 1
+
+
+def _invert_to_refine(model, x, sentence, prompts, encoder, steps: int, *, seed: int, device,
+                      progress, check_interrupt):
+    """refine mode without a latent: the latent of images x [b,3,H,W] (resized to the model),
+    starting from ``sentence`` [b,D] and/or the inverter; it carries ``prompts`` when given."""
+    if sentence is None and encoder is None:
+        raise ValueError(
+            "refining an image without its latent needs 'embeds' describing the "
+            "image (or an inverter file beside the model); connect a Text Encode")
+    latent = invert(model, fit_to_model(x, model.resolution), sentence, steps, encoder,
+                    seed=seed, device=device, progress=progress, check_interrupt=check_interrupt)
+    if prompts is not None:
+        latent.prompts = _rows(prompts, len(latent))
+    return latent
+
+
+def _refine_and_render(model, latent, sentence, original, mask, steps: int, step_size: float, *,
+                       seed: int, device, progress, check_interrupt):
+    """refine mode: the refined latent, rendered at the original's size (when there is one) and
+    composited into it inside ``mask`` (the latent redrawn when only a latent is given).
+    -> (images [b,3,H,W] in [-1,1], new latent)."""
+    new_latent = refine_latent(model, latent, sentence, steps, step_size, seed=seed,
+                               device=device, progress=progress, check_interrupt=check_interrupt)
+    out = render(model, new_latent, device)
+    if original is None and mask is not None:
+        original = render(model, latent, device)
+    if original is not None:
+        out = resize(out, tuple(original.shape[-2:]))
+    if mask is not None:
+        b, (h, w) = len(latent), out.shape[-2:]
+        out = composite(original, out, check_mask(mask, b, h, w))
+    return out, new_latent
 
 
 class PromptGAN_Refine:
@@ -124,7 +217,7 @@ class PromptGAN_Refine:
                     "tooltip": "Seed of the refinement's small random term and of the inversion's "
                                "random starts: the same seed gives the same result."}),
                 "preserve": ("FLOAT", {
-                    "default": ref_defaults.DEFAULT_PRESERVE, "min": 0.0, "max": 10.0,
+                    "default": DEFAULT_PRESERVE, "min": 0.0, "max": 10.0,
                     "step": 0.1,
                     "tooltip": "edit only: how firmly the edit keeps the original's outlines and "
                                "colour boundaries. 0: redraw the same noise with the new prompt "
@@ -157,12 +250,8 @@ class PromptGAN_Refine:
         }
 
     def refine(self, model, mode: str, steps: int, strength: float, seed: int,
-               preserve: float = ref_defaults.DEFAULT_PRESERVE, image=None, latent=None,
-               embeds=None, mask=None):
-        from ..models import generate as gen
-        from ..models import invert as inv
-        from ..models import refine as ref
-
+               preserve: float = DEFAULT_PRESERVE, image=None, latent=None, embeds=None,
+               mask=None):
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         if image is None and latent is None:
@@ -170,91 +259,41 @@ class PromptGAN_Refine:
                              "(exact) and/or an image (inverted, approximate)")
         steps, strength, seed, preserve = runtime.checked_numbers(
             type(self), steps=steps, strength=strength, seed=seed, preserve=preserve)
-        if latent is not None:
-            if not isinstance(latent, gen.GANLatent):
-                raise ValueError(f"latent must be a PROMPTGAN_LATENT, got {type(latent).__name__}")
-            if latent.model_id != gen.model_id(model):
-                raise ValueError(f"the latent was made by model '{latent.model_id}' but this Refine "
-                                 f"has model '{gen.model_id(model)}'; connect the same model to "
-                                 "GANGenerate and Refine")
-            _finite(latent.z, "latent noise")
-            _finite(latent.sentence, "latent conditioning")
-        if embeds is not None:
-            gen.check_embeds(model, embeds)
-            _finite(embeds.sentence, "embeds")
-        if mode == "edit" and embeds is None:
-            raise ValueError("edit mode needs the new prompt: connect a PromptGAN Text Encode "
-                             "(e.g. 'a pink flower ...') to 'embeds'")
-        if mode == "refine" and model.discriminator is None:
-            raise ValueError(f"model '{model.name}' has no discriminator, which refine mode needs; "
-                             "load a full PromptGAN model file")
+        _check_latent_and_embeds(model, mode, latent, embeds)
         x = _image_to_model_layout(image) if image is not None else None
-        b = len(latent) if latent is not None else x.shape[0]
-        if x is not None and x.shape[0] != b:
-            raise ValueError(f"the image batch has {x.shape[0]} images but the latent {b}; give "
-                             "the images that came with the latent")
-        out_h, out_w = (x.shape[-2:] if x is not None else (model.resolution, model.resolution))
-        if mask is not None:
-            if not torch.is_tensor(mask):
-                raise ValueError(f"mask must be a MASK tensor, got {type(mask).__name__}")
-            ref.check_mask(mask, b, out_h, out_w)
-        if embeds is not None:
-            ref.broadcast_rows(embeds.sentence, b, "embeds")
+        b = _checked_batch_size(model, x, latent, embeds, mask)
 
         device = runtime.get_device()
         encoder = _inverter_for(model) if latent is None else None
         runtime.load_models(model, [model.generator, model.discriminator, model.text_head], device)
-        invert_steps = 0
-        if latent is None:
-            invert_steps = steps if mode == "edit" else IMAGE_REFINE_INVERT_STEPS
-        if mode == "refine":
-            total = invert_steps + steps or 1
-        else:
-            total = invert_steps + ref.guided_edit_steps(model, strength, preserve) or 1
+        invert_steps, total = _step_counts(model, mode, steps, strength, preserve, latent is not None)
         bar = runtime.progress_bar(total)
         interrupt = runtime.check_interrupt
 
         with torch.inference_mode(False), torch.enable_grad():
-            x = None if x is None else inv.plain(x)
-            new_s = None if embeds is None else inv.plain(embeds.sentence).float()
-            m = None if mask is None else inv.plain(mask).float()
+            x = None if x is None else plain(x)
+            new_s = None if embeds is None else plain(embeds.sentence).float()
+            m = None if mask is None else plain(mask).float()
             if mode == "edit":
-                source = latent if latent is not None else x
-                out, new_latent = ref.edit(
-                    model, source, new_s, strength, m, image=x if latent is not None else None,
-                    new_prompts=list(embeds.prompts), invert_steps=invert_steps, encoder=encoder,
-                    seed=int(seed), preserve=preserve, device=device,
-                    progress=_phase(bar, 0, total, total), check_interrupt=interrupt)
+                out, new_latent = edit(
+                    model, latent if latent is not None else x, new_s, strength, m,
+                    image=x if latent is not None else None, new_prompts=list(embeds.prompts),
+                    invert_steps=invert_steps, encoder=encoder, seed=int(seed), preserve=preserve,
+                    device=device, progress=_phase(bar, 0, total, total), check_interrupt=interrupt)
             else:
+                sentence = None if new_s is None else broadcast_rows(new_s, b, "embeds")
                 if latent is None:
-                    if new_s is None and encoder is None:
-                        raise ValueError(
-                            "refining an image without its latent needs 'embeds' describing the "
-                            "image (or an inverter file beside the model); connect a Text Encode")
-                    start = None if new_s is None else ref.broadcast_rows(new_s, b, "embeds")
-                    latent = inv.invert(model, ref.fit_to_model(x, model.resolution), start,
-                                        invert_steps, encoder, seed=int(seed), device=device,
-                                        progress=_phase(bar, 0, invert_steps, total),
-                                        check_interrupt=interrupt)
-                    if embeds is not None:
-                        latent.prompts = _rows(list(embeds.prompts), b)
-                original = x
-                sentence = None if new_s is None else ref.broadcast_rows(new_s, b, "embeds")
-                new_latent = ref.refine_latent(
-                    model, latent, sentence, steps, ref.DEFAULT_STEP_SIZE * strength,
+                    latent = _invert_to_refine(
+                        model, x, sentence, None if embeds is None else list(embeds.prompts),
+                        encoder, invert_steps, seed=int(seed), device=device,
+                        progress=_phase(bar, 0, invert_steps, total), check_interrupt=interrupt)
+                out, new_latent = _refine_and_render(
+                    model, latent, sentence, x, m, steps, DEFAULT_STEP_SIZE * strength,
                     seed=int(seed), device=device, progress=_phase(bar, invert_steps, steps, total),
                     check_interrupt=interrupt)
-                out = ref.render(model, new_latent, device)
-                if original is None and m is not None:
-                    original = ref.render(model, latent, device)
-                if original is not None:
-                    out = ref.resize(out, tuple(original.shape[-2:]))
-                if m is not None:
-                    out = ref.composite(original, out, ref.check_mask(m, b, out_h, out_w))
         bar(total, total)
         _finite(out, f"Refine's output (model '{model.name}')")
-        return (gen.to_comfy_image(out).to(runtime.intermediate_device()), new_latent)
-
+        return (to_comfy_image(out).to(runtime.intermediate_device()), new_latent)
 
 NODE_CLASS_MAPPINGS = {"PromptGAN_Refine": PromptGAN_Refine}
 NODE_DISPLAY_NAME_MAPPINGS = {"PromptGAN_Refine": "PromptGAN Refine"}
