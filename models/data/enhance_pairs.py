@@ -1,7 +1,7 @@
 """Training data for Enhance: bundled photos (and procedural renders), degraded on the fly.
 
 Sources that need no download: the photos shipped inside scikit-image (skimage/data), plus
-procedural renders when ``models/data/procedural.py`` is there. The evaluation images
+procedural renders (``models/data/procedural.py``). The evaluation images
 (scikit-learn's china.jpg and flower.jpg, matplotlib's grace_hopper.jpg) are never used.
 scikit-image is only a training extra: nothing at run time imports this module.
 """
@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
+from . import procedural
 from .debian_photos import read_manifest
 from .degrade import DEGRADATIONS, make_pair, sample_params, sample_present, sample_second_order
 
@@ -31,45 +34,67 @@ SKIMAGE_FILES = (
 )
 
 
-def _load_rgb(path: Path) -> torch.Tensor:
-    from PIL import Image
-
-    with Image.open(path) as im:
-        arr = np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
+def _to_tensor(im: Image.Image) -> torch.Tensor:
+    arr = np.asarray(im, dtype=np.float32) / 255.0
     return torch.from_numpy(arr.copy()).permute(2, 0, 1).contiguous()   # [3, H, W]
 
 
-def _downsize(img: torch.Tensor, f: float) -> torch.Tensor:
-    h, w = int(img.shape[1] * f), int(img.shape[2] * f)
-    return F.interpolate(img[None], size=(h, w), mode="bicubic", antialias=True,
-                         align_corners=False)[0].clamp(0, 1)
+def load_photos(files: Iterable[tuple[Path, float, Sequence[float]]], min_side: int, *,
+                resample: str, largest_only: bool = False) -> list[tuple[str, torch.Tensor]]:
+    """(name@scale, [3, H, W] float 0..1) for each (path, scale, factors) of ``files``: the
+    photo at ``scale * f`` of its size for each f of ``factors`` (largest first) where both
+    sides come to at least ``min_side``; with ``largest_only``, just the first such per file.
+    A factor giving the photo's own size leaves it as it is.
+
+    ``resample`` keeps each caller's pixels and names as they have always been: "torch" is
+    torch's antialiased bicubic to the truncated size, named path.name@scale; "pil" is PIL's
+    bicubic (reducing gap 3) to the rounded size, named path.stem@scale to 3 digits."""
+    if resample not in ("torch", "pil"):
+        raise ValueError(f"resample must be 'torch' or 'pil', got {resample!r}")
+    out = []
+    for path, scale, factors in files:
+        with Image.open(path) as im:
+            im = im.convert("RGB")
+            full = _to_tensor(im) if resample == "torch" else None
+            for f in factors:
+                w, h = im.size[0] * scale * f, im.size[1] * scale * f
+                size = (int(w), int(h)) if resample == "torch" else (round(w), round(h))
+                if min(size) < min_side:
+                    continue
+                if size == im.size:
+                    x = full if full is not None else _to_tensor(im)
+                elif resample == "torch":
+                    x = F.interpolate(full[None], size=size[::-1], mode="bicubic",
+                                      antialias=True, align_corners=False)[0].clamp(0, 1)
+                else:
+                    x = _to_tensor(im.resize(size, Image.BICUBIC, reducing_gap=3.0))
+                label = f"{path.name}@{scale * f}" if resample == "torch" \
+                    else f"{path.stem}@{scale * f:.3g}"
+                out.append((label, x))
+                if largest_only:
+                    break
+    return out
 
 
 def photo_sources(min_side: int = 128, largest_only: bool = False) -> list[tuple[str, torch.Tensor]]:
     """(name@factor, image [3, H, W]) at full size and at 3/4 and 1/2 size (cleaner, denser
     detail; JPEGs never at full size, where their own artifacts show). ``largest_only``: one
     entry per photo, the largest of those sizes with both sides at least ``min_side``."""
-    try:
+    try:  # lazy: scikit-image is a training extra (requirements-dev), not a run-time dependency
         import skimage.data
     except ImportError as exc:
         raise RuntimeError("training Enhance needs scikit-image for its bundled photos "
                            "(pip install scikit-image)") from exc
     root = Path(os.path.dirname(skimage.data.__file__))
-    out = []
+    files = []
     for name in SKIMAGE_FILES:
         assert name not in HELD_OUT_FILES
         path = root / name
         if not path.is_file():
             log.info("Enhance data: %s not bundled with this scikit-image, skipped", name)
             continue
-        img = _load_rgb(path)
-        factors = (0.75, 0.5) if name.endswith(".jpg") else (1.0, 0.75, 0.5)
-        for f in factors:
-            x = img if f == 1.0 else _downsize(img, f)
-            if min(x.shape[1:]) >= min_side:
-                out.append((f"{name}@{f}", x))
-                if largest_only:
-                    break
+        files.append((path, 1.0, (0.75, 0.5) if name.endswith(".jpg") else (1.0, 0.75, 0.5)))
+    out = load_photos(files, min_side, resample="torch", largest_only=largest_only)
     if not out:
         raise RuntimeError(f"no training photos found in {root}")
     return out
@@ -79,36 +104,18 @@ def prepared_photos(folder: str | Path, min_side: int = 128) -> list[tuple[str, 
     """The training photos of a prepare-enhance-data folder as (name@factor, [3, H, W]), each at
     the manifest's detail scale times 3/4, 1/2 and 1/3 (the files are JPEGs: at full size their
     own compression shows)."""
-    from PIL import Image
-
-    out = []
-    for path, scale in read_manifest(folder, "train"):
-        with Image.open(path) as im:
-            im = im.convert("RGB")
-            for f in (0.75, 0.5, 0.33):
-                size = (round(im.size[0] * scale * f), round(im.size[1] * scale * f))
-                if min(size) < min_side:
-                    continue
-                small = im.resize(size, Image.BICUBIC, reducing_gap=3.0)
-                arr = np.asarray(small, dtype=np.float32) / 255.0
-                out.append((f"{path.stem}@{scale * f:.3g}",
-                            torch.from_numpy(arr.copy()).permute(2, 0, 1).contiguous()))
+    files = [(path, scale, (0.75, 0.5, 0.33)) for path, scale in read_manifest(folder, "train")]
+    out = load_photos(files, min_side, resample="pil")
     if not out:
         raise ValueError(f"{folder}: no training photos of at least {min_side} px")
     return out
 
 
 def procedural_renderer():
-    """``fn(rng, size) -> [3, size, size]`` from models/data/procedural.py, or None."""
-    try:
-        from ..data import procedural  # type: ignore
-    except Exception:  # noqa: BLE001 - optional source written elsewhere
-        return None
-    render = getattr(procedural, "render", None)
-    sample = getattr(procedural, "sample_attributes", None)
-    if render is None or sample is None:
-        return None
-    domains = list(getattr(procedural, "DOMAINS", ("flower", "landscape")))
+    """``fn(rng, size) -> [3, size, size]`` from models/data/procedural.py, or None if it
+    fails its smoke test."""
+    render, sample = procedural.render, procedural.sample_attributes
+    domains = list(procedural.DOMAINS)
 
     def fn(rng: np.random.Generator, size: int) -> torch.Tensor:
         domain = domains[int(rng.integers(len(domains)))]

@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import functools
 import math
+import multiprocessing as mp
+from typing import NamedTuple
 
 import numpy as np
 from PIL import Image
@@ -325,27 +327,64 @@ def _render_flower(attrs: dict, size: int, rng: np.random.Generator) -> np.ndarr
     amp = 0.04 if large else 0.14
     cx = 0.5 + amp * (2 * u[1] - 1)
     cy = 0.5 + amp * (2 * u[2] - 1) - (0.0 if large else 0.03)
-    n_petals = int(attrs["petal_count"])
-    period = 2.0 * math.pi / n_petals
-    rot = u[3] * period
     lw = 0.9 / size  # outline width: about one output pixel
 
-    # Stem, from the centre down past the bottom edge.
-    lean = 0.18 * (2 * u[4] - 1)
-    sw = 0.022 + 0.006 * u[5]
+    _flower_stem(cv, cx, cy, u[4], u[5], float(z[3, 0]), lw)
+    sl, dx, dy, r = _flower_petals(cv, attrs["petal_shape"], int(attrs["petal_count"]),
+                                   cx, cy, radius, u[3], petal, lw)
+    _flower_centre(cv, sl, dx, dy, r, radius, petal, centre, lw)
+
+    cv.img *= 1.0 + 0.05 * (2 * u[6] - 1)
+    return cv.result()
+
+
+def _flower_stem(cv: _Canvas, cx, cy, u_lean, u_width, z_shade, lw) -> None:
+    """The stem, from the centre (cx, cy) down past the bottom edge."""
+    lean = 0.18 * (2 * u_lean - 1)
+    sw = 0.022 + 0.006 * u_width
     x0, y0, x1, y1 = cx, cy, cx + lean, 1.05
     win = cv.window(min(x0, x1) - sw, y0 - sw, max(x0, x1) + sw, 1.0)
-    if win is not None:
-        sl, xs, ys = win
-        ddx, ddy = x1 - x0, y1 - y0
-        t = np.clip(((xs - x0) * ddx + (ys - y0) * ddy) / (ddx * ddx + ddy * ddy), 0, 1)
-        ex, ey = xs - x0 - t * ddx, ys - y0 - t * ddy
-        dist = np.sqrt(ex * ex + ey * ey)
-        cv.paint(sl, cv.cover(sw - dist), _STEM_RGB * 0.55)
-        cv.paint(sl, cv.cover(sw - lw - dist), _STEM_RGB * (1.0 + 0.1 * float(z[3, 0])))
+    if win is None:
+        return
+    sl, xs, ys = win
+    ddx, ddy = x1 - x0, y1 - y0
+    t = np.clip(((xs - x0) * ddx + (ys - y0) * ddy) / (ddx * ddx + ddy * ddy), 0, 1)
+    ex, ey = xs - x0 - t * ddx, ys - y0 - t * ddy
+    dist = np.sqrt(ex * ex + ey * ey)
+    cv.paint(sl, cv.cover(sw - dist), _STEM_RGB * 0.55)
+    cv.paint(sl, cv.cover(sw - lw - dist), _STEM_RGB * (1.0 + 0.1 * z_shade))
 
-    # Petals: one pass over the flower's box; each pixel is measured against its nearest axis.
-    m = 2.0 / size
+
+def _petal_sdf(shape: str, pu, pv, radius, n_petals: int):
+    """(signed distance to the petal, position t along it in 0..1) from petal coordinates:
+    pu along the petal's axis, pv across it."""
+    base = 0.12 * radius
+    length = radius - base
+    half = math.tan(math.pi / n_petals)
+    t = np.clip((pu - base) / length, 1e-3, 1.0)
+    if shape == "round":
+        a = 0.5 * length
+        uc = base + a
+        b = min(0.31 * length, 0.8 * uc * half)
+        return _ellipse_sdf(pu - uc, pv, a, b), t
+    # pointed: widest at 38 % of the length, tapering to a sharp tip
+    p = 0.716  # 0.38 ** p == 0.5
+    uw = base + 0.38 * length
+    b = min(0.30 * length, 0.85 * uw * half)
+    tp = t ** p
+    w = b * np.sin(np.pi * tp)
+    dw = b * np.cos(np.pi * tp) * np.pi * p * tp / t / length
+    sdf = (w - pv) / np.sqrt(1.0 + dw * dw)
+    return np.minimum(sdf, np.minimum(pu - base, radius - pu)), t
+
+
+def _flower_petals(cv: _Canvas, shape: str, n_petals: int, cx, cy, radius, u_rot, petal, lw):
+    """The petals, in one pass over the flower's box where each pixel is measured against its
+    nearest petal axis. Returns the box (slices) and its offsets dx, dy and radius r from the
+    centre, for the centre disc."""
+    period = 2.0 * math.pi / n_petals
+    rot = u_rot * period
+    m = 2.0 / cv.size
     sl, xs, ys = cv.window(cx - radius - m, cy - radius - m, cx + radius + m, cy + radius + m)
     dx, dy = xs - cx, ys - cy
     r = np.sqrt(dx * dx + dy * dy)
@@ -353,32 +392,18 @@ def _render_flower(attrs: dict, size: int, rng: np.random.Generator) -> np.ndarr
     da = theta - period * np.round(theta / period)
     pu = r * np.cos(da)  # along the petal axis
     pv = np.abs(r * np.sin(da))  # across it
-    base = 0.12 * radius
-    length = radius - base
-    half = math.tan(math.pi / n_petals)
-    t = np.clip((pu - base) / length, 1e-3, 1.0)
-    if attrs["petal_shape"] == "round":
-        a = 0.5 * length
-        uc = base + a
-        b = min(0.31 * length, 0.8 * uc * half)
-        sdf = _ellipse_sdf(pu - uc, pv, a, b)
-    else:  # pointed: widest at 38 % of the length, tapering to a sharp tip
-        p = 0.716  # 0.38 ** p == 0.5
-        uw = base + 0.38 * length
-        b = min(0.30 * length, 0.85 * uw * half)
-        tp = t ** p
-        w = b * np.sin(np.pi * tp)
-        dw = b * np.cos(np.pi * tp) * np.pi * p * tp / t / length
-        sdf = (w - pv) / np.sqrt(1.0 + dw * dw)
-        sdf = np.minimum(sdf, np.minimum(pu - base, radius - pu))
+    sdf, t = _petal_sdf(shape, pu, pv, radius, n_petals)
     inner = cv.cover(sdf - lw)
     cv.paint(sl, cv.cover(sdf), petal * 0.5)
     # lighter towards the tip, with a faint darker vein along the axis
-    vein = np.clip(1.0 - pv * (size * 1.2), 0, 1) * ((t > 0.08) & (t < 0.8))
+    vein = np.clip(1.0 - pv * (cv.size * 1.2), 0, 1) * ((t > 0.08) & (t < 0.8))
     shade = (0.74 + 0.34 * t) * (1.0 - 0.16 * vein)
     cv.paint(sl, inner, np.minimum(petal * shade, 255))
+    return sl, dx, dy, r
 
-    # Centre disc with a dark rim and a dotted texture.
+
+def _flower_centre(cv: _Canvas, sl, dx, dy, r, radius, petal, centre, lw) -> None:
+    """The centre disc with a dark rim and a dotted texture."""
     rc = 0.25 * radius
     sdf_c = rc - r
     cv.paint(sl, cv.cover(sdf_c), np.minimum(petal, centre) * 0.45)
@@ -386,9 +411,6 @@ def _render_flower(attrs: dict, size: int, rng: np.random.Generator) -> np.ndarr
     dots = 0.9 + 0.1 * np.sin(dx * k) * np.sin(dy * k)
     light = 1.08 - 0.25 * np.clip((dx + dy) / (2.0 * rc), -1, 1)
     cv.paint(sl, cv.cover(sdf_c - lw), np.minimum(centre * (dots * light), 255))
-
-    cv.img *= 1.0 + 0.05 * (2 * u[6] - 1)
-    return cv.result()
 
 
 # ---------------------------------------------------------------- landscape
@@ -447,6 +469,14 @@ def _sky_object(cv, attrs, horizon, u) -> tuple[float, float] | None:
     return ox, oy
 
 
+class _Scene(NamedTuple):
+    """What every part of a landscape reads: time of day, season, horizon height, light."""
+    tod: str
+    season: str
+    horizon: float
+    light: np.ndarray  # (3, 1, 1) multiplier of the time of day
+
+
 def _render_landscape(attrs: dict, size: int, rng: np.random.Generator) -> np.ndarray:
     # Nuisance, drawn in a fixed order whatever the attributes.
     u = rng.random(16).tolist()
@@ -459,126 +489,149 @@ def _render_landscape(attrs: dict, size: int, rng: np.random.Generator) -> np.nd
     noise = rng.standard_normal((6, 6)).astype(np.float32)
 
     cv = _Canvas(size)
-    n = cv.n
-    x, y = cv.x, cv.y
-    tod, season = attrs["time_of_day"], attrs["season"]
-    light = _LIGHT[tod]
-    horizon = 0.56 + 0.06 * u[3]
+    tod = attrs["time_of_day"]
+    sc = _Scene(tod, attrs["season"], 0.56 + 0.06 * u[3], _LIGHT[tod])
 
-    # Sky: three-stop vertical gradient.
-    top, mid, low = _SKY[tod]
-    t = np.clip(y[:, 0] / horizon, 0.0, 1.0)[None, :, None]  # (1, n, 1)
-    cv.img[:] = np.where(t < 0.55, top + (mid - top) * (t / 0.55),
-                         mid + (low - mid) * ((t - 0.55) / 0.45))
-    if tod == "night":
-        keep = stars[:, 2] > 0.25
-        cv.dots(stars[keep, 0], stars[keep, 1] * (horizon - 0.05), _rgb(250, 250, 235),
-                alpha=0.45 + 0.55 * stars[keep, 2])
-    obj_pos = _sky_object(cv, attrs, horizon, u[0:3])
-
-    # Mountains: a ridge of three peaks; snow above a wavy line on the snowy kind.
+    haze = _landscape_sky(cv, sc, stars)
+    obj_pos = _sky_object(cv, attrs, sc.horizon, u[0:3])
     if attrs["mountains"] != "none":
-        xr = x[0]
-        px = (np.arange(3, dtype=np.float32) + 0.5) / 3 + 0.2 * (peaks[:, 0] - 0.5)
-        ph = 0.16 + 0.15 * peaks[:, 1]
-        slope = 0.9 + 0.7 * peaks[:, 2]
-        heights = ph[:, None] - slope[:, None] * np.abs(xr[None, :] - px[:, None])  # (3, n)
-        heights += 0.006 * np.sin(xr[None, :] * 55.0 + 6.0 * peaks[:, 3:4])
-        k = np.argmax(heights, axis=0)
-        ridge = horizon - np.maximum(heights[k, np.arange(n)], 0.0)  # (n,)
-        sl, xs, ys = cv.window(0, float(ridge.min()) - 0.01, 1, horizon + 0.02)
-        cover = cv.cover(ys - ridge[None, :])
-        lit_side = (xr < px[k])[None, None, :]  # light from the left
-        rock = _jitter(_rgb(128, 112, 98), z[1], 5.0)
-        colour = np.where(lit_side, rock * 1.08, rock * 0.74) * light
-        if attrs["mountains"] == "snowy":
-            line = ph[k] * (0.56 + 0.07 * np.sin(xr * 70.0 + 9 * u[4]))
-            snow = cv.cover((horizon - ys) - line[None, :])
-            snow_col = np.where(lit_side, _SNOW, _rgb(196, 206, 228)) * light
-            colour = colour + (snow_col - colour) * snow
-        cv.paint(sl, cover, colour)
-
-    # Ground, lighter and hazier towards the horizon, with a little texture and speckles.
-    gcol = _jitter(_GROUND[season], z[2], 5.0)
-    ground_top = horizon + 0.004 * np.sin(x * 9.0 + 7 * u[5])
-    sl, xs, ys = cv.window(0, horizon - 0.01, 1, 1)
-    depth = np.clip((ys - horizon) / (1.0 - horizon), 0, 1)
-    tex = 1.0 + 0.06 * _smooth_noise(noise, ys.shape[0], n)
-    gfield = gcol * ((1.06 - 0.2 * depth) * tex)
-    if tod != "night":
-        gfield = gfield + (low - gfield) * (0.25 * (1.0 - depth) ** 3)
-    cv.paint(sl, cv.cover(ys - ground_top), np.minimum(gfield * light, 255))
-    sy = horizon + 0.03 + (1.0 - horizon - 0.04) * speckle[:, 1] ** 0.8
-    cv.dots(speckle[:, 0], sy, _SPECKLE[season] * light, alpha=0.9)
-
-    # Forest: a continuous band of crowns along the horizon.
-    dark, alt = _CROWN[season]
+        _mountains(cv, sc, attrs["mountains"] == "snowy", peaks, z[1], u[4])
+    gcol = _jitter(_GROUND[sc.season], z[2], 5.0)
+    _ground(cv, sc, gcol, haze, noise, speckle, u[5])
     if attrs["trees"] == "forest":
-        xr = x[0]
-        m = forest.shape[0]
-        fx = (np.arange(m, dtype=np.float32) + 0.5) / m + (forest[:, 0] - 0.5) / m
-        if season == "winter":  # conifers
-            apex = horizon - 0.07 - 0.07 * forest[:, 1]
-            tops = apex[:, None] + 2.6 * np.abs(xr[None, :] - fx[:, None])
-        else:
-            rad = 0.05 + 0.025 * forest[:, 1]
-            cyc = horizon - 0.015 - 0.035 * forest[:, 2]
-            d2 = rad[:, None] ** 2 - (xr[None, :] - fx[:, None]) ** 2
-            tops = np.where(d2 > 0, cyc[:, None] - np.sqrt(np.maximum(d2, 0)), 9.0)
-        k = np.argmin(tops, axis=0)
-        top_line = tops[k, np.arange(n)]
-        bottom = horizon + 0.05
-        sl, xs, ys = cv.window(0, float(top_line.min()) - 0.01, 1, bottom + 0.01)
-        cover = cv.cover(np.minimum(ys - top_line[None, :], bottom - ys))
-        if season in ("autumn", "spring"):
-            base_col = np.where((forest[k, 2] > 0.55)[None, None, :], alt, dark)
-        else:
-            base_col = dark
-        depth = np.clip((ys - top_line[None, :]) / 0.08, 0, 1)
-        colour = base_col * ((1.1 - 0.35 * depth) * (0.9 + 0.2 * forest[k, 0])[None, :])
-        if season == "spring":  # blossoms dotted through the green crowns
-            spots = np.sin(xs * 260.0) * np.sin(ys * 230.0) > 0.35
-            colour = np.where(spots, _CROWN["spring"][0] * 1.05, colour)
-        elif season == "winter":  # snow on the branches
-            bands = np.sin((ys - top_line[None, :]) * 170.0) > 0.55
-            colour = np.where(bands, _SNOW * 0.95, colour)
-        cv.paint(sl, cover, np.minimum(colour * light, 255))
-
-    # Lake: an ellipse below the horizon, reflecting the sky, with ripples and a dark shore.
+        _forest(cv, sc, forest)
     lake = None
     if attrs["water"] == "lake":
-        ry = 0.065 + 0.025 * u[6]
-        rx = 0.3 + 0.12 * u[7]
-        lx = 0.5 + 0.2 * (u[8] - 0.5)
-        ly = horizon + 0.055 + ry + 0.06 * u[9]
-        lake = (lx, ly, rx, ry)
-        sl, xs, ys = cv.window(lx - rx - 0.01, ly - ry - 0.01, lx + rx + 0.01, ly + ry + 0.01)
-        sdf = _ellipse_sdf(xs - lx, ys - ly, rx, ry)
-        water = _jitter(_WATER[tod], z[3], 5.0)
-        ripple = 1.0 + 0.1 * np.sin(2 * np.pi * (ys * 36.0 + 0.25 * np.sin(xs * 11.0)))
-        far = 1.12 - 0.24 * np.clip((ys - (ly - ry)) / (2 * ry), 0, 1)
-        colour = water * (ripple * far)
-        if obj_pos is not None:  # the reflection of the sun or moon
-            glint = np.exp(-(((xs - obj_pos[0]) / 0.025) ** 2)) * (ripple > 1.0)
-            colour = colour + (_rgb(250, 240, 210) - colour) * (0.45 * glint)
-        cv.paint(sl, cv.cover(sdf), gcol * 0.55 * light)
-        cv.paint(sl, cv.cover(sdf - 1.2 / size), np.minimum(colour, 255))
-
-    # A few trees standing in front.
+        lake = _lake(cv, sc, u[6:10], z[3], gcol, obj_pos)
     if attrs["trees"] == "few":
-        count = 2 + int(u[10] * 2.999)
-        for i in range(count):
-            tx = 0.08 + 0.84 * (i + 0.5 + 0.55 * (few[i][0] - 0.5)) / count
-            by = horizon + 0.07 + 0.3 * few[i][1]
-            if lake is not None and abs(tx - lake[0]) < lake[2] + 0.02 \
-                    and abs(by - lake[1]) < lake[3] + 0.05:
-                by = min(lake[1] + lake[3] + 0.05, 0.985)
-            scale = 0.85 + 0.5 * (by - horizon) / 0.4
-            h = (0.17 + 0.08 * few[i][2]) * scale
-            _tree(cv, tx, by, h, season, light, few[i][3], size)
+        _few_trees(cv, sc, few, u[10], lake)
 
     cv.img *= 1.0 + 0.04 * (2 * u[11] - 1)
     return cv.result()
+
+
+def _landscape_sky(cv: _Canvas, sc: _Scene, stars) -> np.ndarray:
+    """The sky, a three-stop vertical gradient, with stars at night. Returns its colour at the
+    horizon (the haze over the distant ground)."""
+    top, mid, low = _SKY[sc.tod]
+    t = np.clip(cv.y[:, 0] / sc.horizon, 0.0, 1.0)[None, :, None]  # (1, n, 1)
+    cv.img[:] = np.where(t < 0.55, top + (mid - top) * (t / 0.55),
+                         mid + (low - mid) * ((t - 0.55) / 0.45))
+    if sc.tod == "night":
+        keep = stars[:, 2] > 0.25
+        cv.dots(stars[keep, 0], stars[keep, 1] * (sc.horizon - 0.05), _rgb(250, 250, 235),
+                alpha=0.45 + 0.55 * stars[keep, 2])
+    return low
+
+
+def _mountains(cv: _Canvas, sc: _Scene, snowy: bool, peaks, z_rock, u_snow) -> None:
+    """A ridge of three peaks; snow above a wavy line on the snowy kind."""
+    horizon, light = sc.horizon, sc.light
+    xr = cv.x[0]
+    px = (np.arange(3, dtype=np.float32) + 0.5) / 3 + 0.2 * (peaks[:, 0] - 0.5)
+    ph = 0.16 + 0.15 * peaks[:, 1]
+    slope = 0.9 + 0.7 * peaks[:, 2]
+    heights = ph[:, None] - slope[:, None] * np.abs(xr[None, :] - px[:, None])  # (3, n)
+    heights += 0.006 * np.sin(xr[None, :] * 55.0 + 6.0 * peaks[:, 3:4])
+    k = np.argmax(heights, axis=0)
+    ridge = horizon - np.maximum(heights[k, np.arange(cv.n)], 0.0)  # (n,)
+    sl, xs, ys = cv.window(0, float(ridge.min()) - 0.01, 1, horizon + 0.02)
+    cover = cv.cover(ys - ridge[None, :])
+    lit_side = (xr < px[k])[None, None, :]  # light from the left
+    rock = _jitter(_rgb(128, 112, 98), z_rock, 5.0)
+    colour = np.where(lit_side, rock * 1.08, rock * 0.74) * light
+    if snowy:
+        line = ph[k] * (0.56 + 0.07 * np.sin(xr * 70.0 + 9 * u_snow))
+        snow = cv.cover((horizon - ys) - line[None, :])
+        snow_col = np.where(lit_side, _SNOW, _rgb(196, 206, 228)) * light
+        colour = colour + (snow_col - colour) * snow
+    cv.paint(sl, cover, colour)
+
+
+def _ground(cv: _Canvas, sc: _Scene, gcol, haze, noise, speckle, u_wave) -> None:
+    """The ground, lighter and hazier towards the horizon, with a little texture and speckles."""
+    horizon, light = sc.horizon, sc.light
+    ground_top = horizon + 0.004 * np.sin(cv.x * 9.0 + 7 * u_wave)
+    sl, xs, ys = cv.window(0, horizon - 0.01, 1, 1)
+    depth = np.clip((ys - horizon) / (1.0 - horizon), 0, 1)
+    tex = 1.0 + 0.06 * _smooth_noise(noise, ys.shape[0], cv.n)
+    gfield = gcol * ((1.06 - 0.2 * depth) * tex)
+    if sc.tod != "night":
+        gfield = gfield + (haze - gfield) * (0.25 * (1.0 - depth) ** 3)
+    cv.paint(sl, cv.cover(ys - ground_top), np.minimum(gfield * light, 255))
+    sy = horizon + 0.03 + (1.0 - horizon - 0.04) * speckle[:, 1] ** 0.8
+    cv.dots(speckle[:, 0], sy, _SPECKLE[sc.season] * light, alpha=0.9)
+
+
+def _forest(cv: _Canvas, sc: _Scene, forest) -> None:
+    """A continuous band of crowns along the horizon (conifers in winter)."""
+    horizon, season = sc.horizon, sc.season
+    dark, alt = _CROWN[season]
+    xr = cv.x[0]
+    m = forest.shape[0]
+    fx = (np.arange(m, dtype=np.float32) + 0.5) / m + (forest[:, 0] - 0.5) / m
+    if season == "winter":  # conifers
+        apex = horizon - 0.07 - 0.07 * forest[:, 1]
+        tops = apex[:, None] + 2.6 * np.abs(xr[None, :] - fx[:, None])
+    else:
+        rad = 0.05 + 0.025 * forest[:, 1]
+        cyc = horizon - 0.015 - 0.035 * forest[:, 2]
+        d2 = rad[:, None] ** 2 - (xr[None, :] - fx[:, None]) ** 2
+        tops = np.where(d2 > 0, cyc[:, None] - np.sqrt(np.maximum(d2, 0)), 9.0)
+    k = np.argmin(tops, axis=0)
+    top_line = tops[k, np.arange(cv.n)]
+    bottom = horizon + 0.05
+    sl, xs, ys = cv.window(0, float(top_line.min()) - 0.01, 1, bottom + 0.01)
+    cover = cv.cover(np.minimum(ys - top_line[None, :], bottom - ys))
+    if season in ("autumn", "spring"):
+        base_col = np.where((forest[k, 2] > 0.55)[None, None, :], alt, dark)
+    else:
+        base_col = dark
+    depth = np.clip((ys - top_line[None, :]) / 0.08, 0, 1)
+    colour = base_col * ((1.1 - 0.35 * depth) * (0.9 + 0.2 * forest[k, 0])[None, :])
+    if season == "spring":  # blossoms dotted through the green crowns
+        spots = np.sin(xs * 260.0) * np.sin(ys * 230.0) > 0.35
+        colour = np.where(spots, _CROWN["spring"][0] * 1.05, colour)
+    elif season == "winter":  # snow on the branches
+        bands = np.sin((ys - top_line[None, :]) * 170.0) > 0.55
+        colour = np.where(bands, _SNOW * 0.95, colour)
+    cv.paint(sl, cover, np.minimum(colour * sc.light, 255))
+
+
+def _lake(cv: _Canvas, sc: _Scene, u, z_water, gcol, obj_pos) -> tuple[float, float, float, float]:
+    """An ellipse below the horizon, reflecting the sky, with ripples and a dark shore; u: 4
+    uniforms. Returns (centre x, centre y, radius x, radius y)."""
+    ry = 0.065 + 0.025 * u[0]
+    rx = 0.3 + 0.12 * u[1]
+    lx = 0.5 + 0.2 * (u[2] - 0.5)
+    ly = sc.horizon + 0.055 + ry + 0.06 * u[3]
+    sl, xs, ys = cv.window(lx - rx - 0.01, ly - ry - 0.01, lx + rx + 0.01, ly + ry + 0.01)
+    sdf = _ellipse_sdf(xs - lx, ys - ly, rx, ry)
+    water = _jitter(_WATER[sc.tod], z_water, 5.0)
+    ripple = 1.0 + 0.1 * np.sin(2 * np.pi * (ys * 36.0 + 0.25 * np.sin(xs * 11.0)))
+    far = 1.12 - 0.24 * np.clip((ys - (ly - ry)) / (2 * ry), 0, 1)
+    colour = water * (ripple * far)
+    if obj_pos is not None:  # the reflection of the sun or moon
+        glint = np.exp(-(((xs - obj_pos[0]) / 0.025) ** 2)) * (ripple > 1.0)
+        colour = colour + (_rgb(250, 240, 210) - colour) * (0.45 * glint)
+    cv.paint(sl, cv.cover(sdf), gcol * 0.55 * sc.light)
+    cv.paint(sl, cv.cover(sdf - 1.2 / cv.size), np.minimum(colour, 255))
+    return lx, ly, rx, ry
+
+
+def _few_trees(cv: _Canvas, sc: _Scene, few, u_count, lake) -> None:
+    """Two to four trees standing in front, moved below the lake where they would stand in it."""
+    horizon = sc.horizon
+    count = 2 + int(u_count * 2.999)
+    for i in range(count):
+        tx = 0.08 + 0.84 * (i + 0.5 + 0.55 * (few[i][0] - 0.5)) / count
+        by = horizon + 0.07 + 0.3 * few[i][1]
+        if lake is not None and abs(tx - lake[0]) < lake[2] + 0.02 \
+                and abs(by - lake[1]) < lake[3] + 0.05:
+            by = min(lake[1] + lake[3] + 0.05, 0.985)
+        scale = 0.85 + 0.5 * (by - horizon) / 0.4
+        h = (0.17 + 0.08 * few[i][2]) * scale
+        _tree(cv, tx, by, h, sc.season, sc.light, few[i][3], cv.size)
 
 
 def _tree(cv, tx, by, h, season, light, v, size) -> None:
@@ -671,8 +724,6 @@ def make_dataset_arrays(n: int, size: int, seed: int, domains=DOMAINS, split: st
     jobs = [(s, min(n, s + chunk), size, seed, domains, split, captions_per_image)
             for s in range(0, n, chunk)]
     if workers > 1 and len(jobs) > 1:
-        import multiprocessing as mp
-
         # fork: the children inherit the loaded package (it is not importable by name)
         ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else None
         if ctx is None:
