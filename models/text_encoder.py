@@ -199,12 +199,16 @@ def encode_prompts(prompts: list[str], device: str | torch.device = "cpu") -> Te
 
 
 def encode_sentences(prompts: list[str], device: str | torch.device = "cpu",
-                     encoder=None) -> torch.Tensor:
+                     encoder=None, progress=None) -> torch.Tensor:
     """prompts (N) -> their sentence embeddings [N, D] from ``encoder`` (default: the default
     encoder on ``device``), encoded 256 at a time so that the token states of a long list are
-    never all held at once."""
+    never all held at once; ``progress(n)`` is called after each chunk of n prompts."""
     encoder = encoder or load_encoder(device=device)
-    rows = [encoder.encode(prompts[i:i + 256]).sentence for i in range(0, len(prompts), 256)]
+    rows = []
+    for i in range(0, len(prompts), 256):
+        rows.append(encoder.encode(prompts[i:i + 256]).sentence)
+        if progress is not None:
+            progress(len(rows[-1]))
     return torch.cat(rows)
 
 

@@ -23,17 +23,31 @@ import logging
 import math
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
+import torch.distributed as dist
 import torch.nn as nn
 import torch.nn.functional as F
 
 from .. import gan
-from ..checkpoint import CheckpointError, load_checkpoint, remove_stale_temporaries, save_checkpoint
+from ..checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    load_state_strict,
+    remove_stale_temporaries,
+    save_checkpoint,
+)
 from ..cli import parse_with_recipe
+from ..data import procedural
 from ..data.captions import SAMPLE_PROMPTS
+from ..data.folder import load_image_folder
+from ..data.text_probe import fit_text_head
+from ..text_encoder import encode_prompts, encode_sentences, load_encoder
+from ..text_head import why_no_text_head
 from .utils import (
     GracefulStop,
     command_line,
@@ -80,16 +94,11 @@ class CaptionedImages:
 
 
 def _encode_all(captions: list[str], device) -> tuple[torch.Tensor, str]:
-    from ..text_encoder import load_encoder
-
-    enc = load_encoder(device=device)
-    out = []
+    encoder = load_encoder(device=device)
     bar = make_progress(len(captions), desc="encode captions")
-    for i in range(0, len(captions), 256):
-        out.append(enc.encode(captions[i:i + 256]).sentence)
-        bar.update(len(captions[i:i + 256]))
+    embeds = encode_sentences(captions, encoder=encoder, progress=bar.update)
     bar.close()
-    return torch.cat(out), enc.encoder_id
+    return embeds, encoder.encoder_id
 
 
 DATA_CACHE_KIND = "train-data-cache"
@@ -132,16 +141,12 @@ def load_training_data(spec: str, resolution: int, n_images: int, seed: int, cac
     key = hashlib.sha1(fingerprint.encode()).hexdigest()[:12]
     cache = cache_dir / f"data_{key}.safetensors"
     if spec.startswith("folder:"):
-        from ..data.folder import load_image_folder
-
         found = load_image_folder(spec[len("folder:"):], resolution)
         images, captions, labels = found["images"], found["captions"], None
         skipped = found.get("skipped", {})
         log.warning("image folder: %d images used, %s", len(images),
                     ", ".join(f"{len(v)} skipped ({k})" for k, v in skipped.items()) or "none skipped")
     else:
-        from ..data import procedural
-
         domains = {"procedural": procedural.DOMAINS, "flowers": ("flower",),
                    "landscapes": ("landscape",)}.get(spec)
         if domains is None:
@@ -212,8 +217,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=20000, help="total steps (resume continues)")
     p.add_argument("--lr-g", type=float, default=2e-4)
     p.add_argument("--lr-d", type=float, default=4e-4)
-    p.add_argument("--loss", choices=["hinge", "nonsat"], default="hinge",
-                   help="hinge (DF-GAN) or the seed article's non-saturating loss")
     p.add_argument("--gp-weight", type=float, default=2.0, help="MA-GP weight (k)")
     p.add_argument("--gp-power", type=float, default=6.0, help="MA-GP power (p)")
     p.add_argument("--gp-every", type=int, default=4, help="lazy MA-GP interval (steps)")
@@ -228,10 +231,6 @@ def build_parser() -> argparse.ArgumentParser:
                    help="weight of a layout-free colour term: sliced Wasserstein distance between "
                         "the pixel colours of G's image and of its caption's real image, so petal, "
                         "centre and sky colours are taught wherever they sit in the picture")
-    p.add_argument("--text-scale", type=float, default=None,
-                   help="multiply sentence embeddings by this inside G and D (default: sqrt(dim) "
-                        "/ mean norm of the training embeddings, i.e. unit RMS per dimension like "
-                        "the noise, so the noise does not drown the text)")
     p.add_argument("--code-weight", type=float, default=0.0,
                    help="on labelled procedural data: weight of a linear read-out of the attribute "
                         "labels from G's text code, so that no attribute fades from the code")
@@ -276,9 +275,6 @@ def build_parser() -> argparse.ArgumentParser:
 def export(run_dir: Path, path: str) -> int:
     """Shipping copy of a run's model: fp16, provenance kept, checked to load back. A model
     trained on the procedural data also gets Refine's text head (``text_head.py``)."""
-    from ..data.text_probe import fit_text_head
-    from ..text_head import why_no_text_head
-
     model = gan.load_gan(run_dir / "model.safetensors")
     prov = dict(model.provenance, exported_from=str(run_dir / "model.safetensors"))
     d = model.discriminator
@@ -297,8 +293,6 @@ def _setup_distributed(device_arg):
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     if world > 1:
-        import torch.distributed as dist
-
         local = int(os.environ.get("LOCAL_RANK", "0"))
         if torch.cuda.is_available():
             torch.cuda.set_device(local)
@@ -315,8 +309,6 @@ def _setup_distributed(device_arg):
 
 def broadcast_weights(modules: dict[str, nn.Module]) -> None:
     """Every rank starts from rank 0's weights (a fresh start draws them per rank)."""
-    import torch.distributed as dist
-
     with torch.no_grad():
         for m in modules.values():
             for t in m.state_dict().values():
@@ -325,8 +317,6 @@ def broadcast_weights(modules: dict[str, nn.Module]) -> None:
 
 def average_gradients(modules: list[nn.Module], world: int) -> None:
     """Average the gradients of ``modules`` over the ranks, in one all-reduce."""
-    import torch.distributed as dist
-
     params = [p for m in modules for p in m.parameters() if p.requires_grad]
     grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
     flat = torch.cat([g.reshape(-1) for g in grads])
@@ -341,8 +331,6 @@ def average_gradients(modules: list[nn.Module], world: int) -> None:
 def check_ranks_agree(modules: dict[str, nn.Module], step: int) -> None:
     """Every rank of a torchrun job must hold the same weights when rank 0 saves them: compare a
     checksum of each module across ranks (a collective call: every rank calls it)."""
-    import torch.distributed as dist
-
     sums = torch.stack([sum(t.detach().double().sum() for t in m.state_dict().values()
                             if t.is_floating_point()) for m in modules.values()])
     device = next(next(iter(modules.values())).parameters()).device    # NCCL needs CUDA tensors
@@ -438,6 +426,307 @@ def ema_decay(step: int, target: float) -> float:
     return min(target, (1 + step) / (10 + step))
 
 
+@dataclass
+class Nets:
+    """What a training step updates: G, D, the EMA copy of G that ships, and (with
+    --code-weight) a linear read-out of the labels from G's text code, trained with G and never
+    shipped."""
+    G: gan.Generator
+    D: gan.Discriminator
+    G_ema: gan.Generator
+    code_head: nn.Linear | None
+    opt_g: torch.optim.Optimizer
+    opt_d: torch.optim.Optimizer
+    heads: list                      # [[name, classes], ...] of the labelled data, else []
+    use_aux: bool                    # AC-GAN attribute term on D
+
+    @property
+    def modules(self) -> dict[str, nn.Module]:
+        found = {"G": self.G, "D": self.D, "G_ema": self.G_ema}
+        if self.code_head is not None:
+            found["code_head"] = self.code_head
+        return found
+
+    @property
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"G": self.opt_g, "D": self.opt_d}
+
+
+def text_scale_for(embeds: torch.Tensor) -> float:
+    """Unit RMS per dimension, like the noise: sqrt(dim) / the mean norm of the embeddings."""
+    return round(math.sqrt(embeds.shape[1]) / embeds.norm(dim=1).mean().clamp_min(1e-8).item(), 4)
+
+
+def build_nets(args, data: CaptionedImages, device: torch.device) -> Nets:
+    heads = [list(h) for h in procedural.LABEL_HEADS] if data.labels is not None else []
+    use_aux = bool(heads) and args.aux_weight > 0
+    text_dim, text_scale = data.embeds.shape[1], text_scale_for(data.embeds)
+    gcfg = gan.GeneratorConfig(resolution=args.resolution, ngf=args.ngf, text_dim=text_dim,
+                               text_scale=text_scale)
+    dcfg = gan.DiscriminatorConfig(resolution=args.resolution, ndf=args.ndf, text_dim=text_dim,
+                                   label_heads=heads if use_aux else [], text_scale=text_scale)
+    G, D = gan.Generator(gcfg).to(device), gan.Discriminator(dcfg).to(device)
+    G_ema = gan.Generator(gcfg).to(device)
+    G_ema.load_state_dict(G.state_dict())
+    G_ema.requires_grad_(False)
+    if device.type == "cpu":
+        G, D, G_ema = (m.to(memory_format=torch.channels_last) for m in (G, D, G_ema))
+    use_code = bool(heads) and args.code_weight > 0
+    code_head = nn.Linear(gcfg.cond_dim, sum(n for _, n in heads)).to(device) if use_code else None
+    g_params = [{"params": list(G.parameters())}]
+    if use_code:  # a probe, not a generator: it may learn ten times faster
+        g_params.append({"params": list(code_head.parameters()), "lr": 10 * args.lr_g})
+    opt_g = torch.optim.Adam(g_params, lr=args.lr_g, betas=(0.0, 0.9))
+    opt_d = torch.optim.Adam(D.parameters(), lr=args.lr_d, betas=(0.0, 0.9))
+    return Nets(G, D, G_ema, code_head, opt_g, opt_d, heads, use_aux)
+
+
+def warm_start(nets: Nets, init_path: str, fresh_d: bool, device: torch.device) -> tuple[int, dict]:
+    """G (and G_ema) from a shipped file's EMA weights, D as shipped unless ``fresh_d``; text
+    weights rescaled so each network computes what it did at the new text scale."""
+    init = gan.load_gan(init_path, device=device)
+    new_scale = nets.G.cfg.text_scale
+    for net in (nets.G, nets.G_ema):
+        load_state_strict(net, init.generator.state_dict(), source=f"{init_path} [generator]")
+        gan.rescale_text_weights(net, init.generator.cfg.text_scale, new_scale)
+    if fresh_d:
+        log.info("--fresh-d: the discriminator starts from scratch")
+    else:
+        load_state_strict(nets.D, init.discriminator.state_dict(),
+                          source=f"{init_path} [discriminator]")
+        gan.rescale_text_weights(nets.D, init.discriminator.cfg.text_scale, new_scale)
+    step = int(init.provenance.get("step", 0))
+    log.info("warm start from %s (step %d)", init_path, step)
+    return step, {"commands": init.provenance.get("commands", []), "init": str(init_path)}
+
+
+def start_or_resume(args, nets: Nets, state_path: Path, device: torch.device,
+                    argv) -> tuple[int, dict]:
+    """(step, history): resumed from the run's state, warm-started from --init, or fresh; the
+    history lists every command that trained this model, this one included."""
+    step, history = 0, {"commands": []}
+    if state_path.is_file():
+        step, history = load_train_state(state_path, nets.modules, nets.optimizers, kind="gan")
+        log.info("resumed %s at step %d", state_path, step)
+    elif args.init:
+        step, history = warm_start(nets, args.init, args.fresh_d, device)
+    history.setdefault("commands", []).append({"command": command_line("train-gan", argv),
+                                               "from_step": step})
+    return step, history
+
+
+def recipe_name(args, nets: Nets) -> str:
+    """The loss terms a model trained with, as its provenance records them."""
+    return ("hinge+MA-GP+DiffAugment+EMA" + ("+AC" if nets.use_aux else "")
+            + (f"+L1@{args.recon_size}px" if args.recon_weight > 0 else "")
+            + (f"+colourSWD@{args.colour_size}px" if args.colour_weight > 0 else "")
+            + ("+code-readout" if nets.code_head is not None else "")
+            + ("+mode-seeking" if args.diversity_weight > 0 else "")
+            + ("+angular" if args.angular_weight > 0 else ""))
+
+
+def magp_penalty(D: gan.Discriminator, x: torch.Tensor, s: torch.Tensor, weight: float,
+                 power: float) -> torch.Tensor:
+    """MA-GP: penalise D's gradient with respect to both the real image and its sentence."""
+    xr = x.detach().requires_grad_(True)
+    sr = s.detach().requires_grad_(True)
+    gx, gs = torch.autograd.grad(D(xr, sr)[0].sum(), (xr, sr), create_graph=True)
+    gs = gs / D.cfg.text_scale  # the gradient w.r.t. the sentence D actually reads
+    norm = torch.cat([gx.flatten(1), gs.flatten(1)], 1).norm(2, dim=1)
+    return weight * (norm ** power).mean()
+
+
+class Batch(NamedTuple):
+    x: torch.Tensor                  # real images [B,3,R,R] in [-1,1]
+    s: torch.Tensor                  # their captions' sentence embeddings [B,D]
+    labels: torch.Tensor | None      # attribute labels [B,H] (procedural data)
+    z: torch.Tensor                  # noise [B,nz]
+
+
+class GANTraining:
+    """One run: the networks, the data, the run folder and the step loop."""
+
+    def __init__(self, args, argv, nets: Nets, data: CaptionedImages, out: Path,
+                 device: torch.device, rank: int, world: int):
+        self.args, self.nets, self.data, self.out = args, nets, data, out
+        self.device, self.rank, self.world = device, rank, world
+        self.is_main = rank == 0
+        self.state_path, self.model_path = out / "state.safetensors", out / "model.safetensors"
+        self.config = {"generator": gan.config_dict(nets.G.cfg),
+                       "discriminator": gan.config_dict(nets.D.cfg), "args": vars(args)}
+        self.step, self.history = start_or_resume(args, nets, self.state_path, device, argv)
+        # Several ranks (torchrun): every rank runs the same steps on its own batches and the
+        # gradients are averaged after each backward. Not DDP: a GAN step runs D several times
+        # per backward (real, fake, the gradient penalty's double backward), which DDP does
+        # not allow.
+        if world > 1:
+            broadcast_weights(nets.modules)
+        self.gen = torch.Generator().manual_seed(args.seed * 1000 + rank + self.step)
+        if args.bf16 is None:
+            args.bf16 = fast_bf16(device)
+        self.autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16)
+        self.sample_prompts = choose_sample_prompts(
+            args.sample_prompts, args.data, [data.captions[int(o)] for o in data.offsets])
+        self.sample_s = _sample_embeds(self.sample_prompts, device)
+        self.sample_z = gan.seeded_noise(list(range(len(self.sample_s))), nets.G.cfg.nz).to(device)
+        self.stats: dict[str, float] = {}
+
+    def aug(self, images: torch.Tensor) -> torch.Tensor:
+        return diff_augment(images, self.gen, self.args.translation, self.args.cutout)
+
+    def next_batch(self) -> Batch:
+        x, s, labels = self.data.batch(self.args.batch, self.gen)
+        x, s = x.to(self.device), s.to(self.device)
+        if self.device.type == "cpu":
+            x = x.contiguous(memory_format=torch.channels_last)
+        labels = None if labels is None else labels.to(self.device)
+        z = torch.randn(self.args.batch, self.nets.G.cfg.nz, generator=self.gen).to(self.device)
+        return Batch(x, s, labels, z)
+
+    def discriminator_step(self, b: Batch) -> tuple[torch.Tensor, dict[str, float]]:
+        """Hinge loss on real, mismatched-text and fake pairs (+ AC-GAN term, + lazy MA-GP)."""
+        args, n, stats = self.args, self.nets, self.stats
+        with self.autocast:
+            with torch.no_grad():
+                fake = n.G(b.z, b.s)
+            real_out, mis_out, aux_logits = n.D(self.aug(b.x), b.s, b.s.roll(1, 0))
+            fake_out = n.D(self.aug(fake), b.s)[0]
+        real_out, mis_out, fake_out = real_out.float(), mis_out.float(), fake_out.float()
+        loss_d = F.relu(1 - real_out).mean() + 0.5 * (F.relu(1 + fake_out).mean()
+                                                      + F.relu(1 + mis_out).mean())
+        if n.use_aux:
+            aux_real = gan.aux_loss(aux_logits, b.labels, n.heads)
+            loss_d = loss_d + args.aux_weight * aux_real
+            stats["aux_real"] = aux_real.item()
+        if args.gp_every and self.step % args.gp_every == 0:
+            gp = magp_penalty(n.D, b.x, b.s, args.gp_weight, args.gp_power)
+            loss_d = loss_d + args.gp_every * gp
+            stats["gp"] = gp.item()
+        n.opt_d.zero_grad(set_to_none=True)
+        loss_d.backward()
+        if self.world > 1:
+            average_gradients([n.D], self.world)
+        n.opt_d.step()
+        return loss_d, {"real": real_out.mean().item(), "fake": fake_out.mean().item(),
+                        "mis": mis_out.mean().item()}
+
+    def generator_loss(self, b: Batch) -> torch.Tensor:
+        """D's verdict on G's images plus the paired terms that carry the caption to G."""
+        args, n, stats = self.args, self.nets, self.stats
+        with self.autocast:
+            fake = n.G(b.z, b.s)
+            g_out, _, aux_logits = n.D(self.aug(fake), b.s)
+            loss_g = -g_out.float().mean()
+            if n.use_aux:
+                aux_fake = gan.aux_loss(aux_logits, b.labels, n.heads)
+                loss_g = loss_g + args.aux_weight * aux_fake
+                stats["aux_fake"] = aux_fake.item()
+        terms = []
+        if args.recon_weight > 0:
+            terms.append(("recon", args.recon_weight, F.l1_loss(
+                F.adaptive_avg_pool2d(fake.float(), args.recon_size),
+                F.adaptive_avg_pool2d(b.x, args.recon_size))))
+        if n.code_head is not None:
+            terms.append(("code", args.code_weight,
+                          gan.aux_loss(n.code_head(n.G.text_code(b.s)), b.labels, n.heads)))
+        if args.diversity_weight > 0:
+            k = max(1, args.batch // 4)     # a batch of 1 still has one pair
+            z2 = torch.randn(k, n.G.cfg.nz, generator=self.gen).to(self.device)
+            with self.autocast:
+                fake2 = n.G(z2, b.s[:k])
+            terms.append(("diversity", args.diversity_weight,
+                          mode_seeking_term(fake[:k].float(), fake2.float(), b.z[:k], z2)))
+        if args.colour_weight > 0:
+            terms.append(("colour", args.colour_weight,
+                          colour_distance(fake.float(), b.x, args.colour_size, self.gen)))
+        if args.angular_weight > 0:
+            terms.append(("angular", args.angular_weight,
+                          F.l1_loss(angular_spectrum(fake.float()), angular_spectrum(b.x))))
+        for name, weight, value in terms:
+            loss_g = loss_g + weight * value
+            stats[name] = value.item()
+        return loss_g
+
+    def generator_step(self, b: Batch) -> torch.Tensor:
+        n = self.nets
+        n.D.requires_grad_(False)
+        loss_g = self.generator_loss(b)
+        n.opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+        if self.world > 1:
+            average_gradients([n.G] + ([n.code_head] if n.code_head is not None else []), self.world)
+        n.opt_g.step()
+        n.D.requires_grad_(True)
+        return loss_g
+
+    @torch.no_grad()
+    def update_ema(self) -> None:
+        beta = ema_decay(self.step, self.args.ema)
+        for pe, p in zip(self.nets.G_ema.parameters(), self.nets.G.parameters()):
+            pe.lerp_(p, 1 - beta)
+        for be, b in zip(self.nets.G_ema.buffers(), self.nets.G.buffers()):
+            be.copy_(b)
+
+    def save(self) -> None:
+        """Resumable state and the run's model; on every rank (the rank check is collective)."""
+        if self.world > 1:
+            check_ranks_agree(self.nets.modules, self.step)
+        if not self.is_main:
+            return
+        save_train_state(self.state_path, self.nets.modules, self.nets.optimizers, self.step,
+                         dict(self.history, step=self.step), kind="gan", config=self.config,
+                         encoder=self.data.encoder_id)
+        prov = {"step": self.step, "commands": self.history["commands"], "data": self.args.data,
+                "recipe": recipe_name(self.args, self.nets),
+                "saved": time.strftime("%Y-%m-%d %H:%M:%S")}
+        gan.save_gan(self.model_path, self.nets.G_ema, self.nets.D, encoder_id=self.data.encoder_id,
+                     provenance=prov, dtype=torch.float32)
+
+    def sample_grid(self) -> None:
+        with torch.no_grad():
+            grid = self.nets.G_ema(self.sample_z, self.sample_s)
+        save_image_grid(grid, self.out / "samples" / f"step_{self.step:06d}.png", nrow=8,
+                        captions=self.sample_prompts)
+
+    def run(self) -> None:
+        args = self.args
+        logf = open(self.out / "log.jsonl", "a") if self.is_main else None
+        bar = make_progress(args.steps, self.step, desc="train-gan") if self.is_main else None
+        t0 = time.time()
+        if self.is_main and not (self.out / "samples" / f"step_{self.step:06d}.png").is_file():
+            self.sample_grid()  # where the run starts, to compare later grids with
+        with GracefulStop() as stop:
+            while self.step < args.steps and not stop.requested:
+                b = self.next_batch()
+                loss_d, scores = self.discriminator_step(b)
+                loss_g = self.generator_step(b)
+                self.update_ema()
+                self.step += 1
+                if not torch.isfinite(loss_d) or not torch.isfinite(loss_g):
+                    raise FloatingPointError(
+                        f"step {self.step}: loss is not finite (D {loss_d.item()}, G "
+                        f"{loss_g.item()}); resume from the last checkpoint with a lower learning "
+                        "rate or a larger --gp-weight")
+                if self.step % args.save_every == 0:
+                    self.save()
+                if not self.is_main:
+                    continue
+                self.stats.update(d=loss_d.item(), g=loss_g.item(), **scores)
+                bar.update(1)
+                if self.step % args.log_every == 0:
+                    bar.set_postfix({k: f"{v:.3f}" for k, v in self.stats.items()})
+                    logf.write(json.dumps({"step": self.step, "time": round(time.time() - t0, 1),
+                                           **{k: round(v, 4) for k, v in self.stats.items()}}) + "\n")
+                    logf.flush()
+                if self.step % args.sample_every == 0:
+                    self.sample_grid()
+            self.save()
+        if bar is not None:
+            bar.close()
+            logf.close()
+            print(f"saved {self.model_path} at step {self.step}")
+
+
 def main(argv=None) -> int:
     args = parse_with_recipe(build_parser(), argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -446,235 +735,11 @@ def main(argv=None) -> int:
     set_threads(args.threads)
     device, rank, world = _setup_distributed(args.device)
     torch.manual_seed(args.seed + rank)
-    is_main = rank == 0
-    out = prepare_run_folder(args.out) if is_main else Path(args.out)
-
+    out = prepare_run_folder(args.out) if rank == 0 else Path(args.out)
     data = load_training_data(args.data, args.resolution, args.n_images, args.seed,
                               Path(args.cache_dir), device, args.captions_per_image)
-    from ..data import procedural
-
-    heads = [list(h) for h in procedural.LABEL_HEADS] if data.labels is not None else []
-    use_aux = bool(heads) and args.aux_weight > 0
-    if args.text_scale is None:  # unit RMS per dimension, like the noise
-        args.text_scale = round(math.sqrt(data.embeds.shape[1])
-                                / data.embeds.norm(dim=1).mean().clamp_min(1e-8).item(), 4)
-    gcfg = gan.GeneratorConfig(resolution=args.resolution, ngf=args.ngf,
-                               text_dim=data.embeds.shape[1], text_scale=args.text_scale)
-    dcfg = gan.DiscriminatorConfig(resolution=args.resolution, ndf=args.ndf,
-                                   text_dim=data.embeds.shape[1], label_heads=heads if use_aux else [],
-                                   text_scale=args.text_scale)
-    G, D = gan.Generator(gcfg).to(device), gan.Discriminator(dcfg).to(device)
-    G_ema = gan.Generator(gcfg).to(device)
-    G_ema.load_state_dict(G.state_dict())
-    G_ema.requires_grad_(False)
-    if device.type == "cpu":
-        G, D, G_ema = (m.to(memory_format=torch.channels_last) for m in (G, D, G_ema))
-    # --code-weight: a linear read-out of attribute labels from G's text code keeps every
-    # attribute (petal colour included) distinct in the code; it is trained with G, never shipped
-    use_code = bool(heads) and args.code_weight > 0
-    code_head = nn.Linear(gcfg.cond_dim, sum(n for _, n in heads)).to(device) if use_code else None
-    g_params = [{"params": list(G.parameters())}]
-    if use_code:  # a probe, not a generator: it may learn ten times faster
-        g_params.append({"params": list(code_head.parameters()), "lr": 10 * args.lr_g})
-    opt_g = torch.optim.Adam(g_params, lr=args.lr_g, betas=(0.0, 0.9))
-    train_modules = {"G": G, "D": D, "G_ema": G_ema}
-    if use_code:
-        train_modules["code_head"] = code_head
-    opt_d = torch.optim.Adam(D.parameters(), lr=args.lr_d, betas=(0.0, 0.9))
-
-    state_path, model_path = out / "state.safetensors", out / "model.safetensors"
-    config = {"generator": gan.config_dict(gcfg), "discriminator": gan.config_dict(dcfg),
-              "args": vars(args)}
-    step, history = 0, {"commands": []}
-    if state_path.is_file():
-        step, history = load_train_state(state_path, train_modules,
-                                         {"G": opt_g, "D": opt_d}, kind="gan")
-        log.info("resumed %s at step %d", state_path, step)
-    elif args.init:
-        init = gan.load_gan(args.init, device=device)
-        from ..checkpoint import load_state_strict
-
-        load_state_strict(G, init.generator.state_dict(), source=f"{args.init} [generator]")
-        load_state_strict(G_ema, init.generator.state_dict(), source=f"{args.init} [generator]")
-        old_scale = init.generator.cfg.text_scale
-        for net in (G, G_ema):  # same function at the new text scale
-            gan.rescale_text_weights(net, old_scale, args.text_scale)
-        if args.fresh_d:
-            log.info("--fresh-d: the discriminator starts from scratch")
-        else:
-            load_state_strict(D, init.discriminator.state_dict(),
-                              source=f"{args.init} [discriminator]")
-            gan.rescale_text_weights(D, init.discriminator.cfg.text_scale, args.text_scale)
-        step = int(init.provenance.get("step", 0))
-        history = {"commands": init.provenance.get("commands", []), "init": str(args.init)}
-        log.info("warm start from %s (step %d)", args.init, step)
-    history.setdefault("commands", []).append({"command": command_line("train-gan", argv), "from_step": step})
-
-    # Several ranks (torchrun): every rank runs the same steps on its own batches and the
-    # gradients are averaged after each backward. Not DDP: a GAN step runs D several times per
-    # backward (real, fake, the gradient penalty's double backward), which DDP does not allow.
-    Gm, Dm = G, D
-    if world > 1:
-        broadcast_weights(train_modules)
-    gen = torch.Generator().manual_seed(args.seed * 1000 + rank + step)
-    if args.bf16 is None:
-        args.bf16 = fast_bf16(device)
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16)
-    sample_prompts = choose_sample_prompts(args.sample_prompts, args.data,
-                                           [data.captions[int(o)] for o in data.offsets])
-    sample_s = _sample_embeds(sample_prompts, device)
-    sample_z = gan.seeded_noise(list(range(len(sample_s))), gcfg.nz).to(device)
-
-    def aug(images):
-        return diff_augment(images, gen, args.translation, args.cutout)
-
-    def save():
-        if world > 1:
-            check_ranks_agree(train_modules, step)
-        if not is_main:
-            return
-        extra = dict(history, step=step)
-        save_train_state(state_path, train_modules, {"G": opt_g, "D": opt_d},
-                         step, extra, kind="gan", config=config, encoder=data.encoder_id)
-        prov = {"step": step, "commands": history["commands"], "data": args.data,
-                "recipe": "hinge+MA-GP+DiffAugment+EMA" + ("+AC" if use_aux else "")
-                + (f"+L1@{args.recon_size}px" if args.recon_weight > 0 else "")
-                + (f"+colourSWD@{args.colour_size}px" if args.colour_weight > 0 else "")
-                + ("+code-readout" if use_code else "")
-                + ("+mode-seeking" if args.diversity_weight > 0 else "")
-                + ("+angular" if args.angular_weight > 0 else ""),
-                "saved": time.strftime("%Y-%m-%d %H:%M:%S")}
-        gan.save_gan(model_path, G_ema, D, encoder_id=data.encoder_id, provenance=prov,
-                     dtype=torch.float32)
-
-    logf = open(out / "log.jsonl", "a") if is_main else None
-    bar = make_progress(args.steps, step, desc="train-gan") if is_main else None
-    t0, stats = time.time(), {}
-
-    def sample_grid():
-        with torch.no_grad():
-            grid = G_ema(sample_z, sample_s)
-        save_image_grid(grid, out / "samples" / f"step_{step:06d}.png", nrow=8,
-                        captions=sample_prompts)
-
-    if is_main and not (out / "samples" / f"step_{step:06d}.png").is_file():
-        sample_grid()  # where the run starts, to compare later grids with
-    with GracefulStop() as stop:
-        while step < args.steps and not stop.requested:
-            x, s, labels = data.batch(args.batch, gen)
-            x, s = x.to(device), s.to(device)
-            if device.type == "cpu":
-                x = x.contiguous(memory_format=torch.channels_last)
-            labels = None if labels is None else labels.to(device)
-            s_mis = s.roll(1, 0)
-            z = torch.randn(args.batch, gcfg.nz, generator=gen).to(device)
-
-            # ---- discriminator
-            with autocast:
-                with torch.no_grad():
-                    fake = Gm(z, s)
-                real_out, mis_out, aux_logits = Dm(aug(x), s, s_mis)
-                fake_out = Dm(aug(fake), s)[0]
-            real_out, mis_out, fake_out = real_out.float(), mis_out.float(), fake_out.float()
-            if args.loss == "hinge":
-                loss_d = F.relu(1 - real_out).mean() + 0.5 * (F.relu(1 + fake_out).mean()
-                                                              + F.relu(1 + mis_out).mean())
-            else:
-                loss_d = F.softplus(-real_out).mean() + 0.5 * (F.softplus(fake_out).mean()
-                                                               + F.softplus(mis_out).mean())
-            if use_aux:
-                aux_real = gan.aux_loss(aux_logits, labels, heads)
-                loss_d = loss_d + args.aux_weight * aux_real
-                stats["aux_real"] = aux_real.item()
-            if args.gp_every and step % args.gp_every == 0:
-                # MA-GP: penalise the gradient w.r.t. both the real image and its sentence
-                xr = x.detach().requires_grad_(True)
-                sr = s.detach().requires_grad_(True)
-                out_gp = Dm(xr, sr)[0]
-                gx, gs = torch.autograd.grad(out_gp.sum(), (xr, sr), create_graph=True)
-                gs = gs / D.cfg.text_scale  # the gradient w.r.t. the sentence D actually reads
-                norm = torch.cat([gx.flatten(1), gs.flatten(1)], 1).norm(2, dim=1)
-                gp = args.gp_weight * (norm ** args.gp_power).mean()
-                loss_d = loss_d + args.gp_every * gp
-                stats["gp"] = gp.item()
-            opt_d.zero_grad(set_to_none=True)
-            loss_d.backward()
-            if world > 1:
-                average_gradients([D], world)
-            opt_d.step()
-
-            # ---- generator
-            D.requires_grad_(False)
-            with autocast:
-                fake = Gm(z, s)
-                g_out, _, aux_logits = Dm(aug(fake), s)
-                g_out = g_out.float()
-                loss_g = -g_out.mean() if args.loss == "hinge" else F.softplus(-g_out).mean()
-                if use_aux:
-                    aux_fake = gan.aux_loss(aux_logits, labels, heads)
-                    loss_g = loss_g + args.aux_weight * aux_fake
-                    stats["aux_fake"] = aux_fake.item()
-            if args.recon_weight > 0:
-                recon = F.l1_loss(F.adaptive_avg_pool2d(fake.float(), args.recon_size),
-                                  F.adaptive_avg_pool2d(x, args.recon_size))
-                loss_g = loss_g + args.recon_weight * recon
-                stats["recon"] = recon.item()
-            if use_code:
-                code = gan.aux_loss(code_head(G.text_code(s)), labels, heads)
-                loss_g = loss_g + args.code_weight * code
-                stats["code"] = code.item()
-            if args.diversity_weight > 0:
-                k = max(1, args.batch // 4)     # a batch of 1 still has one pair
-                z2 = torch.randn(k, gcfg.nz, generator=gen).to(device)
-                with autocast:
-                    fake2 = Gm(z2, s[:k])
-                diversity = mode_seeking_term(fake[:k].float(), fake2.float(), z[:k], z2)
-                loss_g = loss_g + args.diversity_weight * diversity
-                stats["diversity"] = diversity.item()
-            if args.colour_weight > 0:
-                colour = colour_distance(fake.float(), x, args.colour_size, gen)
-                loss_g = loss_g + args.colour_weight * colour
-                stats["colour"] = colour.item()
-            if args.angular_weight > 0:
-                angular = F.l1_loss(angular_spectrum(fake.float()), angular_spectrum(x))
-                loss_g = loss_g + args.angular_weight * angular
-                stats["angular"] = angular.item()
-            opt_g.zero_grad(set_to_none=True)
-            loss_g.backward()
-            if world > 1:
-                average_gradients([G] + ([code_head] if use_code else []), world)
-            opt_g.step()
-            D.requires_grad_(True)
-
-            with torch.no_grad():
-                beta = ema_decay(step, args.ema)
-                for pe, p in zip(G_ema.parameters(), G.parameters()):
-                    pe.lerp_(p, 1 - beta)
-                for be, b in zip(G_ema.buffers(), G.buffers()):
-                    be.copy_(b)
-            step += 1
-            if not torch.isfinite(loss_d) or not torch.isfinite(loss_g):
-                raise FloatingPointError(f"step {step}: loss is not finite (D {loss_d.item()}, "
-                                         f"G {loss_g.item()}); resume from the last checkpoint "
-                                         "with a lower learning rate or a larger --gp-weight")
-            if step % args.save_every == 0:
-                save()                       # on every rank: the rank check is collective
-            if not is_main:
-                continue
-            stats.update(d=loss_d.item(), g=loss_g.item(), real=real_out.mean().item(),
-                         fake=fake_out.mean().item(), mis=mis_out.mean().item())
-            bar.update(1)
-            if step % args.log_every == 0:
-                bar.set_postfix({k: f"{v:.3f}" for k, v in stats.items()})
-                logf.write(json.dumps({"step": step, "time": round(time.time() - t0, 1),
-                                       **{k: round(v, 4) for k, v in stats.items()}}) + "\n")
-                logf.flush()
-            if step % args.sample_every == 0:
-                sample_grid()
-        save()
-    if bar is not None:
-        bar.close()
-        print(f"saved {model_path} at step {step}")
+    nets = build_nets(args, data, device)
+    GANTraining(args, argv, nets, data, out, device, rank, world).run()
     return 0
 
 
@@ -696,8 +761,6 @@ def choose_sample_prompts(path: str | None, data_spec: str, captions: list[str],
 
 
 def _sample_embeds(prompts: list[str], device) -> torch.Tensor:
-    from ..text_encoder import encode_prompts
-
     return encode_prompts(prompts).sentence.to(device)
 
 
