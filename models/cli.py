@@ -70,11 +70,25 @@ def dump_json(obj, path: str | os.PathLike) -> None:
     os.replace(tmp, path)
 
 
+RECIPES_DIR = Path(__file__).parent / "recipes"
+
+
+def find_recipe(name: str) -> str:
+    """A recipe file as given, else ``name`` (".toml" optional) among the bundled recipes."""
+    if Path(name).is_file():
+        return name
+    for candidate in (RECIPES_DIR / name, RECIPES_DIR / f"{name}.toml"):
+        if candidate.is_file():
+            return str(candidate)
+    return name
+
+
 def parse_with_recipe(parser, argv: list[str] | None):
-    """``parser.parse_args(argv)``, where ``--recipe FILE[:STAGE]`` first sets defaults from a TOML
-    recipe (``models/recipes/``): its top-level keys, then the table ``[STAGE]`` if named, each key a
-    flag name without the dashes (``lr-size = 32``). Flags on the command line still win; a key
-    that is not a flag of this command is an error that names it."""
+    """``parser.parse_args(argv)``, where ``--recipe NAME[:STAGE]`` first sets defaults from a
+    TOML recipe (a file, or a name in ``models/recipes/``): its top-level keys, then the table
+    ``[STAGE]`` if named, each key a flag name without the dashes (``lr-size = 32``). Flags on
+    the command line still win; a key that is not a flag of this command is an error that
+    names it."""
     import argparse
 
     import tomllib
@@ -86,8 +100,7 @@ def parse_with_recipe(parser, argv: list[str] | None):
     if recipe is None:
         return parser.parse_args(argv)
     path, _, stage = recipe.partition(":")
-    if not Path(path).is_file() and (Path(__file__).parent / "recipes" / path).is_file():
-        path = str(Path(__file__).parent / "recipes" / path)
+    path = find_recipe(path)
     try:
         table = tomllib.loads(Path(path).read_text())
     except (OSError, tomllib.TOMLDecodeError) as exc:

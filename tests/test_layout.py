@@ -178,3 +178,30 @@ def test_a_recipe_sets_defaults_the_command_line_overrides(tmp_path):
         parse_args(["--recipe", str(bad)])
     with pytest.raises(UsageError, match="no stage 'nope'"):
         parse_args(["--recipe", "enhance_x4.toml:nope"])
+
+
+def test_the_default_recipe_rebuilds_the_shipped_model_at_tiny_size(tmp_path, monkeypatch):
+    """Every stage of models/recipes/default.toml in order, 20 steps in all at 32 px, then the
+    export: the result loads and records the recipe's commands and terms."""
+    import tomllib
+
+    from promptgan.models import gan
+    from promptgan.models.cli import RECIPES_DIR
+    from promptgan.models.train.gan import main
+
+    monkeypatch.chdir(tmp_path)              # the recipe's run folders are relative: runs/...
+    stages = [k for k, v in tomllib.loads((RECIPES_DIR / "default.toml").read_text()).items()
+              if isinstance(v, dict)]
+    assert stages == ["base", "colour", "captions", "diversity", "diversity-low", "angular"]
+    tiny = ["--resolution", "32", "--ngf", "4", "--ndf", "4", "--batch", "4", "--n-images", "16",
+            "--cache-dir", str(tmp_path / "cache"), "--threads", "1"]
+    ends = [4, 8, 11, 14, 17, 20]
+    for stage, end in zip(stages, ends):
+        assert main(["--recipe", f"default:{stage}", "--steps", str(end)] + tiny) == 0, stage
+    assert main(["--recipe", "default", "--out", "runs/gan_div", "--export", "shipped.safetensors"]) == 0
+    model = gan.load_gan(tmp_path / "shipped.safetensors")
+    assert model.provenance["step"] == 20 and model.text_head is not None
+    assert model.provenance["recipe"].endswith("+colourSWD@32px+code-readout+mode-seeking+angular")
+    commands = [c["command"] for c in model.provenance["commands"]]
+    assert [c.split("--recipe default:")[1].split()[0] for c in commands] == stages
+    assert [c["from_step"] for c in model.provenance["commands"]] == [0] + ends[:-1]
