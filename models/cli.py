@@ -3,13 +3,18 @@ progress bars, reproducible command lines, atomic JSON and image grids, and the 
 fix from the command line."""
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import shlex
 import sys
 from pathlib import Path
 
+import numpy as np
+import tomllib
 import torch
+from PIL import Image
+from tqdm import tqdm
 
 
 def set_threads(n: int | None) -> None:
@@ -18,8 +23,6 @@ def set_threads(n: int | None) -> None:
 
 
 def make_progress(total: int, initial: int = 0, desc: str = "train"):
-    from tqdm import tqdm
-
     return tqdm(total=total, initial=initial, desc=desc, dynamic_ncols=True, smoothing=0.05,
                 file=sys.stderr, mininterval=2.0)
 
@@ -31,9 +34,6 @@ class UsageError(ValueError):
 def save_image_grid(images: torch.Tensor, path: str | os.PathLike, nrow: int = 8,
                     captions: list[str] | None = None) -> Path:
     """images [N,3,H,W] in [-1,1] -> PNG grid (captions go to a .txt beside it)."""
-    import numpy as np
-    from PIL import Image
-
     n, _, h, w = images.shape
     ncol = min(nrow, n)
     rows = (n + ncol - 1) // ncol
@@ -89,10 +89,6 @@ def parse_with_recipe(parser, argv: list[str] | None):
     ``[STAGE]`` if named, each key a flag name without the dashes (``lr-size = 32``). Flags on
     the command line still win; a key that is not a flag of this command is an error that
     names it."""
-    import argparse
-
-    import tomllib
-
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--recipe")
     known, argv = pre.parse_known_args(sys.argv[1:] if argv is None else argv)

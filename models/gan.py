@@ -12,11 +12,15 @@ Discriminator: image [B, 3, R, R] and sentence [B, text_dim] -> score [B] (highe
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import asdict, dataclass, field
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from .checkpoint import CheckpointError, build_network, load_checkpoint, save_checkpoint
+from .text_head import TextAttributeHead
 
 # channel multipliers of ngf per resolution, from 4x4 up to the output
 _G_MULTS = {32: (8, 8, 4, 2), 64: (8, 8, 4, 2, 1), 128: (8, 8, 8, 4, 2, 1),
@@ -268,8 +272,6 @@ class GANModel:
 
     @property
     def name(self) -> str:
-        import os
-
         return os.path.basename(self.path) or "in-memory"
 
     def to(self, device) -> GANModel:
@@ -283,8 +285,6 @@ class GANModel:
 
 def save_gan(path, generator: Generator, discriminator: Discriminator | None, *, encoder_id: str,
              provenance: dict, dtype: torch.dtype | None = torch.float16, text_head=None):
-    from .checkpoint import save_checkpoint
-
     tensors = {f"generator.{k}": v for k, v in generator.state_dict().items()}
     config = {"generator": config_dict(generator.cfg)}
     if discriminator is not None:
@@ -299,8 +299,6 @@ def save_gan(path, generator: Generator, discriminator: Discriminator | None, *,
 
 def load_gan(path, device="cpu", with_discriminator: bool = True) -> GANModel:
     """Load a shipped or trained model strictly; float32 in memory whatever the file holds."""
-    from .checkpoint import CheckpointError, build_network, load_checkpoint
-
     ck = load_checkpoint(path, kind=GAN_KIND)
     try:
         gcfg = GeneratorConfig(**ck.config["generator"])
@@ -317,8 +315,6 @@ def load_gan(path, device="cpu", with_discriminator: bool = True) -> GANModel:
         d.eval().requires_grad_(False)
     head = None
     if d is not None and "text_head" in ck.config:
-        from .text_head import TextAttributeHead
-
         head_cfg = ck.config["text_head"]
         if not isinstance(head_cfg, dict):
             raise CheckpointError(f"{path}: text_head config in the metadata is not an object")

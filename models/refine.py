@@ -37,7 +37,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from .generate import GANLatent
+from .generate import GANLatent, generate
 from .invert import invert, plain, seed_mix, work_copy
 
 log = logging.getLogger("PromptGAN")
@@ -327,8 +327,6 @@ def prompt_attribute_ce(image_logits: torch.Tensor, prompt_logits: torch.Tensor,
 @torch.no_grad()
 def render(model, latent: GANLatent, device="cpu", chunk: int = 16) -> torch.Tensor:
     """latent -> images [B,3,R,R] in [-1,1] on the CPU (plain tensors even under inference mode)."""
-    from .generate import generate
-
     return generate(model, latent, device=device, chunk=chunk)
 
 

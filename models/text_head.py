@@ -16,6 +16,8 @@ import math
 import torch
 import torch.nn as nn
 
+from .text_encoder import DEFAULT_ENCODER_ID
+
 
 class TextAttributeHead(nn.Module):
     """Sentence embeddings [B, text_dim] (unit norm) -> attribute logits [B, sum(classes)]."""
@@ -39,8 +41,6 @@ class TextAttributeHead(nn.Module):
 def why_no_text_head(model) -> str | None:
     """Why ``model`` (a GANModel) cannot have a text head, or None if it can: the head reads the
     default encoder's embeddings and is paired with the discriminator's auxiliary label head."""
-    from .text_encoder import DEFAULT_ENCODER_ID
-
     d = model.discriminator
     if d is None or not d.cfg.label_heads:
         return ("its discriminator has no auxiliary label head, so Refine has nothing to steer "

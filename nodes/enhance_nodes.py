@@ -17,6 +17,10 @@ from typing import TYPE_CHECKING
 import torch
 import torch.nn.functional as F
 
+from ..models.enhance import tiling
+from ..models.enhance.model import load_enhancer
+from ..models.memory import gib, require_memory
+from ..models.text_encoder import DEFAULT_ENCODER_ID, encode_prompts
 from ..models.threads import threads_for_this_call
 from . import runtime
 
@@ -50,8 +54,6 @@ def resolve(name: str) -> Path:
 
 def load_model(name: str):
     """The enhancer a dropdown name points to (models.enhance.model.EnhancerModel), cached."""
-    from ..models.enhance.model import load_enhancer
-
     return _cache.get(resolve(name), lambda path: load_enhancer(path, name))
 
 
@@ -103,8 +105,6 @@ def _encode_instruction(model: EnhancerModel, instruction: str, embeds) -> torch
     text = (instruction or "").strip()
     if not text:
         return None
-    from ..models.text_encoder import DEFAULT_ENCODER_ID, encode_prompts
-
     if model.encoder_id and model.encoder_id != DEFAULT_ENCODER_ID:
         raise ValueError(f"PromptGAN Enhance: enhancer '{model.name}' was trained with text encoder "
                          f"'{model.encoder_id}', not the bundled '{DEFAULT_ENCODER_ID}'; connect "
@@ -124,14 +124,11 @@ def _require_memory(enhancer: EnhancerModel, b: int, h: int, w: int, channels: i
                     resize_to: tuple[int, int] | None, scale: int | None = None) -> None:
     """Refuse, before anything is allocated, an Enhance whose output, input copy and one tile's
     work do not fit in free memory (``scale``: the enlargement, when another model does it)."""
-    from ..models.enhance.tiling import work_bytes
-    from ..models.memory import gib, require_memory
-
     s = scale or enhancer.scale
     in_bytes = 4 * b * h * w * 4 * (2 if scale else 1)     # a restored copy before enlarging
     out_bytes = 4 * b * channels * h * s * w * s
     final_bytes = 4 * b * channels * resize_to[0] * resize_to[1] if resize_to else 0
-    work = work_bytes(enhancer.net, b, h, w, tile)
+    work = tiling.work_bytes(enhancer.net, b, h, w, tile)
     parts = f"output {gib(out_bytes)}" + (f", resized copy {gib(final_bytes)}" if resize_to else "")
     fixes = ["use a smaller image or batch"]
     if tile <= 0 or tile > 512:
@@ -245,38 +242,31 @@ class PromptGAN_Enhance:
             raise ValueError(f"PromptGAN Enhance: 'embeds' holds {text.shape[0]} prompts for "
                              f"{b} images; give one prompt, or one per image")
 
-        from ..models.enhance.tiling import (
-            count_tiles,
-            enhance_image,
-            restore_at_input_size,
-            upscale_with_model,
-        )
-
         device = runtime.get_device()
         net = enhancer.on(device)
         runtime.load_models(enhancer, [net], device)
         autocast = torch.float16 if device.type == "cuda" else None
         tile = int(tile_size)
-        tiling = {"tile": tile, "overlap": 32, "check_interrupt": runtime.check_interrupt,
+        tile_args = {"tile": tile, "overlap": 32, "check_interrupt": runtime.check_interrupt,
                   "autocast_dtype": autocast}
         # the output is assembled tile by tile inside the IMAGE tensor ComfyUI receives
         result = torch.zeros(b, h * s, w * s, channels)                 # [B, sH, sW, C]
-        n = count_tiles(h, w, tile, 32)
+        n = tiling.count_tiles(h, w, tile, 32)
         bar = runtime.progress_bar(n if upscale_model is None else 2 * n)
         with threads_for_this_call(device):
             if upscale_model is None:
-                enhance_image(net, x, text, progress=bar, strength=strength, alpha=alpha,
-                              out=result.movedim(-1, 1), **tiling)
+                tiling.enhance_image(net, x, text, progress=bar, strength=strength, alpha=alpha,
+                              out=result.movedim(-1, 1), **tile_args)
             else:
-                x = restore_at_input_size(net, x, text, strength=strength,
-                                          progress=lambda i, _t: bar(i, 2 * n), **tiling)
+                x = tiling.restore_at_input_size(net, x, text, strength=strength,
+                                          progress=lambda i, _t: bar(i, 2 * n), **tile_args)
                 moved = hasattr(upscale_model, "to")
                 if moved:
                     upscale_model.to(device)
                 try:
-                    upscale_with_model(upscale_model, s, x, device=device, alpha=alpha,
+                    tiling.upscale_with_model(upscale_model, s, x, device=device, alpha=alpha,
                                        out=result.movedim(-1, 1),
-                                       progress=lambda i, _t: bar(n + i, 2 * n), **tiling)
+                                       progress=lambda i, _t: bar(n + i, 2 * n), **tile_args)
                 finally:
                     if moved and device.type != "cpu":
                         upscale_model.to("cpu")

@@ -1,6 +1,8 @@
 """Model loader and GANGenerate nodes."""
 from __future__ import annotations
 
+from ..models.gan import load_gan
+from ..models.generate import generate_comfy_image, make_latent
 from ..models.threads import threads_for_this_call
 from . import runtime
 
@@ -25,8 +27,6 @@ def resolve_choice(name: str):
 
 
 def load_model_cached(name: str):
-    from ..models.gan import load_gan
-
     return _cache.get(resolve_choice(name), lambda path: load_gan(path, device="cpu"))
 
 
@@ -91,17 +91,15 @@ class PromptGAN_GANGenerate:
         }}
 
     def generate(self, model, embeds, seed: int, batch_size: int, truncation: float):
-        from ..models import generate as gen
-
         seed, batch_size, truncation = runtime.checked_numbers(
             type(self), seed=seed, batch_size=batch_size, truncation=truncation)
-        latent = gen.make_latent(model, embeds, seed, batch_size, truncation)
+        latent = make_latent(model, embeds, seed, batch_size, truncation)
         bar = runtime.progress_bar(len(latent))
         device = runtime.get_device()
         runtime.load_models(model, [model.generator], device)
         with threads_for_this_call(device):
-            images = gen.generate_comfy_image(model, latent, device, progress=bar,
-                                              check_interrupt=runtime.check_interrupt)
+            images = generate_comfy_image(model, latent, device, progress=bar,
+                                          check_interrupt=runtime.check_interrupt)
         return (images.to(runtime.intermediate_device()), latent)
 
 

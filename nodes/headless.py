@@ -27,8 +27,9 @@ import traceback
 from pathlib import Path
 
 import torch
+from PIL import Image
 
-from . import runtime
+from . import NODE_CLASS_MAPPINGS, runtime
 from .core_nodes import EXAMPLE_INPUTS, LoadImage, PreviewImage, SaveImage
 
 WIDGET_TYPES = ("INT", "FLOAT", "STRING", "BOOLEAN", "COMBO")
@@ -61,7 +62,6 @@ def _node_classes(node_classes=None, output_dir="output", input_dir=EXAMPLE_INPU
         "LoadImage": type("LoadImage", (LoadImage,), {"input_dir": str(input_dir)}),
     }
     if node_classes is None:
-        from . import NODE_CLASS_MAPPINGS  # lazy: nodes/__init__ imports the node modules
         node_classes = NODE_CLASS_MAPPINGS
     classes.update(node_classes)
     return classes
@@ -561,8 +561,6 @@ def main(argv=None, *, node_classes=None) -> int:
 
 def write_thumbnail(images: list[str], path: str, size: int = 512) -> None:
     """Up to four images side by side (2x2 for four), each scaled to fill its cell, as JPEG."""
-    from PIL import Image
-
     n = len(images)
     cols = 1 if n == 1 else 2
     rows = (n + cols - 1) // cols

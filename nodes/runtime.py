@@ -9,6 +9,8 @@ import functools
 import logging
 import math
 import os
+import threading
+from collections import OrderedDict
 from pathlib import Path
 
 import torch
@@ -296,9 +298,6 @@ class ModelCache:
     is reloaded and repeated runs reuse what is already in memory."""
 
     def __init__(self, size: int):
-        import threading
-        from collections import OrderedDict
-
         self.size = size
         self._items: OrderedDict = OrderedDict()
         self._lock = threading.Lock()

@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import logging
 
+import torch
+
+from ..models import text_encoder
 from ..models.threads import threads_for_this_call
 from . import runtime
 
@@ -19,8 +22,6 @@ def encoder_choices() -> list[str]:
 
 def clip_pooled(clip, prompts: list[str]):
     """Pooled outputs [B, D] of a ComfyUI CLIP object, one row per prompt."""
-    import torch
-
     rows = []
     for p in prompts:
         tokens = clip.tokenize(p)
@@ -74,18 +75,17 @@ class PromptGAN_TextEncode:
         }
 
     def encode(self, text: str, encoder: str, model=None, clip=None):
-        from ..models import text_encoder as te
-
         if not isinstance(text, str):
             raise ValueError(f"input 'text' must be a string, got {type(text).__name__}")
-        prompts = te.split_prompts(text)
+        prompts = text_encoder.split_prompts(text)
         try:
-            te.check_prompts(prompts)
+            text_encoder.check_prompts(prompts)
         except ValueError as exc:
             raise ValueError(f"input 'text' (one prompt per line): {exc}") from None
         if clip is not None:
             pooled = clip_pooled(clip, prompts)
-            return (te.embeds_from_pooled(pooled, prompts, f"comfyui-clip-pooled-{pooled.shape[1]}"),)
+            return (text_encoder.embeds_from_pooled(pooled, prompts,
+                                                    f"comfyui-clip-pooled-{pooled.shape[1]}"),)
         encoder_id = None
         if encoder == MODEL_CHOICE:
             if model is None:
@@ -101,26 +101,24 @@ class PromptGAN_TextEncode:
 
 def load_text_encoder(choice: str, encoder_id: str | None = None):
     """The encoder for a dropdown choice, or for a model's recorded encoder id."""
-    from ..models import text_encoder as te
-
     if encoder_id is not None:
-        if encoder_id == te.DEFAULT_ENCODER_ID:
-            return te.load_encoder(device=None)
+        if encoder_id == text_encoder.DEFAULT_ENCODER_ID:
+            return text_encoder.load_encoder(device=None)
         for name in runtime.text_encoder_folders():
             if name == encoder_id or encoder_id.endswith("/" + name):
                 path = runtime.resolve_in(runtime.folder_roots(runtime.TEXT_ENCODER_FOLDER),
                                           name, "text encoder")
-                return te.load_encoder(path, encoder_id, device=None)
+                return text_encoder.load_encoder(path, encoder_id, device=None)
         raise ValueError(f"the model was trained with text encoder '{encoder_id}', which is not "
                          "installed: put its Hugging Face folder under models/text_encoders")
     if choice == DEFAULT_CHOICE:
-        return te.load_encoder(device=None)
+        return text_encoder.load_encoder(device=None)
     if choice not in runtime.text_encoder_folders():
         raise ValueError(f"unknown text encoder '{choice}'; choose '{DEFAULT_CHOICE}' or a folder "
                          "under models/text_encoders that holds a config.json")
     path = runtime.resolve_in(runtime.folder_roots(runtime.TEXT_ENCODER_FOLDER), choice,
                               "text encoder")
-    return te.load_encoder(path, choice, device=None)
+    return text_encoder.load_encoder(path, choice, device=None)
 
 
 NODE_CLASS_MAPPINGS = {"PromptGAN_TextEncode": PromptGAN_TextEncode}

@@ -32,6 +32,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 # package -> files (paths inside the package) that are photographs
 PHOTOS = {
@@ -106,8 +107,6 @@ def detail_db(im) -> float:
     """PSNR (dB) between a PIL picture and itself halved and re-enlarged (bicubic): 25-40 dB for
     sharp photographs, more for upscaled or very smooth pictures (scikit-image's photos 29-34 dB
     as they are; enlarged 4x bicubically, 41-48 dB)."""
-    from PIL import Image
-
     w, h = im.size[0] // 2 * 2, im.size[1] // 2 * 2
     im = im.crop((0, 0, w, h))
     back = im.resize((w // 2, h // 2), Image.BICUBIC).resize((w, h), Image.BICUBIC)
@@ -118,8 +117,6 @@ def detail_db(im) -> float:
 def detail_scale(im) -> tuple[float, float]:
     """(scale, detail_db there): the largest of 1, 1/2, 1/4 at which ``im`` carries detail, or
     (0, figure at 1/4) when it does not even there."""
-    from PIL import Image
-
     for scale in (1.0, 0.5, 0.25):
         x = im if scale == 1 else im.resize((round(im.size[0] * scale), round(im.size[1] * scale)),
                                             Image.BICUBIC, reducing_gap=3.0)
@@ -144,8 +141,6 @@ def download(package: str, debs: Path) -> Path:
 
 
 def build(out: Path, debs: Path) -> list[dict]:
-    from PIL import Image
-
     for split in ("train", "heldout"):
         (out / split).mkdir(parents=True, exist_ok=True)
     (out / "licenses").mkdir(exist_ok=True)

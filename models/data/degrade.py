@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
 DEGRADATIONS = ("blur", "noise", "jpeg", "lowlight", "cast")
 # how often each degradation is drawn when a training sample gets degradations
@@ -188,8 +189,6 @@ def add_noise(img: torch.Tensor, params: tuple[str, float, bool], rng: np.random
 
 def jpeg(img: torch.Tensor, quality: int) -> torch.Tensor:
     """[3, H, W] 0..1 -> JPEG-compressed and decoded [3, H, W]."""
-    from PIL import Image
-
     arr = (img.clamp(0, 1).permute(1, 2, 0).numpy() * 255.0 + 0.5).astype(np.uint8)
     buf = io.BytesIO()
     Image.fromarray(arr).save(buf, format="JPEG", quality=int(quality))

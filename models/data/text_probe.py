@@ -6,20 +6,21 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..data import procedural
+from ..gan import aux_loss
+from ..text_encoder import encode_sentences
 from ..text_head import TextAttributeHead
 
 
 def training_captions(n: int, seed: int) -> tuple[list[str], torch.Tensor]:
     """``n`` procedural training captions (alternating domains) and their labels [n, heads]."""
-    from ..data import procedural as P
-
     rng = np.random.default_rng(seed)
     captions, labels = [], []
     for i in range(n):
-        domain = P.DOMAINS[i % len(P.DOMAINS)]
-        attrs = P.sample_attributes(domain, rng, "train")
-        captions.append(P.make_caption(domain, attrs, rng, "train"))
-        labels.append(P.labels_vector(domain, attrs))
+        domain = procedural.DOMAINS[i % len(procedural.DOMAINS)]
+        attrs = procedural.sample_attributes(domain, rng, "train")
+        captions.append(procedural.make_caption(domain, attrs, rng, "train"))
+        labels.append(procedural.labels_vector(domain, attrs))
     return captions, torch.as_tensor(np.stack(labels))
 
 
@@ -28,11 +29,7 @@ def fit_text_head(label_heads: list, n_captions: int = 4000, seed: int = 11, ste
     """Fit the head on ``n_captions`` training captions encoded with ``encode`` (prompts ->
     unit sentence embeddings [N, D]; default: the default encoder), deterministic for a seed.
     The label heads must be the procedural data's."""
-    from ..data import procedural as P
-    from ..gan import aux_loss
-    from ..text_encoder import encode_sentences
-
-    expected = [[n, k] for n, k in P.LABEL_HEADS]
+    expected = [[n, k] for n, k in procedural.LABEL_HEADS]
     if [[str(n), int(k)] for n, k in label_heads] != expected:
         raise ValueError("a text head reads the procedural data's attribute labels; these label "
                          f"heads differ: {label_heads}")

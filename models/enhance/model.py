@@ -6,6 +6,9 @@ from pathlib import Path
 
 import torch
 
+from ..checkpoint import load_checkpoint
+from .network import build_from_checkpoint
+
 KIND = "enhancer"  # promptgan.kind of enhancer checkpoints
 
 
@@ -39,9 +42,6 @@ class EnhancerModel:
 
 def load_enhancer(path: str | Path, name: str = "") -> EnhancerModel:
     """Strictly load an enhancer checkpoint: eval mode, frozen, channels_last, on the CPU."""
-    from ..checkpoint import load_checkpoint
-    from .network import build_from_checkpoint
-
     ck = load_checkpoint(path, kind=KIND)
     net = build_from_checkpoint(ck).to(memory_format=torch.channels_last)
     net.requires_grad_(False)

@@ -41,6 +41,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..checkpoint import CheckpointError, build_network, load_checkpoint
 from .nonlocal_means import nl_means
 from .nonlocal_means import radius as nlm_radius
 
@@ -298,8 +299,6 @@ def count_parameters(net: nn.Module) -> int:
 
 def build_from_checkpoint(ckpt, device: str | torch.device = "cpu") -> Enhancer:
     """An eval-mode Enhancer from a ``Checkpoint`` of kind 'enhancer' (strict loading)."""
-    from ..checkpoint import CheckpointError, build_network
-
     try:
         cfg = EnhancerConfig.from_dict(dict(ckpt.config))
     except (TypeError, ValueError) as exc:
@@ -311,6 +310,4 @@ def build_from_checkpoint(ckpt, device: str | torch.device = "cpu") -> Enhancer:
 
 def load_enhancer(path, device: str | torch.device = "cpu") -> Enhancer:
     """Read a .safetensors enhancer written by the trainer. ``net.encoder_id`` names its encoder."""
-    from ..checkpoint import load_checkpoint
-
     return build_from_checkpoint(load_checkpoint(path, kind="enhancer"), device)

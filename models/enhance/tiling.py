@@ -13,6 +13,8 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
+from .network import image_stats
+
 log = logging.getLogger("PromptGAN")
 
 MIN_TILE = 16
@@ -100,8 +102,6 @@ class _Upscaler(torch.nn.Module):
 
 def _run_tiles(net, image, text, tile, overlap, progress, check_interrupt, autocast_dtype, out,
                strength, alpha):
-    from .network import image_stats
-
     uses_context = bool(getattr(getattr(net, "cfg", None), "context_dim", 0))
     b, _, h, w = image.shape
     s = net.scale

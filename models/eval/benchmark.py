@@ -38,10 +38,12 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from torch.utils.flop_counter import FlopCounterMode
 
 from ..checkpoint import WEIGHTS_DIR
 from ..cli import command_line, dump_json, set_threads
 from ..gan import Generator, GeneratorConfig, config_dict, load_gan, seeded_noise
+from ..text_encoder import DEFAULT_ENCODER_ID, TransformersTextEncoder, default_encoder_path
 
 PACK_ROOT = WEIGHTS_DIR.parents[1]
 DEFAULT_MODEL = WEIGHTS_DIR / "promptgan_default.safetensors"
@@ -123,8 +125,6 @@ def make_inputs(cfg: GeneratorConfig, batch: int, seed: int = 0) -> tuple[torch.
 
 def flops_per_image(g: Generator) -> int:
     """FLOPs of one forward at batch 1 (FlopCounterMode: convolutions and matmuls)."""
-    from torch.utils.flop_counter import FlopCounterMode
-
     z, s = make_inputs(g.cfg, 1)
     counter = FlopCounterMode(display=False)
     with torch.no_grad(), counter:
@@ -257,8 +257,6 @@ def benchmark_prompts(n: int = 64) -> list[str]:
 
 def bench_text(reps: int = 3) -> dict:
     """Default encoder: import and fresh load time, latency of 1 and of 64 prompts (median)."""
-    from ..text_encoder import DEFAULT_ENCODER_ID, TransformersTextEncoder, default_encoder_path
-
     already = "transformers" in sys.modules
     t0 = time.perf_counter()
     import transformers  # noqa: F401  (the import is part of a cold start)

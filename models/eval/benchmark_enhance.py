@@ -28,7 +28,16 @@ from pathlib import Path
 import torch
 
 from ..checkpoint import WEIGHTS_DIR
-from ..enhance.network import net_flops_per_input_pixel
+from ..enhance.network import (
+    NLM_H,
+    Enhancer,
+    EnhancerConfig,
+    load_enhancer,
+    net_flops_per_input_pixel,
+    noise_level,
+)
+from ..enhance.nonlocal_means import nl_means
+from ..enhance.tiling import enhance_image
 
 PACK_ROOT = WEIGHTS_DIR.parents[1]
 DEFAULT_WEIGHTS = WEIGHTS_DIR / "enhance_x4.safetensors"
@@ -51,8 +60,6 @@ def matmul_gflops(dtype=torch.float32, n: int = 2048, reps: int = 5) -> float:
 
 
 def load_net(weights: str | None):
-    from ..enhance.network import Enhancer, EnhancerConfig, load_enhancer
-
     if weights and Path(weights).is_file():
         return load_enhancer(weights).to(memory_format=torch.channels_last), str(weights)
     return Enhancer(EnhancerConfig()).eval().to(memory_format=torch.channels_last), "random weights"
@@ -60,8 +67,6 @@ def load_net(weights: str | None):
 
 def speed(net, size: int, dtype, reps: int = 3) -> float:
     """Seconds per image for a size x size input (one pass, no tiling)."""
-    from ..enhance.tiling import enhance_image
-
     x = torch.rand(1, 3, size, size)
     return best_seconds(lambda: enhance_image(net, x, None, tile=0, autocast_dtype=dtype), reps)
 
@@ -84,8 +89,6 @@ def compact_peer():
 def side_by_side(net, peer, size: int, rounds: int = 5) -> dict:
     """Seconds per size x size -> 4x image of the network (as Enhance runs it, whole image) and
     of ``peer``, interleaved round by round so both see the same machine; best of ``rounds``."""
-    from ..enhance.tiling import enhance_image
-
     x = torch.rand(1, 3, size, size)
     ours = lambda: enhance_image(net, x, None, tile=0)  # noqa: E731
     with torch.no_grad():
@@ -103,9 +106,6 @@ def side_by_side(net, peer, size: int, rounds: int = 5) -> dict:
 
 def nlm_seconds(size: int, reps: int = 3) -> float:
     """Seconds of the non-local-means stage alone on the speed test's input (fp32)."""
-    from ..enhance.network import NLM_H, noise_level
-    from ..enhance.nonlocal_means import nl_means
-
     x = torch.rand(1, 3, size, size)
     sigma = noise_level(x)
     return best_seconds(lambda: nl_means(x, sigma, NLM_H), reps)
@@ -129,8 +129,6 @@ def memory_child(size: int, tile: int, weights: str, threads: int) -> dict:
     """
     torch.set_num_threads(threads)
     net, _ = load_net(weights)
-    from ..enhance.tiling import enhance_image
-
     x = torch.rand(1, 3, size, size)
     s = net.scale
     try:

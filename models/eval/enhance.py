@@ -32,12 +32,17 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image, ImageDraw, ImageFilter
 
-from ..checkpoint import WEIGHTS_DIR, load_checkpoint
+from ..checkpoint import WEIGHTS_DIR, load_checkpoint, read_metadata
+from ..cli import dump_json
+from ..data.debian_photos import read_manifest
 from ..data.degrade import eval_params, make_pair
 from ..data.enhance_instructions import HELD_OUT, WRONG_FOR
-from ..enhance.network import Enhancer, build_from_checkpoint
+from ..data.enhance_pairs import photo_sources
+from ..enhance.network import Enhancer, build_from_checkpoint, noise_level
 from ..enhance.tiling import enhance_image
+from ..text_encoder import encode_sentences
 
 DEFAULT_WEIGHTS = WEIGHTS_DIR / "enhance_x4.safetensors"
 DEGRADATION_ORDER = ("blur", "noise", "jpeg", "lowlight", "mixed", "clean")
@@ -51,8 +56,6 @@ def held_out_images() -> list[tuple[str, torch.Tensor]]:
     """The three evaluation photos as (name, [3, H, W] float 0..1)."""
     import matplotlib
     import sklearn.datasets
-    from PIL import Image
-
     paths = [Path(os.path.dirname(sklearn.datasets.__file__)) / "images" / "china.jpg",
              Path(os.path.dirname(sklearn.datasets.__file__)) / "images" / "flower.jpg",
              Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"]
@@ -69,10 +72,6 @@ def held_out_photos(folder: str | os.PathLike, size: int = 256,
     """The held-out photos of a prepare-enhance-data folder, each read at its detail scale,
     resized so its short side is ``short_side`` and centre-cropped to ``size`` x ``size``:
     (name, [3, size, size] float 0..1). Training never reads these files."""
-    from PIL import Image
-
-    from ..data.debian_photos import read_manifest
-
     out = []
     for path, scale in read_manifest(folder, "heldout"):
         with Image.open(path) as im:
@@ -102,8 +101,6 @@ def blockiness(img: torch.Tensor, period: int) -> float:
 
 
 def to_pil(x: torch.Tensor):
-    from PIL import Image
-
     arr = (x.clamp(0, 1).permute(1, 2, 0).numpy() * 255.0 + 0.5).astype(np.uint8)
     return Image.fromarray(arr)
 
@@ -116,8 +113,6 @@ def training_images(n: int, size: int = 384) -> list[tuple[str, torch.Tensor]]:
     """n of the photos the network trained on (each at the largest size it trained on, evenly
     spread over the list, top-left size x size): the same evaluation on them against the
     held-out photos measures how much of the gain is memorised."""
-    from ..data.enhance_pairs import photo_sources
-
     full = [(name.split("@")[0], img[:, :size, :size].contiguous())
             for name, img in photo_sources(min_side=size, largest_only=True)]
     idx = np.linspace(0, len(full) - 1, min(n, len(full))).round().astype(int)
@@ -126,8 +121,6 @@ def training_images(n: int, size: int = 384) -> list[tuple[str, torch.Tensor]]:
 
 def baseline(name: str, lr: torch.Tensor, scale: int) -> torch.Tensor:
     """[3, h, w] -> [3, h*s, w*s] by a classical method."""
-    from PIL import Image, ImageFilter
-
     h, w = lr.shape[1] * scale, lr.shape[2] * scale
     if name == "identity":
         return F.interpolate(lr[None], scale_factor=scale, mode="nearest")[0] if scale > 1 else lr
@@ -146,8 +139,6 @@ def baseline(name: str, lr: torch.Tensor, scale: int) -> torch.Tensor:
 def noise_sigma(img: torch.Tensor) -> float:
     """Standard deviation of white Gaussian noise in [3, h, w] (0..1): ``network.noise_level``
     (Immerkaer's method, averaged over the channels) on the whole image."""
-    from ..enhance.network import noise_level
-
     return float(noise_level(img[None], window=None)[0])
 
 
@@ -183,8 +174,6 @@ def scores(out: torch.Tensor, ref: torch.Tensor, border: int) -> tuple[float, fl
 
 def load_any(path: str | os.PathLike) -> Enhancer:
     """Shipped/exported weights, or the EMA weights inside a training state file."""
-    from ..checkpoint import read_metadata
-
     kind = read_metadata(path).get("promptgan.kind", "")
     if kind == "enhancer-train-state":
         ck = load_checkpoint(path, kind=kind)
@@ -202,8 +191,7 @@ def evaluate(net: Enhancer, *, images=None, degradations=DEGRADATION_ORDER, seed
     further methods. ``collect``: filled with {(image name, degradation): {method: output}}."""
     peers = dict(peers or {})
     peer_seconds = dict.fromkeys(peers, 0.0)
-    if encode is None:
-        from ..text_encoder import encode_sentences as encode
+    encode = encode or encode_sentences
     s = net.scale
     images = images or held_out_images()
     texts = {}
@@ -346,8 +334,6 @@ def contact_sheet(collect: dict, path: str | os.PathLike, degradation: str = "mi
                   methods=("bicubic", "net+right", "realesrgan", "truth"), rows: int = 6) -> None:
     """A JPEG of ``rows`` images side by side: one column per method present in ``collect``,
     with its name above."""
-    from PIL import Image, ImageDraw
-
     picked = [v for (name, d), v in collect.items() if d == degradation][:rows]
     cols = [m for m in methods if picked and m in picked[0]]
     if not picked:
@@ -400,8 +386,6 @@ def main(argv=None) -> int:
     report["weights"] = str(args.weights)
     report["seconds"] = round(time.time() - t0, 1)
     try:
-        from ..checkpoint import read_metadata
-
         report["provenance"] = json.loads(read_metadata(args.weights).get("promptgan.provenance", "{}"))
     except Exception:  # noqa: BLE001 - provenance is informative only
         pass
@@ -410,8 +394,6 @@ def main(argv=None) -> int:
         contact_sheet(collect, args.sheet)
         print(f"wrote {args.sheet}", file=sys.stderr)
     if args.json:
-        from ..cli import dump_json
-
         dump_json(report, args.json)
         print(f"\nwrote {args.json}", file=sys.stderr)
     return 0

@@ -20,6 +20,7 @@ import json
 import logging
 import time
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +29,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..checkpoint import WEIGHTS_DIR, build_network, load_checkpoint, save_checkpoint
-from ..cli import command_line, make_progress, set_threads
+from ..cli import command_line, make_progress, parse_with_recipe, save_image_grid, set_threads
+from ..data import captions, procedural
+from ..data.captions import SAMPLE_PROMPTS
+from ..data.text_probe import fit_text_head
+from ..gan import aux_loss, load_gan, seeded_noise
+from ..text_encoder import encode_prompts, encode_sentences, load_encoder
 
 log = logging.getLogger("PromptGAN")
 
@@ -112,8 +118,6 @@ def _augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
 
 
 def train_classifier(argv=None) -> int:
-    from ..data import procedural as P
-
     p = argparse.ArgumentParser(prog="train-classifier",
                                 description="Train the evaluator's attribute classifier on renders.")
     p.add_argument("--out", default=str(CLASSIFIER_PATH))
@@ -123,18 +127,18 @@ def train_classifier(argv=None) -> int:
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--seed", type=int, default=7)
-    args = p.parse_args(argv)
+    args = parse_with_recipe(p, argv)
     set_threads(args.threads)
     torch.manual_seed(args.seed)
-    heads = [list(h) for h in P.LABEL_HEADS]
+    heads = [list(h) for h in procedural.LABEL_HEADS]
     # the classifier must read every combination, held-out ones included
-    train = {"train": P.make_dataset_arrays(args.n_train // 2, 64, args.seed, split="train",
+    train = {"train": procedural.make_dataset_arrays(args.n_train // 2, 64, args.seed, split="train",
                                             captions_per_image=1),
-             "heldout": P.make_dataset_arrays(args.n_train // 2, 64, args.seed + 1,
+             "heldout": procedural.make_dataset_arrays(args.n_train // 2, 64, args.seed + 1,
                                               split="heldout", captions_per_image=1)}
     x = np.concatenate([train["train"]["images"], train["heldout"]["images"]])
     y = torch.from_numpy(np.concatenate([train["train"]["labels"], train["heldout"]["labels"]]))
-    test = P.make_dataset_arrays(args.n_test, 64, args.seed + 99, split="heldout",
+    test = procedural.make_dataset_arrays(args.n_test, 64, args.seed + 99, split="heldout",
                                  captions_per_image=1)
     net = AttributeClassifier(ClassifierConfig(label_heads=heads))
     opt = torch.optim.AdamW(net.parameters(), lr=2e-3, weight_decay=1e-4)
@@ -142,8 +146,6 @@ def train_classifier(argv=None) -> int:
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=2e-3, total_steps=steps)
     gen = torch.Generator().manual_seed(args.seed)
     bar = make_progress(steps, desc="train-classifier")
-    from ..gan import aux_loss
-
     for _ in range(args.epochs):
         perm = torch.randperm(len(x), generator=gen)
         for i in range(len(x) // args.batch):
@@ -220,8 +222,6 @@ def kid(a: np.ndarray, b: np.ndarray, subsets: int = 20, size: int = 200, seed: 
 def generate(model, sentences: torch.Tensor, seeds: list[int], batch: int = 64,
              truncation: float = 1.0) -> torch.Tensor:
     """-> images [N,3,R,R] in [-1,1] for sentences [N,D] and one seed per image."""
-    from ..gan import seeded_noise
-
     g = model.generator
     dev = next(g.parameters()).device
     out = []
@@ -258,19 +258,14 @@ def evaluate_images(images: torch.Tensor, prompts: list[dict], net, real_feats=N
 
 
 def real_renders(prompts: list[dict], size: int, seed: int) -> torch.Tensor:
-    from ..data import procedural as P
-
-    imgs = [P.render(p["domain"], p["attrs"], size, np.random.default_rng([seed, i]))
+    imgs = [procedural.render(p["domain"], p["attrs"], size, np.random.default_rng([seed, i]))
             for i, p in enumerate(prompts)]
     return to_model_range(np.stack(imgs))
 
 
 def evaluate_model(model, net, n_per_domain: int = 100, seed: int = 0,
                    truncation: float = 1.0) -> dict:
-    from ..data import procedural as P
-    from ..text_encoder import encode_prompts
-
-    prompts = P.heldout_prompts(n_per_domain)
+    prompts = procedural.heldout_prompts(n_per_domain)
     s = encode_prompts([p["prompt"] for p in prompts]).sentence
     images = generate(model, s, [seed + i for i in range(len(prompts))], truncation=truncation)
     real = real_renders(prompts, 64, seed + 10_000)
@@ -299,12 +294,9 @@ def evaluate_model(model, net, n_per_domain: int = 100, seed: int = 0,
 def train_phrasing_accuracy(model, net, n_per_domain: int = 100, seed: int = 0) -> dict:
     """Attribute accuracy on the held-out combinations phrased with training words and templates:
     beside the headline figure it separates new wording from new combinations."""
-    from ..data import procedural as P
-    from ..text_encoder import encode_prompts
-
     rng = np.random.default_rng(seed + 7)
-    prompts = [dict(p, prompt=P.make_caption(p["domain"], p["attrs"], rng, "any"))
-               for p in P.heldout_prompts(n_per_domain)]
+    prompts = [dict(p, prompt=procedural.make_caption(p["domain"], p["attrs"], rng, "any"))
+               for p in procedural.heldout_prompts(n_per_domain)]
     s = encode_prompts([p["prompt"] for p in prompts]).sentence
     images = generate(model, s, [seed + i for i in range(len(prompts))])
     return evaluate_images(images, prompts, net)
@@ -319,14 +311,10 @@ def text_probe_accuracy(n_captions: int = 4000, n_per_domain: int = 100, seed: i
     embedding carries each attribute across the held-out wording, not a strict bound (a
     generator trained longer on more captions can read an attribute better than this probe does).
     """
-    from ..data import procedural as P
-    from ..data.text_probe import fit_text_head
-    from ..text_encoder import encode_sentences
-
     encode = encode or encode_sentences
-    heads = [list(h) for h in P.LABEL_HEADS]
+    heads = [list(h) for h in procedural.LABEL_HEADS]
     probe = fit_text_head(heads, n_captions=n_captions, seed=seed + 11, steps=steps, encode=encode)
-    held = P.heldout_prompts(n_per_domain)
+    held = procedural.heldout_prompts(n_per_domain)
     hx = encode([p["prompt"] for p in held])
     with torch.no_grad():
         pred = head_argmax(probe(hx), heads)
@@ -349,12 +337,9 @@ def synonym_anchor_accuracy(encode=None) -> dict:
     which bounds any generator conditioned on its embeddings. -> {attribute: {"correct", "total",
     "misread": {synonym: value read}}}.
     """
-    from ..data import captions as C
-    from ..text_encoder import encode_sentences
-
     encode = encode or encode_sentences
-    tables = {"flower": (C.FLOWER_TRAIN, C.FLOWER_HELDOUT),
-              "landscape": (C.LANDSCAPE_TRAIN, C.LANDSCAPE_HELDOUT)}
+    tables = {"flower": (captions.FLOWER_TRAIN, captions.FLOWER_HELDOUT),
+              "landscape": (captions.LANDSCAPE_TRAIN, captions.LANDSCAPE_HELDOUT)}
     out = {}
     for domain, attr in ANCHOR_ATTRIBUTES:
         train, held = (t[attr] for t in tables[domain])
@@ -386,10 +371,6 @@ def _pairwise(feats: np.ndarray, group: int) -> float:
 def write_grid(model, path, seeds: int = 6, prompts: list[str] | None = None, scale: int = 2):
     """Rows of images, one row per prompt, ``seeds`` seeds each (seed k for column k); the
     prompts are written beside the PNG as a .txt."""
-    from ..cli import save_image_grid
-    from ..data.captions import SAMPLE_PROMPTS
-    from ..text_encoder import encode_prompts
-
     prompts = prompts or SAMPLE_PROMPTS
     s = encode_prompts(prompts).sentence
     rows = generate(model, s.repeat_interleave(seeds, 0), [k for _ in prompts for k in range(seeds)])
@@ -401,10 +382,6 @@ def write_grid(model, path, seeds: int = 6, prompts: list[str] | None = None, sc
 def probe_report(encoder_folder: str | None, n_per_domain: int, seed: int) -> dict:
     """The text probe and synonym anchors of the default encoder, or of the Hugging Face encoder
     folder ``encoder_folder``: {"encoder", "text_probe", "synonym_anchors"}."""
-    from functools import partial
-
-    from ..text_encoder import encode_sentences, load_encoder
-
     enc = load_encoder(encoder_folder)            # None: the default encoder
     encode = partial(encode_sentences, encoder=enc)
     return {"encoder": enc.encoder_id,
@@ -439,8 +416,6 @@ def markdown_table(result: dict, name: str = "model") -> str:
 
 
 def main(argv=None) -> int:
-    from ..gan import load_gan
-
     p = argparse.ArgumentParser(prog="evaluate", description="Evaluate a generator checkpoint.")
     p.add_argument("--model", default=None, help="GAN .safetensors (shipped or a run's model); "
                    "may be left out with --text-probe, which then runs alone")

@@ -5,26 +5,28 @@ from __future__ import annotations
 import argparse
 import time
 
+import numpy as np
 import torch
 
 from ..checkpoint import WEIGHTS_DIR
+from ..cli import set_threads
+from ..data import procedural
+from ..gan import load_gan
+from ..generate import generate
 from ..invert import find_inverter, invert, load_inverter
+from ..text_encoder import encode_prompts
 
 
 def render_batch(n: int, resolution: int, seed: int = 2026, split: str = "heldout"):
     """``n`` procedural renders (alternating domains; attribute combinations of ``split``) as
     [n,3,R,R] in [-1,1], and their captions in training wording."""
-    import numpy as np
-
-    from ..data import procedural as P
-
     rng = np.random.default_rng(seed)
     images, captions = [], []
     for i in range(n):
-        domain = P.DOMAINS[i % len(P.DOMAINS)]
-        attrs = P.sample_attributes(domain, rng, split)
-        images.append(P.render(domain, attrs, resolution, np.random.default_rng(seed + 1000 + i)))
-        captions.append(P.make_caption(domain, attrs, rng, "train"))
+        domain = procedural.DOMAINS[i % len(procedural.DOMAINS)]
+        attrs = procedural.sample_attributes(domain, rng, split)
+        images.append(procedural.render(domain, attrs, resolution, np.random.default_rng(seed + 1000 + i)))
+        captions.append(procedural.make_caption(domain, attrs, rng, "train"))
     x = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float() / 127.5 - 1
     return x, captions
 
@@ -36,11 +38,6 @@ def reconstruction_psnr(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def main_invert_eval(argv=None) -> int:
-    from ..cli import set_threads
-    from ..gan import load_gan
-    from ..generate import generate
-    from ..text_encoder import encode_prompts
-
     p = argparse.ArgumentParser(
         prog="invert-eval",
         description="Invert procedural renders (held-out combinations: images the pack did not "

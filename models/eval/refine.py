@@ -33,8 +33,13 @@ import torch
 from .. import refine as R
 from ..checkpoint import WEIGHTS_DIR
 from ..cli import dump_json, set_threads
+from ..data import procedural
+from ..gan import load_gan, seeded_noise
 from ..generate import GANLatent, generate, model_id
+from ..invert import find_inverter, invert, load_inverter
+from ..text_encoder import encode_sentences
 from .gan import CLASSIFIER_PATH, evaluate_images, features_of, load_classifier, real_renders
+from .invert import reconstruction_psnr
 
 DEFAULT_MODEL = WEIGHTS_DIR / "promptgan_default.safetensors"
 EDITS = (("flower", "petal_colour"), ("flower", "petal_count"), ("landscape", "time_of_day"))
@@ -52,14 +57,10 @@ def _disc(resolution: int, radius: float) -> torch.Tensor:
 
 
 def _encode(prompts: list[str]) -> torch.Tensor:
-    from ..text_encoder import encode_sentences
-
     return encode_sentences(prompts)
 
 
 def _latent(model, s: torch.Tensor, prompts: list[str], seeds: list[int]) -> GANLatent:
-    from ..gan import seeded_noise
-
     return GANLatent(seeded_noise(seeds, model.generator.cfg.nz), s, prompts, seeds,
                      model.encoder_id, model_id(model))
 
@@ -77,9 +78,7 @@ def _timed(fn, *args, **kw):
 
 def eval_refinement(model, net, n_per_domain: int, seed: int, steps: int, step_size: float,
                     noise: float, attribute_weight: float = R.DEFAULT_ATTRIBUTE_WEIGHT) -> dict:
-    from ..data import procedural as P
-
-    prompts = P.heldout_prompts(n_per_domain)
+    prompts = procedural.heldout_prompts(n_per_domain)
     s = _encode([p["prompt"] for p in prompts])
     lat = _latent(model, s, [p["prompt"] for p in prompts], [seed + i for i in range(len(prompts))])
     before = generate(model, lat)
@@ -121,25 +120,23 @@ def edit_pairs(domain: str, attribute: str, n: int, seed: int, wording: str = "h
     """n (source, target) prompt pairs with the same phrasing, one attribute changed; wording
     "heldout" (the evaluation's words) or "train" (the captions' words: the edit method without
     the encoder's grasp of new words)."""
-    from ..data import procedural as P
-
-    rng = np.random.default_rng([seed, 77, P.DOMAINS.index(domain)])
-    values = P.ATTRIBUTES[domain][attribute]
+    rng = np.random.default_rng([seed, 77, procedural.DOMAINS.index(domain)])
+    values = procedural.ATTRIBUTES[domain][attribute]
     pairs = []
     while len(pairs) < n:
-        attrs = P.sample_attributes(domain, rng, "any")
+        attrs = procedural.sample_attributes(domain, rng, "any")
         new = dict(attrs)
         choices = [v for v in values if v != attrs[attribute]
-                   and P.is_valid_combination(domain, {**attrs, attribute: v})]
+                   and procedural.is_valid_combination(domain, {**attrs, attribute: v})]
         if not choices:
             continue
         new[attribute] = choices[int(rng.integers(len(choices)))]
         k = int(rng.integers(2 ** 31))
         pairs.append({"attrs": attrs, "new_attrs": new,
-                      "prompt": P.make_caption(domain, attrs, np.random.default_rng(k), wording),
-                      "new_prompt": P.make_caption(domain, new, np.random.default_rng(k), wording),
-                      "labels": P.labels_vector(domain, attrs),
-                      "new_labels": P.labels_vector(domain, new)})
+                      "prompt": procedural.make_caption(domain, attrs, np.random.default_rng(k), wording),
+                      "new_prompt": procedural.make_caption(domain, new, np.random.default_rng(k), wording),
+                      "labels": procedural.labels_vector(domain, attrs),
+                      "new_labels": procedural.labels_vector(domain, new)})
     return pairs
 
 
@@ -219,9 +216,6 @@ def eval_edits(model, net, n: int, seed: int, strengths: list[float], invert_n: 
             results[key]["masked_strength_1"] = row
             if invert_n > 0:
                 k = min(invert_n, n)
-                from ..invert import find_inverter, invert, load_inverter
-                from .invert import reconstruction_psnr
-
                 found = find_inverter(model)
                 encoder = load_inverter(found, model) if found is not None else None
                 with torch.enable_grad():
@@ -283,8 +277,6 @@ def markdown(report: dict) -> str:
 
 
 def main(argv=None) -> int:
-    from ..gan import load_gan
-
     p = argparse.ArgumentParser(prog="refine-eval", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--model", default=str(DEFAULT_MODEL))

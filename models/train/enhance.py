@@ -35,8 +35,10 @@ from ..enhance.network import (
     Enhancer,
     EnhancerConfig,
     count_parameters,
+    image_stats,
     upsample_skip,
 )
+from ..text_encoder import DEFAULT_ENCODER_ID, encode_prompts
 from .utils import (
     GracefulStop,
     command_line,
@@ -216,8 +218,6 @@ def gate_loss(net, x: torch.Tensor, text: torch.Tensor, null: torch.Tensor,
               label: torch.Tensor) -> torch.Tensor:
     """Binary cross-entropy of the non-local-means gate against ``Batch.denoise`` (rows labelled
     NaN are left out; 0 when every row is)."""
-    from ..enhance.network import image_stats
-
     keep = ~torch.isnan(label)
     if not bool(keep.any()):
         return x.new_zeros(())
@@ -328,8 +328,6 @@ def train_step(net, opt, b, embeds: torch.Tensor, args, step: int) -> tuple[floa
 
 def instruction_embeddings(pool, text_dim: int) -> torch.Tensor:
     """The MiniLM sentence embeddings [N, text_dim] of the instruction pool's texts."""
-    from ..text_encoder import encode_prompts
-
     t0 = time.time()
     embeds = encode_prompts([t for t, _ in pool]).sentence
     print(f"[enhance] encoded {len(pool)} instructions in {time.time() - t0:.1f} s", file=sys.stderr)
@@ -389,8 +387,6 @@ def main(argv=None) -> int:
     run_dir = prepare_run_folder(args.run_dir, "--run-dir")
     state_path = run_dir / "state.safetensors"
     command = command_line("train-enhance", argv)
-
-    from ..text_encoder import DEFAULT_ENCODER_ID
 
     cfg = EnhancerConfig(scale=args.scale, channels=args.channels, n_convs=args.n_convs,
                          film_hidden=args.film_hidden, skip=args.skip, context_dim=args.context_dim,

@@ -5,9 +5,13 @@ import argparse
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..cli import command_line, make_progress, parse_with_recipe, set_threads
+from ..data import procedural
+from ..gan import load_gan
 from ..invert import (
     Inverter,
     check_inverter,
@@ -18,20 +22,18 @@ from ..invert import (
     save_inverter,
     work_copy,
 )
+from ..text_encoder import DEFAULT_ENCODER_ID, load_encoder
+from .utils import GracefulStop
 
 
 def caption_bank(n: int, seed: int = 0) -> list[str]:
     """``n`` procedural training captions, both domains (what the generator was trained on)."""
-    import numpy as np
-
-    from ..data import procedural as P
-
     rng = np.random.default_rng([seed, 4242])
     out = []
     for i in range(n):
-        domain = P.DOMAINS[i % len(P.DOMAINS)]
-        attrs = P.sample_attributes(domain, rng, "train")
-        out.append(P.make_caption(domain, attrs, rng, "train"))
+        domain = procedural.DOMAINS[i % len(procedural.DOMAINS)]
+        attrs = procedural.sample_attributes(domain, rng, "train")
+        out.append(procedural.make_caption(domain, attrs, rng, "train"))
     return out
 
 
@@ -80,11 +82,6 @@ def train_inverter(model, sentences: torch.Tensor, *, steps: int = 3000, batch: 
 
 
 def main_train_inverter(argv=None) -> int:
-    from ..cli import command_line, make_progress, set_threads
-    from ..gan import load_gan
-    from ..text_encoder import DEFAULT_ENCODER_ID, load_encoder
-    from .utils import GracefulStop
-
     p = argparse.ArgumentParser(prog="train-inverter",
                                 description="Train the inversion encoder (image -> noise, sentence) "
                                             "of a PromptGAN model on the model's own samples.",
@@ -102,7 +99,7 @@ def main_train_inverter(argv=None) -> int:
     p.add_argument("--init", default=None, help="continue from this inverter file")
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--seed", type=int, default=0)
-    args = p.parse_args(argv)
+    args = parse_with_recipe(p, argv)
     set_threads(args.threads)
     model = load_gan(args.model, with_discriminator=False)
     out = Path(args.out) if args.out else inverter_path_for(args.model)

@@ -5,14 +5,13 @@ import argparse
 
 import torch
 
+from ..cli import command_line, set_threads
 from ..data.text_probe import fit_text_head
+from ..gan import load_gan, save_gan
 from ..text_head import why_no_text_head
 
 
 def main(argv=None) -> int:
-    from ..cli import command_line, set_threads
-    from ..gan import load_gan, save_gan
-
     p = argparse.ArgumentParser(
         prog="fit-text-head",
         description="Fit the prompt -> attribute head Refine uses and write it into a GAN "
