@@ -137,6 +137,16 @@ def make_latent(model: GANModel, embeds: TextEmbeds, seed: int, per_prompt: int,
                      model_id(model))
 
 
+def latent_for_sentences(model: GANModel, sentences: torch.Tensor, seeds: list[int],
+                         truncation: float = 1.0) -> GANLatent:
+    """One image per sentence embedding [N, D], image i drawn from noise seed ``seeds[i]`` (for
+    code that holds sentence embeddings rather than TextEmbeds: evaluators and tests)."""
+    if sentences.shape[0] != len(seeds):
+        raise ValueError(f"{sentences.shape[0]} sentence embeddings for {len(seeds)} seeds")
+    z = seeded_noise(list(seeds), model.generator.cfg.nz) * float(truncation)
+    return GANLatent(z, sentences, [""] * len(seeds), list(seeds), model.encoder_id, model_id(model))
+
+
 def to_comfy_image(images: torch.Tensor) -> torch.Tensor:
     """[B,3,H,W] in [-1,1] -> ComfyUI IMAGE [B,H,W,3] float32 in [0,1]."""
     return ((images.float().clamp(-1, 1) + 1) / 2).permute(0, 2, 3, 1).contiguous()

@@ -324,10 +324,22 @@ def prompt_attribute_ce(image_logits: torch.Tensor, prompt_logits: torch.Tensor,
     return total
 
 
-@torch.no_grad()
-def render(model, latent: GANLatent, device="cpu", chunk: int = 16) -> torch.Tensor:
-    """latent -> images [B,3,R,R] in [-1,1] on the CPU (plain tensors even under inference mode)."""
-    return generate(model, latent, device=device, chunk=chunk)
+def refine_image(model, latent, sentence, original, mask, steps: int, step_size: float, *,
+                       seed: int, device, progress, check_interrupt):
+    """Refine mode end to end: the refined latent, drawn at the original's size (when there is
+    one, [b,3,H,W] in [-1,1]) and composited into it inside ``mask`` (the latent drawn again
+    when only a latent is given). -> (images [b,3,H,W] in [-1,1], new latent)."""
+    new_latent = refine_latent(model, latent, sentence, steps, step_size, seed=seed,
+                               device=device, progress=progress, check_interrupt=check_interrupt)
+    out = generate(model, new_latent, device)
+    if original is None and mask is not None:
+        original = generate(model, latent, device)
+    if original is not None:
+        out = resize(out, tuple(original.shape[-2:]))
+    if mask is not None:
+        b, (h, w) = len(latent), out.shape[-2:]
+        out = composite(original, out, check_mask(mask, b, h, w))
+    return out, new_latent
 
 
 @torch.no_grad()
@@ -410,16 +422,16 @@ def edit(model, source, new_sentence: torch.Tensor, strength: float = 1.0,
                                   latent.model_id)
         if n_guided:
             # the edges to keep: the image itself when one was given, else the latent's drawing
-            anchor = fit_to_model(original, r) if from_image else render(model, latent, device)
+            anchor = fit_to_model(original, r) if from_image else generate(model, latent, device)
             moved = refine_latent(model, edited_latent, None, n_guided, DEFAULT_EDIT_STEP_SIZE,
                                   0.0, seed=seed, device=device, progress=phase(n_invert, n_guided),
                                   check_interrupt=check_interrupt, start_sentence=latent.sentence,
                                   anchor=anchor, anchor_weight=float(preserve) * EDGE_WEIGHT)
             edited_latent = GANLatent(moved.z, mixed, prompts, list(latent.seeds),
                                       latent.encoder_id, latent.model_id)
-        edited = render(model, edited_latent, device)
+        edited = generate(model, edited_latent, device)
         if original is None:
-            original = render(model, latent, device) if mask is not None else None
+            original = generate(model, latent, device) if mask is not None else None
         if original is not None:
             if original.shape[0] != b:
                 raise RefineError(f"the image has {original.shape[0]} pictures, the latent {b}")

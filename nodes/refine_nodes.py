@@ -21,13 +21,10 @@ from ..models.refine import (
     DEFAULT_STEP_SIZE,
     broadcast_rows,
     check_mask,
-    composite,
     edit,
     fit_to_model,
     guided_edit_steps,
-    refine_latent,
-    render,
-    resize,
+    refine_image,
 )
 from . import runtime
 
@@ -147,24 +144,6 @@ def _invert_to_refine(model, x, sentence, prompts, encoder, steps: int, *, seed:
     if prompts is not None:
         latent.prompts = _rows(prompts, len(latent))
     return latent
-
-
-def _refine_and_render(model, latent, sentence, original, mask, steps: int, step_size: float, *,
-                       seed: int, device, progress, check_interrupt):
-    """refine mode: the refined latent, rendered at the original's size (when there is one) and
-    composited into it inside ``mask`` (the latent redrawn when only a latent is given).
-    -> (images [b,3,H,W] in [-1,1], new latent)."""
-    new_latent = refine_latent(model, latent, sentence, steps, step_size, seed=seed,
-                               device=device, progress=progress, check_interrupt=check_interrupt)
-    out = render(model, new_latent, device)
-    if original is None and mask is not None:
-        original = render(model, latent, device)
-    if original is not None:
-        out = resize(out, tuple(original.shape[-2:]))
-    if mask is not None:
-        b, (h, w) = len(latent), out.shape[-2:]
-        out = composite(original, out, check_mask(mask, b, h, w))
-    return out, new_latent
 
 
 class PromptGAN_Refine:
@@ -287,7 +266,7 @@ class PromptGAN_Refine:
                         model, x, sentence, None if embeds is None else list(embeds.prompts),
                         encoder, invert_steps, seed=int(seed), device=device,
                         progress=_phase(bar, 0, invert_steps, total), check_interrupt=interrupt)
-                out, new_latent = _refine_and_render(
+                out, new_latent = refine_image(
                     model, latent, sentence, x, m, steps, DEFAULT_STEP_SIZE * strength,
                     seed=int(seed), device=device, progress=_phase(bar, invert_steps, steps, total),
                     check_interrupt=interrupt)

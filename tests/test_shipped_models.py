@@ -52,7 +52,7 @@ def test_classifier_reads_real_renders(classifier):
 def test_default_model_follows_prompts(model, classifier):
     prompts = P.heldout_prompts(20, seed=4321)
     s = encode_prompts([p["prompt"] for p in prompts]).sentence
-    images = ev.generate(model, s, list(range(len(prompts))))
+    images = ev.draw(model, s, list(range(len(prompts))))
     acc = ev.evaluate_images(images, prompts, classifier)
     assert acc["accuracy"]["domain"] >= FLOOR_DOMAIN, acc
     assert acc["accuracy"]["flower.size"] >= FLOOR_SIZE, acc
@@ -61,7 +61,7 @@ def test_default_model_follows_prompts(model, classifier):
     rng = np.random.default_rng(0)
     worded = [dict(p, prompt=P.make_caption(p["domain"], p["attrs"], rng, "any")) for p in prompts]
     s = encode_prompts([p["prompt"] for p in worded]).sentence
-    acc = ev.evaluate_images(ev.generate(model, s, list(range(len(worded)))), worded, classifier)
+    acc = ev.evaluate_images(ev.draw(model, s, list(range(len(worded)))), worded, classifier)
     assert acc["accuracy"]["landscape.time_of_day"] >= FLOOR_TIME_OF_DAY_TRAIN_WORDING, acc
     assert acc["accuracy"]["flower.background"] >= FLOOR_BACKGROUND_TRAIN_WORDING, acc
 
@@ -70,16 +70,16 @@ def test_default_model_listens_to_the_text(model):
     """Changing only the prompt moves the image more than changing only the seed."""
     prompts = [p["prompt"] for p in P.heldout_prompts(8, seed=77)]
     s = encode_prompts(prompts).sentence
-    a = ev.generate(model, s, [5] * len(prompts))
-    b = ev.generate(model, s.roll(1, 0), [5] * len(prompts))
-    c = ev.generate(model, s, list(range(100, 100 + len(prompts))))
+    a = ev.draw(model, s, [5] * len(prompts))
+    b = ev.draw(model, s.roll(1, 0), [5] * len(prompts))
+    c = ev.draw(model, s, list(range(100, 100 + len(prompts))))
     assert (a - b).abs().mean() > (a - c).abs().mean()
 
 
 def test_same_seed_same_image(model):
     s = encode_prompts(["a red flower with five round petals on green grass"]).sentence
-    a = ev.generate(model, s, [3])
-    b = ev.generate(model, s.repeat(4, 1), [1, 2, 3, 4])[2:3]
+    a = ev.draw(model, s, [3])
+    b = ev.draw(model, s.repeat(4, 1), [1, 2, 3, 4])[2:3]
     assert torch.allclose(a, b, atol=1e-5)
 
 

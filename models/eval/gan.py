@@ -33,7 +33,8 @@ from ..cli import command_line, make_progress, parse_with_recipe, save_image_gri
 from ..data import captions, procedural
 from ..data.captions import SAMPLE_PROMPTS
 from ..data.text_probe import fit_text_head
-from ..gan import aux_loss, load_gan, seeded_noise
+from ..gan import aux_loss, load_gan
+from ..generate import generate, latent_for_sentences
 from ..text_encoder import encode_prompts, encode_sentences, load_encoder
 
 log = logging.getLogger("PromptGAN")
@@ -218,17 +219,10 @@ def kid(a: np.ndarray, b: np.ndarray, subsets: int = 20, size: int = 200, seed: 
     return float(np.mean(vals))
 
 
-@torch.no_grad()
-def generate(model, sentences: torch.Tensor, seeds: list[int], batch: int = 64,
-             truncation: float = 1.0) -> torch.Tensor:
-    """-> images [N,3,R,R] in [-1,1] for sentences [N,D] and one seed per image."""
-    g = model.generator
-    dev = next(g.parameters()).device
-    out = []
-    for i in range(0, len(seeds), batch):
-        z = seeded_noise(seeds[i:i + batch], g.cfg.nz) * truncation
-        out.append(g(z.to(dev), sentences[i:i + batch].to(dev)).float().cpu())
-    return torch.cat(out)
+def draw(model, sentences: torch.Tensor, seeds: list[int], truncation: float = 1.0) -> torch.Tensor:
+    """-> images [N,3,R,R] in [-1,1] for sentences [N,D], one seed per image, drawn by the
+    nodes' own generation path (``generate.generate``)."""
+    return generate(model, latent_for_sentences(model, sentences, seeds, truncation), chunk=64)
 
 
 @torch.no_grad()
@@ -267,7 +261,7 @@ def evaluate_model(model, net, n_per_domain: int = 100, seed: int = 0,
                    truncation: float = 1.0) -> dict:
     prompts = procedural.heldout_prompts(n_per_domain)
     s = encode_prompts([p["prompt"] for p in prompts]).sentence
-    images = generate(model, s, [seed + i for i in range(len(prompts))], truncation=truncation)
+    images = draw(model, s, [seed + i for i in range(len(prompts))], truncation)
     real = real_renders(prompts, 64, seed + 10_000)
     real_feats = features_of(net, real)
     out = {"n_prompts": len(prompts)}
@@ -277,15 +271,15 @@ def evaluate_model(model, net, n_per_domain: int = 100, seed: int = 0,
     # diversity: same prompt, 8 seeds, 16 prompts
     few = list(range(0, len(prompts), max(1, len(prompts) // 16)))[:16]
     rep_s = s[[i for i in few for _ in range(8)]]
-    rep_imgs = generate(model, rep_s, [seed + 50_000 + k for k in range(len(rep_s))])
+    rep_imgs = draw(model, rep_s, [seed + 50_000 + k for k in range(len(rep_s))])
     rep_real = real_renders([prompts[i] for i in few for _ in range(8)], 64, seed + 20_000)
     out["diversity"] = round(_pairwise(features_of(net, rep_imgs), 8), 3)
     out["diversity_real"] = round(_pairwise(features_of(net, rep_real), 8), 3)
     # text sensitivity: only the prompt changes vs only the noise changes
     z_same = [seed + 7] * len(few)
-    a = generate(model, s[few], z_same)
-    b = generate(model, s[few[1:] + few[:1]], z_same)
-    c = generate(model, s[few], [seed + 99 + i for i in range(len(few))])
+    a = draw(model, s[few], z_same)
+    b = draw(model, s[few[1:] + few[:1]], z_same)
+    c = draw(model, s[few], [seed + 99 + i for i in range(len(few))])
     out["text_sensitivity"] = round((a - b).abs().mean().item(), 4)
     out["noise_sensitivity"] = round((a - c).abs().mean().item(), 4)
     return out
@@ -298,7 +292,7 @@ def train_phrasing_accuracy(model, net, n_per_domain: int = 100, seed: int = 0) 
     prompts = [dict(p, prompt=procedural.make_caption(p["domain"], p["attrs"], rng, "any"))
                for p in procedural.heldout_prompts(n_per_domain)]
     s = encode_prompts([p["prompt"] for p in prompts]).sentence
-    images = generate(model, s, [seed + i for i in range(len(prompts))])
+    images = draw(model, s, [seed + i for i in range(len(prompts))])
     return evaluate_images(images, prompts, net)
 
 
@@ -373,7 +367,7 @@ def write_grid(model, path, seeds: int = 6, prompts: list[str] | None = None, sc
     prompts are written beside the PNG as a .txt."""
     prompts = prompts or SAMPLE_PROMPTS
     s = encode_prompts(prompts).sentence
-    rows = generate(model, s.repeat_interleave(seeds, 0), [k for _ in prompts for k in range(seeds)])
+    rows = draw(model, s.repeat_interleave(seeds, 0), [k for _ in prompts for k in range(seeds)])
     if scale > 1:
         rows = F.interpolate(rows, scale_factor=scale, mode="nearest")
     save_image_grid(rows, path, nrow=seeds, captions=prompts)
