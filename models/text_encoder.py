@@ -13,12 +13,13 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+
+from .model_cache import ModelCache
 
 log = logging.getLogger("PromptGAN")
 
@@ -167,8 +168,7 @@ class TransformersTextEncoder:
         return TextEmbeds(sentence, tokens, mask, self.encoder_id, list(prompts))
 
 
-_cache: OrderedDict[str, TransformersTextEncoder] = OrderedDict()
-_cache_lock = threading.Lock()
+_encoders: ModelCache[TransformersTextEncoder] = ModelCache(MAX_CACHED_ENCODERS)
 
 
 def load_encoder(path: str | os.PathLike | None = None, encoder_id: str | None = None,
@@ -179,18 +179,8 @@ def load_encoder(path: str | os.PathLike | None = None, encoder_id: str | None =
         path, encoder_id = default_encoder_path(), DEFAULT_ENCODER_ID
     path = Path(path).resolve()
     encoder_id = encoder_id or path.name
-    key = str(path)
-    with _cache_lock:
-        enc = _cache.get(key)
-        if enc is not None:
-            _cache.move_to_end(key)
-            return enc if device is None else enc.to(device)
-    enc = TransformersTextEncoder(path, encoder_id, "cpu" if device is None else device)
-    with _cache_lock:
-        _cache[key] = enc
-        while len(_cache) > MAX_CACHED_ENCODERS:
-            _cache.popitem(last=False)
-    return enc
+    enc = _encoders.get(path, lambda p: TransformersTextEncoder(p, encoder_id, "cpu"))
+    return enc if device is None else enc.to(device)
 
 
 def encode_prompts(prompts: list[str], device: str | torch.device = "cpu") -> TextEmbeds:

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from ..models.enhance import tiling
 from ..models.enhance.model import load_enhancer
 from ..models.memory import gib, require_memory
+from ..models.model_cache import ModelCache
 from ..models.text_encoder import DEFAULT_ENCODER_ID, encode_prompts
 from ..models.threads import threads_for_this_call
 from . import runtime
@@ -31,7 +32,7 @@ log = logging.getLogger("PromptGAN")
 
 BUNDLED_SUFFIX = " (bundled)"
 ENHANCER_KIND = "enhancer"  # models.enhance.model.KIND, kept here so import stays light
-_cache = runtime.ModelCache(2)
+_cache = ModelCache(2)
 
 
 def bundled_names() -> list[str]:

@@ -3,13 +3,14 @@ from __future__ import annotations
 
 from ..models.gan import load_gan
 from ..models.generate import generate_comfy_image, make_latent
+from ..models.model_cache import ModelCache
 from ..models.threads import threads_for_this_call
 from . import runtime
 
 BUNDLED_MODEL = "promptgan_default.safetensors"
 BUNDLED_CHOICE = "promptgan_default (bundled)"
 GAN_KIND = "gan"  # promptgan.kind of the files this loader lists (models.gan.GAN_KIND)
-_cache = runtime.ModelCache(3)
+_cache = ModelCache(3)
 
 
 def model_choices() -> list[str]:

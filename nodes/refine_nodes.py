@@ -9,13 +9,12 @@ Cancel in the middle leaves nothing half-changed.
 from __future__ import annotations
 
 import logging
-import os
-import threading
 
 import torch
 
 from ..models.generate import GANLatent, check_embeds, from_comfy_image, model_id, to_comfy_image
 from ..models.invert import find_inverter, invert, load_inverter, plain
+from ..models.model_cache import ModelCache
 from ..models.refine import (
     DEFAULT_PRESERVE,
     DEFAULT_STEP_SIZE,
@@ -33,24 +32,13 @@ log = logging.getLogger("PromptGAN")
 MODES = ["refine", "edit"]
 IMAGE_REFINE_INVERT_STEPS = 50      # inversion steps before refining an image given without latent
 
-_inverters: dict = {}
-_inverter_lock = threading.Lock()
+_inverters = ModelCache(1)
 
 
 def _inverter_for(model):
     """The inverter saved beside the model file (cached), or None."""
     path = find_inverter(model)
-    if path is None:
-        return None
-    key = (str(path), os.path.getmtime(path))
-    with _inverter_lock:
-        net = _inverters.get(key)
-    if net is None:
-        net = load_inverter(path, model)
-        with _inverter_lock:
-            _inverters.clear()
-            _inverters[key] = net
-    return net
+    return None if path is None else _inverters.get(path, lambda p: load_inverter(p, model))
 
 
 def _phase(bar, offset: int, share: int, total: int):

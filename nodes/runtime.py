@@ -9,8 +9,6 @@ import functools
 import logging
 import math
 import os
-import threading
-from collections import OrderedDict
 from pathlib import Path
 
 import torch
@@ -291,30 +289,6 @@ def text_encoder_folders() -> list[str]:
         for cfg in sorted(root.glob("*/config.json")):
             found.append(cfg.parent.name)
     return sorted(set(found))
-
-
-class ModelCache:
-    """Bounded LRU of loaded models keyed by file path and modification time, so a re-saved file
-    is reloaded and repeated runs reuse what is already in memory."""
-
-    def __init__(self, size: int):
-        self.size = size
-        self._items: OrderedDict = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, path: Path, load):
-        """The cached object for ``path``, or ``load(path)`` stored for next time."""
-        key = (str(path), os.path.getmtime(path))
-        with self._lock:
-            if key in self._items:
-                self._items.move_to_end(key)
-                return self._items[key]
-        obj = load(path)
-        with self._lock:
-            self._items[key] = obj
-            while len(self._items) > self.size:
-                self._items.popitem(last=False)
-        return obj
 
 
 def _widget_spec(node_cls, name: str) -> tuple[str, dict]:

@@ -323,7 +323,7 @@ def test_node_uses_the_inverter_saved_beside_the_model(tmp_path):
     img = torch.rand(1, RES, RES, 3)
     out, lat = run_node(m, mode="refine", image=img, steps=1)     # no embeds: the inverter guesses
     assert out.shape == img.shape and lat.sentence.shape == (1, TD)
-    assert any(k[0].endswith("m_inverter.safetensors") for k in refine_nodes._inverters)
+    assert any(p.endswith("m_inverter.safetensors") for p in refine_nodes._inverters.paths())
 
 
 # ------------------------------------------------------------------ the prompt-attribute term
