@@ -10,28 +10,40 @@ import os
 import sys
 from pathlib import Path
 
-COMMANDS = {
-    "setup": ("models.setup_venv", "make a virtual environment with torch and the pack's requirements, "
-                                   "then run a command in it ('setup test', 'setup run WORKFLOW')"),
-    "run": ("nodes.headless", "run a workflow file (UI or API format) without ComfyUI"),
-    "train-gan": ("models.train.gan", "train a text-to-image GAN"),
-    "evaluate": ("models.eval.gan", "evaluate a generator checkpoint"),
-    "train-classifier": ("models.eval.gan", "train the evaluator's attribute classifier"),
-    "train-enhance": ("models.train.enhance", "train an Enhance restoration network"),
-    "evaluate-enhance": ("models.eval.enhance", "evaluate an Enhance checkpoint"),
-    "prepare-emoji-data": ("models.data.emoji_npm", "a captioned image folder from the npm emoji "
-                                                    "packages, to try train-gan on"),
-    "prepare-enhance-data": ("models.data.debian_photos", "real photographs from Debian's wallpaper "
-                                                          "packages, to train and evaluate Enhance"),
-    "benchmark": ("models.eval.benchmark", "measure generation and encoding speed"),
-    "refine-eval": ("models.eval.refine", "measure Refine (refinement and edits) on held-out prompts"),
-    "train-inverter": ("models.train.inverter", "train the inversion encoder used by Refine's edit mode"),
-    "invert-eval": ("models.eval.invert", "measure inversion of procedural renders, with and without "
-                                     "the inversion encoder"),
-    "benchmark-threads": ("models.eval.benchmark_threads", "measure one and all threads per job, quiet and "
-                                                      "beside a competing process"),
-    "benchmark-enhance": ("models.eval.benchmark_enhance", "measure Enhance speed and tiled memory"),
-    "fit-text-head": ("models.train.text_head", "add Refine's prompt -> attribute head to a GAN file"),
+COMMANDS = {   # command: ("module:function", help)
+    "setup": ("models.setup_venv:main",
+        "make a virtual environment with torch and the pack's requirements, then run a command in "
+        "it ('setup test', 'setup run WORKFLOW')"),
+    "run": ("nodes.headless:main",
+        "run a workflow file (UI or API format) without ComfyUI"),
+    "train-gan": ("models.train.gan:main",
+        "train a text-to-image GAN"),
+    "evaluate": ("models.eval.gan:main",
+        "evaluate a generator checkpoint"),
+    "train-classifier": ("models.eval.gan:train_classifier",
+        "train the evaluator's attribute classifier"),
+    "train-enhance": ("models.train.enhance:main",
+        "train an Enhance restoration network"),
+    "evaluate-enhance": ("models.eval.enhance:main",
+        "evaluate an Enhance checkpoint"),
+    "prepare-emoji-data": ("models.data.emoji_npm:main",
+        "a captioned image folder from the npm emoji packages, to try train-gan on"),
+    "prepare-enhance-data": ("models.data.debian_photos:main",
+        "real photographs from Debian's wallpaper packages, to train and evaluate Enhance"),
+    "benchmark": ("models.eval.benchmark:main",
+        "measure generation and encoding speed"),
+    "refine-eval": ("models.eval.refine:main",
+        "measure Refine (refinement and edits) on held-out prompts"),
+    "train-inverter": ("models.train.inverter:main",
+        "train the inversion encoder used by Refine's edit mode"),
+    "invert-eval": ("models.eval.invert:main",
+        "measure inversion of procedural renders, with and without the inversion encoder"),
+    "benchmark-threads": ("models.eval.benchmark_threads:main",
+        "measure one and all threads per job, quiet and beside a competing process"),
+    "benchmark-enhance": ("models.eval.benchmark_enhance:main",
+        "measure Enhance speed and tiled memory"),
+    "fit-text-head": ("models.train.text_head:main",
+        "add Refine's prompt -> attribute head to a GAN file"),
 }
 
 
@@ -62,9 +74,8 @@ def main(argv=None) -> int:
         spec.loader.exec_module(module)
         return int(module.main(argv[1:]) or 0)
     load_pack()
-    module_name, _ = COMMANDS[argv[0]]
-    module = importlib.import_module(f"promptgan.{module_name}")
-    entry = getattr(module, "main_" + argv[0].replace("-", "_"), None) or module.main
+    module_name, _, function = COMMANDS[argv[0]][0].partition(":")
+    entry = getattr(importlib.import_module(f"promptgan.{module_name}"), function)
     try:
         return int(entry(argv[1:]) or 0)
     except (ValueError, OSError, MemoryError) as exc:

@@ -137,14 +137,20 @@ def test_imports_are_at_module_level_except_optional_and_heavy_dependencies():
     assert not local, local
 
 
-def test_every_command_names_a_module_that_exists():
+def test_every_command_names_a_function_that_exists():
+    """__main__.COMMANDS maps each command to an explicit module:function entry point."""
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("promptgan_main", ROOT / "__main__.py")
     main = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(main)
-    missing = [cmd for cmd, (mod, _) in main.COMMANDS.items()
-               if not (ROOT / (mod.replace(".", "/") + ".py")).is_file()]
+    missing = []
+    for cmd, (entry, _) in main.COMMANDS.items():
+        module, _, function = entry.partition(":")
+        path = ROOT / (module.replace(".", "/") + ".py")
+        if not path.is_file() or function not in {f.name for f in ast.parse(path.read_text()).body
+                                                  if isinstance(f, ast.FunctionDef)}:
+            missing.append(f"{cmd}: {entry}")
     assert not missing, missing
 
 

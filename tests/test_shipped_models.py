@@ -189,7 +189,7 @@ def test_invert_eval_reports_each_start(capsys):
     """`invert-eval` prints one PSNR row per start and step count."""
     from promptgan.models.eval import invert as ev_inv
 
-    assert ev_inv.main_invert_eval(["--n", "2", "--steps", "0", "--threads", "1"]) == 0
+    assert ev_inv.main(["--n", "2", "--steps", "0", "--threads", "1"]) == 0
     rows = [line for line in capsys.readouterr().out.splitlines() if " dB " in line]
     assert [r.split("  ")[0] for r in rows] == ["captions", "inverter + captions", "inverter alone"]
     assert all(10 < float(r.split("steps: ")[1].split(" dB")[0]) < 40 for r in rows), rows

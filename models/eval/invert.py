@@ -37,7 +37,7 @@ def reconstruction_psnr(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((10 * torch.log10(1 / mse)).mean())
 
 
-def main_invert_eval(argv=None) -> int:
+def main(argv=None) -> int:
     p = argparse.ArgumentParser(
         prog="invert-eval",
         description="Invert procedural renders (held-out combinations: images the pack did not "

@@ -81,7 +81,7 @@ def train_inverter(model, sentences: torch.Tensor, *, steps: int = 3000, batch: 
     return net, stats
 
 
-def main_train_inverter(argv=None) -> int:
+def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="train-inverter",
                                 description="Train the inversion encoder (image -> noise, sentence) "
                                             "of a PromptGAN model on the model's own samples.",
