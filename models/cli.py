@@ -17,6 +17,13 @@ from PIL import Image
 from tqdm import tqdm
 
 
+def add_threads_flag(parser) -> None:
+    """``--threads N``, one meaning in every command: torch's intra-op CPU threads, 0 for
+    torch's own choice (one per core)."""
+    parser.add_argument("--threads", type=int, default=0,
+                        help="CPU threads for torch (0: torch's default, one per core)")
+
+
 def set_threads(n: int | None) -> None:
     if n:
         torch.set_num_threads(int(n))

@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 from ..checkpoint import WEIGHTS_DIR
-from ..cli import command_line, dump_json, set_threads
+from ..cli import add_threads_flag, command_line, dump_json, set_threads
 from ..gan import Generator, GeneratorConfig, config_dict, load_gan, seeded_noise
 from ..text_encoder import DEFAULT_ENCODER_ID, TransformersTextEncoder, default_encoder_path
 
@@ -448,7 +448,7 @@ def main(argv=None) -> int:
     p.add_argument("--repeat", type=int, default=None,
                    help="timed calls per configuration (default: at least 3 and --min-time s)")
     p.add_argument("--min-time", type=float, default=2.0)
-    p.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's)")
+    add_threads_flag(p)
     p.add_argument("--json", default=None, help="write the result here")
     p.add_argument("--quick", action="store_true",
                    help="smoke run: 64 px, batch 1 and 16, fp32, eager, few repetitions")

@@ -29,7 +29,14 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..checkpoint import WEIGHTS_DIR, build_network, load_checkpoint, save_checkpoint
-from ..cli import command_line, make_progress, parse_with_recipe, save_image_grid, set_threads
+from ..cli import (
+    add_threads_flag,
+    command_line,
+    make_progress,
+    parse_with_recipe,
+    save_image_grid,
+    set_threads,
+)
 from ..data import captions, procedural
 from ..data.captions import SAMPLE_PROMPTS
 from ..data.text_probe import fit_text_head
@@ -126,7 +133,7 @@ def train_classifier(argv=None) -> int:
     p.add_argument("--n-test", type=int, default=2000)
     p.add_argument("--epochs", type=int, default=4)
     p.add_argument("--batch", type=int, default=64)
-    p.add_argument("--threads", type=int, default=0)
+    add_threads_flag(p)
     p.add_argument("--seed", type=int, default=7)
     args = parse_with_recipe(p, argv)
     set_threads(args.threads)
@@ -418,7 +425,7 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--truncation", type=float, default=1.0)
     p.add_argument("--json", default=None, help="write the result here")
-    p.add_argument("--threads", type=int, default=0)
+    add_threads_flag(p)
     p.add_argument("--grid", default=None,
                    help="also write a PNG grid: the sample prompts (rows) x --grid-seeds seeds")
     p.add_argument("--grid-seeds", type=int, default=6)
@@ -467,5 +474,4 @@ def main(argv=None) -> int:
     return 0
 
 
-main_train_classifier = train_classifier
 main_evaluate = main

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from ..checkpoint import WEIGHTS_DIR
-from ..cli import set_threads
+from ..cli import add_threads_flag, set_threads
 from ..data import procedural
 from ..gan import load_gan
 from ..generate import generate
@@ -48,7 +48,7 @@ def main(argv=None) -> int:
     p.add_argument("--inverter", default=None, help="default: the one beside --model")
     p.add_argument("--n", type=int, default=32)
     p.add_argument("--steps", type=int, nargs="+", default=[0, 50])
-    p.add_argument("--threads", type=int, default=0)
+    add_threads_flag(p)
     args = p.parse_args(argv)
     set_threads(args.threads)
     model = load_gan(args.model)

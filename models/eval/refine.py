@@ -32,7 +32,7 @@ import torch
 
 from .. import refine as R
 from ..checkpoint import WEIGHTS_DIR
-from ..cli import dump_json, set_threads
+from ..cli import add_threads_flag, dump_json, set_threads
 from ..data import procedural
 from ..gan import load_gan, seeded_noise
 from ..generate import GANLatent, generate, model_id
@@ -297,7 +297,7 @@ def main(argv=None) -> int:
     p.add_argument("--invert-n", type=int, default=0, help="colour edits through inversion")
     p.add_argument("--invert-steps", type=int, default=50)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=1)
+    add_threads_flag(p)
     p.add_argument("--json", default=None)
     p.add_argument("--md", default=None)
     args = p.parse_args(argv)

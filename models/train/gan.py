@@ -41,7 +41,7 @@ from ..checkpoint import (
     remove_stale_temporaries,
     save_checkpoint,
 )
-from ..cli import parse_with_recipe
+from ..cli import add_threads_flag, parse_with_recipe
 from ..data import procedural
 from ..data.captions import SAMPLE_PROMPTS
 from ..data.folder import load_image_folder
@@ -250,7 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None,
                    help="bf16 autocast for the forward passes (default: on where the hardware "
                         "has fast bf16: CUDA, or a CPU with AVX512-BF16/AMX)")
-    p.add_argument("--threads", type=int, default=0, help="CPU threads (0 = torch default)")
+    add_threads_flag(p)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--init", default=None,
                    help="warm start from a shipped model (G from its EMA weights, D as shipped)")

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..cli import command_line, make_progress, parse_with_recipe, set_threads
+from ..cli import add_threads_flag, command_line, make_progress, parse_with_recipe, set_threads
 from ..data import procedural
 from ..gan import load_gan
 from ..invert import (
@@ -97,7 +97,7 @@ def main(argv=None) -> int:
     p.add_argument("--encoder-dir", default=None,
                    help="Hugging Face folder of the model's text encoder (default: the bundled one)")
     p.add_argument("--init", default=None, help="continue from this inverter file")
-    p.add_argument("--threads", type=int, default=0)
+    add_threads_flag(p)
     p.add_argument("--seed", type=int, default=0)
     args = parse_with_recipe(p, argv)
     set_threads(args.threads)

@@ -5,7 +5,7 @@ import argparse
 
 import torch
 
-from ..cli import command_line, set_threads
+from ..cli import add_threads_flag, command_line, set_threads
 from ..data.text_probe import fit_text_head
 from ..gan import load_gan, save_gan
 from ..text_head import why_no_text_head
@@ -21,7 +21,7 @@ def main(argv=None) -> int:
     p.add_argument("--out", default=None, help="where to write; default: replace --model")
     p.add_argument("--captions", type=int, default=4000)
     p.add_argument("--seed", type=int, default=11)
-    p.add_argument("--threads", type=int, default=0)
+    add_threads_flag(p)
     args = p.parse_args(argv)
     set_threads(args.threads)
     model = load_gan(args.model)
