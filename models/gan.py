@@ -265,6 +265,7 @@ class GANModel:
     provenance: dict = field(default_factory=dict)
     text_head: nn.Module | None = None      # text_head.TextAttributeHead, for Refine (optional)
     stored_dtype: torch.dtype = torch.float32   # of the generator's weights in the file
+    vocabulary: list[str] | None = None     # the words of its training captions, when recorded
 
     @property
     def resolution(self) -> int:
@@ -284,9 +285,12 @@ class GANModel:
 
 
 def save_gan(path, generator: Generator, discriminator: Discriminator | None, *, encoder_id: str,
-             provenance: dict, dtype: torch.dtype | None = torch.float16, text_head=None):
+             provenance: dict, dtype: torch.dtype | None = torch.float16, text_head=None,
+             vocabulary: list[str] | None = None):
     tensors = {f"generator.{k}": v for k, v in generator.state_dict().items()}
     config = {"generator": config_dict(generator.cfg)}
+    if vocabulary is not None:
+        config["vocabulary"] = sorted(vocabulary)
     if discriminator is not None:
         tensors.update({f"discriminator.{k}": v for k, v in discriminator.state_dict().items()})
         config["discriminator"] = config_dict(discriminator.cfg)
@@ -326,5 +330,9 @@ def load_gan(path, device="cpu", with_discriminator: bool = True) -> GANModel:
         head.eval().requires_grad_(False)
     g.eval().requires_grad_(False)
     stored = next(v.dtype for k, v in ck.tensors.items() if k.startswith("generator."))
-    model = GANModel(g, d, ck.encoder, str(path), ck.provenance, head, stored)
+    vocabulary = ck.config.get("vocabulary")
+    if vocabulary is not None and not (isinstance(vocabulary, list)
+                                       and all(isinstance(w, str) for w in vocabulary)):
+        raise CheckpointError(f"{path}: the vocabulary in the metadata is not a list of words")
+    model = GANModel(g, d, ck.encoder, str(path), ck.provenance, head, stored, vocabulary)
     return model.to(device)

@@ -1,6 +1,9 @@
 """Model loader and GANGenerate nodes."""
 from __future__ import annotations
 
+import logging
+
+from ..models import vocabulary
 from ..models.gan import load_gan
 from ..models.generate import generate_comfy_image, make_latent
 from ..models.model_cache import ModelCache
@@ -10,6 +13,7 @@ from . import runtime
 BUNDLED_MODEL = "promptgan_default.safetensors"
 BUNDLED_CHOICE = "promptgan_default (bundled)"
 GAN_KIND = "gan"  # promptgan.kind of the files this loader lists (models.gan.GAN_KIND)
+log = logging.getLogger("PromptGAN")
 _cache = ModelCache(3)
 
 
@@ -62,17 +66,30 @@ class PromptGAN_ModelLoader:
         return (load_model_cached(model_name),)
 
 
+def unknown_words_report(model, embeds) -> str:
+    """Lines "prompt N: word, word: unknown to this model", also logged to the console."""
+    lines = [f"prompt {i + 1}: {line}" for i, line in
+             enumerate(vocabulary.report(list(embeds.prompts), model.vocabulary)) if line]
+    for line in lines:
+        log.warning("PromptGAN GANGenerate: %s (model '%s')", line, model.name)
+    return "\n".join(lines)
+
+
 class PromptGAN_GANGenerate:
     DESCRIPTION = ("Text to image in one forward pass of the generator (milliseconds per image). "
                    "Each prompt gives batch_size images; image i uses seed + i, so a seed gives "
                    "the same image whatever the batch size or device.")
     CATEGORY = "PromptGAN/generate"
     FUNCTION = "generate"
-    RETURN_TYPES = ("IMAGE", "PROMPTGAN_LATENT")
-    RETURN_NAMES = ("images", "latent")
+    RETURN_TYPES = ("IMAGE", "PROMPTGAN_LATENT", "STRING")
+    RETURN_NAMES = ("images", "latent", "unknown_words")
     OUTPUT_TOOLTIPS = ("Images [B, H, W, 3] at the model's resolution (64 px for the default; "
                        "use Enhance to go bigger).",
-                       "Noise, embeddings and model identity of each image, for Refine.")
+                       "Noise, embeddings and model identity of each image, for Refine.",
+                       "The prompt words this model never saw in training, one line per prompt "
+                       "that has any ('cerulean: unknown to this model'): the model guesses "
+                       "what they mean. Empty when it knows every word (or its file records "
+                       "no vocabulary).")
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -101,7 +118,7 @@ class PromptGAN_GANGenerate:
         with threads_for_this_call(device):
             images = generate_comfy_image(model, latent, device, progress=bar,
                                           check_interrupt=runtime.check_interrupt)
-        return (images.to(runtime.intermediate_device()), latent)
+        return (images.to(runtime.intermediate_device()), latent, unknown_words_report(model, embeds))
 
 
 NODE_CLASS_MAPPINGS = {

@@ -20,6 +20,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -46,9 +47,20 @@ def run_all() -> dict:
 
 
 def weights_digest() -> dict:
-    folder = ROOT / "models" / "weights"
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.glob("*.safetensors"))}
+    """SHA-256 of each shipped file's tensors (names, dtypes, shapes, bytes), not of its metadata:
+    a provenance note or vocabulary added to a file does not change what it draws."""
+    from safetensors import safe_open
+
+    digests = {}
+    for path in sorted((ROOT / "models" / "weights").glob("*.safetensors")):
+        h = hashlib.sha256()
+        with safe_open(str(path), "pt") as f:
+            for key in sorted(f.keys()):
+                t = f.get_tensor(key)
+                h.update(f"{key}|{t.dtype}|{tuple(t.shape)}|".encode())
+                h.update(t.contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+        digests[path.name] = h.hexdigest()
+    return digests
 
 
 def load_pack() -> None:

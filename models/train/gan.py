@@ -48,6 +48,7 @@ from ..data.folder import load_image_folder
 from ..data.text_probe import fit_text_head
 from ..text_encoder import encode_prompts, encode_sentences, load_encoder
 from ..text_head import why_no_text_head
+from ..vocabulary import vocabulary_of
 from .utils import (
     GracefulStop,
     command_line,
@@ -283,7 +284,7 @@ def export(run_dir: Path, path: str) -> int:
         head = fit_text_head(d.cfg.label_heads)
         prov["text_head"] = {"command": "fitted by train-gan --export (fit_text_head defaults)"}
     gan.save_gan(path, model.generator, d, encoder_id=model.encoder_id, provenance=prov,
-                 dtype=torch.float16, text_head=head)
+                 dtype=torch.float16, text_head=head, vocabulary=model.vocabulary)
     gan.load_gan(path)
     print(f"exported step {prov.get('step')} to {path}")
     return 0
@@ -570,6 +571,7 @@ class GANTraining:
         self.sample_s = _sample_embeds(self.sample_prompts, device)
         self.sample_z = gan.seeded_noise(list(range(len(self.sample_s))), nets.G.cfg.nz).to(device)
         self.stats: dict[str, float] = {}
+        self.vocabulary = vocabulary_of(data.captions)
 
     def aug(self, images: torch.Tensor) -> torch.Tensor:
         return diff_augment(images, self.gen, self.args.translation, self.args.cutout)
@@ -680,7 +682,7 @@ class GANTraining:
                 "recipe": recipe_name(self.args, self.nets),
                 "saved": time.strftime("%Y-%m-%d %H:%M:%S")}
         gan.save_gan(self.model_path, self.nets.G_ema, self.nets.D, encoder_id=self.data.encoder_id,
-                     provenance=prov, dtype=torch.float32)
+                     provenance=prov, dtype=torch.float32, vocabulary=self.vocabulary)
 
     def sample_grid(self) -> None:
         with torch.no_grad():

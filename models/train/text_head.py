@@ -35,6 +35,7 @@ def main(argv=None) -> int:
                                "captions": args.captions, "seed": args.seed}
     out = args.out or args.model
     save_gan(out, model.generator, d, encoder_id=model.encoder_id, provenance=provenance,
-             text_head=head, dtype=torch.float16 if model.stored_dtype == torch.float16 else None)
+             text_head=head, dtype=torch.float16 if model.stored_dtype == torch.float16 else None,
+             vocabulary=model.vocabulary)
     print(f"wrote {out}")
     return 0
