@@ -19,6 +19,7 @@ import torch.nn.functional as F
 
 from ..models.enhance import tiling
 from ..models.enhance.model import load_enhancer
+from ..models.fast_paths import enhance_autocast
 from ..models.memory import gib, require_memory
 from ..models.model_cache import ModelCache
 from ..models.text_encoder import DEFAULT_ENCODER_ID, encode_prompts
@@ -246,7 +247,7 @@ class PromptGAN_Enhance:
         device = runtime.get_device()
         net = enhancer.on(device)
         runtime.load_models(enhancer, [net], device)
-        autocast = torch.float16 if device.type == "cuda" else None
+        autocast = enhance_autocast(net, device)
         tile = int(tile_size)
         tile_args = {"tile": tile, "overlap": 32, "check_interrupt": runtime.check_interrupt,
                   "autocast_dtype": autocast}

@@ -46,6 +46,7 @@ from ..data import procedural
 from ..data.captions import SAMPLE_PROMPTS
 from ..data.folder import load_image_folder
 from ..data.text_probe import fit_text_head
+from ..fast_paths import cpu_has_native_bf16
 from ..text_encoder import encode_prompts, encode_sentences, load_encoder
 from ..text_head import why_no_text_head
 from ..vocabulary import vocabulary_of
@@ -349,20 +350,7 @@ def fast_bf16(device: torch.device) -> bool:
     """bf16 autocast pays off on CUDA and on CPUs with native bf16; elsewhere it is slower."""
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
-    if device.type == "cpu":
-        try:
-            return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported()) and _cpu_has_native_bf16()
-        except (AttributeError, RuntimeError):
-            return False
-    return False
-
-
-def _cpu_has_native_bf16() -> bool:
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+    return device.type == "cpu" and cpu_has_native_bf16()
 
 
 def colour_distance(fake: torch.Tensor, real: torch.Tensor, size: int, gen: torch.Generator,
