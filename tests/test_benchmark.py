@@ -57,3 +57,20 @@ def test_bad_dtype_is_a_clear_error():
     g = Generator(GeneratorConfig(resolution=32, ngf=4)).eval()
     with pytest.raises(ValueError, match="dtype 'fp8' not supported"):
         bm.time_generator(g, 1, "fp8")
+
+
+def test_benchmark_threads_measures_quiet_and_beside_its_own_competitor(monkeypatch):
+    """benchmark-threads on a tiny job: every thread count quiet and busy, the policy's pick,
+    the slow-down ratios and the same-run matmul share (times reported, never asserted)."""
+    from promptgan.models.eval import benchmark_threads as bt
+
+    x = torch.rand(64, 64)
+    monkeypatch.setattr(bt, "jobs", lambda: [("tiny matmul", 2 * 64 ** 3, lambda: x @ x)])
+    monkeypatch.setattr(bt, "matmul_rate", lambda dtype: 10.0)
+    rows, matmul = bt.measure(0.01, [1])
+    assert matmul == {"quiet": 10.0, "busy": 10.0}
+    [row] = rows
+    assert set(row["ms"]) == {"quiet_1", "quiet_policy", "busy_1", "busy_policy"}
+    assert row["policy"]["quiet"] >= 1 and row["policy"]["busy"] >= 1
+    assert row["policy_busy_over_quiet"] > 0 and row["quiet_percent_of_matmul"] > 0
+    assert "| tiny matmul |" in bt.markdown(rows, [1])

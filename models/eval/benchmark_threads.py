@@ -4,8 +4,9 @@ thread policy of ``models/threads.py`` (the count it picks in each condition) gi
 
     python3 . benchmark-threads [--json OUT]
 
-Prints one row per job (one prompt's encoding, 64 px generation at batch 1 and 16, Enhance of a
-64 px and a 256 px input): milliseconds per call for each thread count, quiet and busy, the
+Prints one row per job (text to a 256 px image at batch 1 as the text_to_image_hd workflow
+makes it, one prompt's encoding, 64 px generation at batch 1 and 16, Enhance of a 64 px and a
+256 px input): milliseconds per call for each thread count, quiet and busy, the
 counts the policy picks quiet and busy, and how much slower a call is when busy than when quiet
 under the policy and under the worst fixed count.
 Times depend on the machine; the command reports, it never asserts.
@@ -30,7 +31,7 @@ from ..gan import load_gan
 from ..generate import generate, make_latent
 from ..text_encoder import load_encoder
 from ..threads import threads_for_call
-from .benchmark import flops_per_image
+from .benchmark import flops_per_image, matmul_rate
 
 WEIGHTS = WEIGHTS_DIR
 COMPETITOR = ("import torch\ntorch.set_num_threads(1)\na = torch.randn(1024, 1024)\n"
@@ -57,7 +58,14 @@ def jobs() -> list[tuple[str, float, object]]:
     per_image = flops_per_image(model.generator)
     px = net_flops_per_input_pixel(enh.net.cfg)
     small, large = torch.rand(1, 3, 64, 64), torch.rand(1, 3, 256, 256)
+    prompt = ["a pink flower with eight pointed petals on black"]
+
+    def text_to_256():           # what the text_to_image_hd workflow does for one image
+        image = generate(model, make_latent(model, enc.encode(prompt), 0, 1))
+        return enhance_image(enh.net, ((image + 1) / 2).clamp(0, 1), None, tile=256)
+
     return [
+        ("text -> 256 px, batch 1", 1e9 + per_image + 64 * 64 * px, text_to_256),
         ("encode 1 prompt", 1e9, lambda: enc.encode(["a blue flower with pointed petals"])),
         ("generate 64 px, batch 1", per_image, lambda: generate(model, one)),
         ("generate 64 px, batch 16", 16 * per_image, lambda: generate(model, batch)),
@@ -71,12 +79,14 @@ def measure(min_time: float, counts: list[int]) -> list[dict]:
     rows = [{"job": name, "gflop": round(flops / 1e9, 2), "ms": {}, "policy": {}}
             for name, flops, _ in named]
     default = torch.get_num_threads()
+    matmul = {}
     for condition in ("quiet", "busy"):
         competitor = None
         if condition == "busy":
             competitor = subprocess.Popen([sys.executable, "-c", COMPETITOR])
             time.sleep(1.0)
         try:
+            matmul[condition] = round(matmul_rate(torch.float32), 1)   # GFLOP/s, same run
             for row, (_, _, fn) in zip(rows, named):
                 for n in counts:
                     torch.set_num_threads(n)
@@ -90,24 +100,28 @@ def measure(min_time: float, counts: list[int]) -> list[dict]:
             if competitor is not None:
                 competitor.kill()
                 competitor.wait()
-    for row in rows:
+    for row, (_, flops, _) in zip(rows, named):
         ms = row["ms"]
+        for condition in ("quiet", "busy"):    # the call's FLOP rate against the matmul's
+            rate = flops / 1e9 / (ms[f"{condition}_policy"] / 1000)
+            row[f"{condition}_percent_of_matmul"] = round(100 * rate / matmul[condition], 1)
         row["policy_busy_over_quiet"] = round(ms["busy_policy"] / ms["quiet_policy"], 2)
         row["worst_fixed_busy_over_quiet"] = round(max(ms[f"busy_{n}"] / ms[f"quiet_{n}"]
                                                        for n in counts), 2)
-    return rows
+    return rows, matmul
 
 
 def markdown(rows: list[dict], counts: list[int]) -> str:
     head = " | ".join(f"{c} {n} thr ms" for c in ("quiet", "busy") for n in counts)
     lines = [f"| job | GFLOP | {head} | policy threads quiet / busy | policy ms quiet / busy | "
-             "policy busy/quiet | worst fixed count busy/quiet |",
-             "|" + " --- |" * (6 + 2 * len(counts))]
+             "policy busy/quiet | worst fixed count busy/quiet | % of fp32 matmul quiet / busy |",
+             "|" + " --- |" * (7 + 2 * len(counts))]
     for r in rows:
         cells = " | ".join(str(r["ms"][f"{c}_{n}"]) for c in ("quiet", "busy") for n in counts)
         lines.append(f"| {r['job']} | {r['gflop']} | {cells} | {r['policy']['quiet']} / "
                      f"{r['policy']['busy']} | {r['ms']['quiet_policy']} / {r['ms']['busy_policy']} | "
-                     f"{r['policy_busy_over_quiet']}x | {r['worst_fixed_busy_over_quiet']}x |")
+                     f"{r['policy_busy_over_quiet']}x | {r['worst_fixed_busy_over_quiet']}x | "
+                     f"{r['quiet_percent_of_matmul']} / {r['busy_percent_of_matmul']} |")
     return "\n".join(lines)
 
 
@@ -117,9 +131,10 @@ def main(argv=None) -> int:
     p.add_argument("--json", default=None)
     args = p.parse_args(sys.argv[1:] if argv is None else argv)
     counts = sorted({1, torch.get_num_threads()})
-    rows = measure(args.min_time, counts)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} intra-op threads by default")
+    rows, matmul = measure(args.min_time, counts)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} intra-op threads by default; "
+          f"fp32 matmul {matmul['quiet']} GFLOP/s quiet, {matmul['busy']} beside the competitor")
     print(markdown(rows, counts))
     if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=2))
+        Path(args.json).write_text(json.dumps({"matmul_gflops": matmul, "jobs": rows}, indent=2))
     return 0
