@@ -23,6 +23,7 @@ from safetensors.torch import save_file
 from promptgan.models import gan
 from promptgan.models import generate as gen
 from promptgan.models.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from promptgan.models.enhance import tiling
 from promptgan.models.enhance.model import EnhancerModel, load_enhancer
 from promptgan.models.enhance.network import Enhancer, EnhancerConfig
 from promptgan.models.text_encoder import DEFAULT_ENCODER_ID, TextEmbeds, TransformersTextEncoder
@@ -515,8 +516,6 @@ def test_enhance_refuses_a_huge_image_before_allocating_naming_both_numbers():
 def test_enhance_output_is_assembled_in_the_image_tensor(monkeypatch):
     """Peak memory is bounded by tiles: the node allocates the IMAGE once and the tiles are
     added into it, never into a second full-size buffer."""
-    from promptgan.models.enhance import tiling
-
     seen = {}
     real = tiling.enhance_image
 
@@ -567,9 +566,9 @@ def _readonly_folder(tmp_path):
 def test_trainer_read_only_folder_is_named(tmp_path):
     folder = _readonly_folder(tmp_path)
     try:
-        res = cli("train-enhance", "--run-dir", str(folder / "run"), "--steps", "1")
+        res = cli("train-enhance", "--out", str(folder / "run"), "--steps", "1")
         assert res.returncode == 2 and "Traceback" not in res.stderr
-        assert f"--run-dir {folder / 'run'}: " in res.stderr
+        assert f"--out {folder / 'run'}: " in res.stderr
     finally:
         subprocess.run(["umount", str(folder)], capture_output=True)
 

@@ -8,12 +8,29 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from promptgan.models.checkpoint import CheckpointError, read_metadata, save_checkpoint
+from promptgan.models.checkpoint import CheckpointError, save_checkpoint
+from promptgan.models.cli import UsageError
 from promptgan.models.data import degrade
 from promptgan.models.data.enhance_instructions import HELD_OUT, build_pool
-from promptgan.models.enhance.network import CONTEXT_DIM, Enhancer, EnhancerConfig, load_enhancer
+from promptgan.models.data.enhance_pairs import HELD_OUT_FILES, EnhanceData
+from promptgan.models.enhance.model import EnhancerModel, load_enhancer
+from promptgan.models.enhance.network import (
+    CONTEXT_DIM,
+    NOISE_SCALE,
+    Enhancer,
+    EnhancerConfig,
+    image_stats,
+    noise_level,
+)
+from promptgan.models.enhance.nonlocal_means import nl_means, radius
 from promptgan.models.enhance.tiling import count_tiles, enhance_image
-from promptgan.models.text_encoder import DEFAULT_ENCODER_ID
+from promptgan.models.eval import benchmark_enhance as benchmark
+from promptgan.models.eval import enhance as E
+from promptgan.models.eval.enhance import baseline, held_out_images, scores
+from promptgan.models.text_encoder import DEFAULT_ENCODER_ID, TextEmbeds, encode_sentences
+from promptgan.models.train import enhance as T
+from promptgan.nodes import enhance_nodes as en
+from promptgan.nodes.enhance_nodes import PromptGAN_Enhance, bundled_names, load_model
 
 torch.set_num_threads(1)
 
@@ -67,8 +84,6 @@ def test_text_changes_output_once_trained():
 
 
 def test_global_context():
-    from promptgan.models.enhance.network import CONTEXT_DIM, image_stats
-
     x = rand_image(2, 300, 200)
     st = image_stats(x)
     assert st.shape == (2, CONTEXT_DIM) and torch.isfinite(st).all()
@@ -97,8 +112,6 @@ def test_tiled_equals_untiled(skip):
 
 
 def test_bicubic_skip_starts_as_bicubic_and_old_configs_keep_nearest():
-    import torch.nn.functional as F
-
     net = tiny(scale=4, perturb=False, skip="bicubic")
     torch.nn.init.zeros_(net.tail.weight)
     torch.nn.init.zeros_(net.tail.bias)
@@ -162,10 +175,14 @@ def test_checkpoint_round_trip(tmp_path):
                     encoder=DEFAULT_ENCODER_ID, provenance={"command": "test", "step": 1})
     back = load_enhancer(path)
     x = rand_image()
-    assert torch.equal(back(x), net(x)) and back.encoder_id == DEFAULT_ENCODER_ID
+    assert isinstance(back, EnhancerModel) and back.name == "e" and back.scale == 4
+    assert torch.allclose(back.net(x), net(x), atol=1e-6) and back.encoder_id == DEFAULT_ENCODER_ID
+    assert back.provenance == {"command": "test", "step": 1}
+    assert load_enhancer(path, "mine").name == "mine"
+    assert not any(p.requires_grad for p in back.net.parameters())
     save_checkpoint(path, net.state_dict(), kind="enhancer", config=net.cfg.to_dict(),
                     dtype=torch.float16)
-    assert (load_enhancer(path)(x) - net(x)).abs().max() < 1e-2
+    assert (load_enhancer(path).net(x) - net(x)).abs().max() < 1e-2
     save_checkpoint(path, net.state_dict(), kind="gan", config=net.cfg.to_dict())
     with pytest.raises(CheckpointError, match="enhancer"):
         load_enhancer(path)
@@ -205,14 +222,10 @@ def test_instruction_pool_holds_out_eval_phrasings():
 @pytest.fixture(params=["none", "nlm"])
 def node_model(request):
     """A tiny enhancer, without and with the non-local-means stage (its gate open)."""
-    from promptgan.models.enhance.model import EnhancerModel
-
     return EnhancerModel(tiny(denoise=request.param), "tiny", "", DEFAULT_ENCODER_ID, {})
 
 
 def run_node(model, image, **kw):
-    from promptgan.nodes.enhance_nodes import PromptGAN_Enhance
-
     kw.setdefault("instruction", "")
     kw.setdefault("tile_size", 16)
     kw.setdefault("strength", 1.0)
@@ -220,8 +233,6 @@ def run_node(model, image, **kw):
 
 
 def test_node_inputs_and_channels(node_model):
-    from promptgan.nodes import enhance_nodes as en
-
     for cls in (en.PromptGAN_EnhancerLoader, en.PromptGAN_Enhance):
         spec = cls.INPUT_TYPES()
         for group in spec.values():
@@ -252,8 +263,6 @@ def test_node_inputs_and_channels(node_model):
 
 
 def test_node_errors(node_model):
-    from promptgan.models.text_encoder import TextEmbeds
-
     bad = torch.rand(1, 8, 8, 3)
     bad[0, 2, 2, 1] = float("nan")
     with pytest.raises(ValueError, match="'image'.*NaN"):
@@ -275,16 +284,11 @@ def test_shipped_weights_beat_bicubic(pack_root):
     path = pack_root / "models" / "weights" / "enhance_x4.safetensors"
     if not path.is_file():
         pytest.skip("no shipped enhance_x4 weights")
-    from promptgan.models.eval.enhance import baseline, held_out_images, scores
-    from promptgan.nodes.enhance_nodes import bundled_names, load_model
-
     assert "enhance_x4 (bundled)" in bundled_names()
     model = load_model("enhance_x4 (bundled)")
     assert model.scale == 4 and model.provenance.get("command")
     name, hr = held_out_images()[0]
     hr = hr[:, 100:228, 200:328].contiguous()          # 128 x 128 crop of china.jpg (held out)
-    from promptgan.models.text_encoder import encode_sentences
-
     brighten = encode_sentences([HELD_OUT["lowlight"]])[:1]         # a phrasing training never saw
     gain = {}
     for d, text in (("lowlight", None), ("lowlight+asked", brighten), ("blur", None),
@@ -300,41 +304,54 @@ def test_shipped_weights_beat_bicubic(pack_root):
 
 
 def test_trainer_runs_resumes_and_warm_starts_across_skips(tmp_path):
-    """A few steps of train-enhance: state, resume, fp16 export with its command; a nearest-skip
-    file warm-starts a bicubic-skip run with the tail restarted at zero."""
-    from promptgan.models.train import enhance as T
-
+    """A few steps of train-enhance into the run folder --out: state, resume, the fp16
+    model.safetensors with its command, the state's EMA weights loadable as an enhancer; an older
+    nearest-skip file warm-starts a run (always bicubic now) with the tail restarted at zero."""
     flags = ["--channels", "8", "--n-convs", "2", "--film-hidden", "16", "--batch", "2",
              "--lr-size", "8", "--val-size", "4", "--val-every", "2", "--save-every", "2",
              "--warmup", "1"]
-    run, out = tmp_path / "run", tmp_path / "x4.safetensors"
-    assert T.main(["--run-dir", str(run), "--out", str(out), "--steps", "2", "--skip", "nearest",
-                   *flags]) == 0
-    assert T.main(["--run-dir", str(run), "--out", str(out), "--steps", "3", "--skip", "nearest",
-                   *flags]) == 0
+    run = tmp_path / "run"
+    assert T.main(["--out", str(run), "--steps", "2", *flags]) == 0
+    assert T.main(["--out", str(run), "--steps", "3", *flags]) == 0
     lines = (run / "log.jsonl").read_text().splitlines()
     assert [json.loads(x)["step"] for x in lines] == [2, 3]      # resumed at 2, not restarted
-    net = load_enhancer(out)
-    assert net.cfg.skip == "nearest"
-    prov = json.loads(read_metadata(out)["promptgan.provenance"])
-    assert prov["step"] == 3 and "--steps 3" in prov["command"]
+    assert sorted(p.name for p in run.iterdir()) == [
+        "best.safetensors", "log.jsonl", "model.safetensors", "state.safetensors", "summary.json"]
+    model = load_enhancer(run / "model.safetensors")
+    assert model.net.cfg.skip == "bicubic" and model.net.cfg.context_dim == CONTEXT_DIM
+    prov = model.provenance
+    assert prov["step"] == 3 and "--steps 3" in prov["command"] and prov["loss"] == "-PSNR per image"
     # the command that made steps 1-2 is kept when a run resumes with another one
     assert len(prov["history"]) == 1 and "--steps 2" in prov["history"][0]
+    # the state's EMA weights load as an enhancer too: the export is their fp16 copy
+    state = load_enhancer(run / "state.safetensors").net.state_dict()
+    assert all(torch.equal(v, state[k].half().float()) for k, v in model.net.state_dict().items())
+    with pytest.raises(UsageError, match="names the run folder"):
+        T.main(["--out", str(run / "model.safetensors"), "--steps", "1", *flags])
+    for legacy in (["--run-dir", str(run)], ["--loss", "psnr"], ["--skip", "nearest"],
+                   ["--grad-weight", "1"], ["--context-dim", "11"]):
+        with pytest.raises(SystemExit):
+            T.parse_args(["--out", str(run), *legacy])
 
-    run2, out2 = tmp_path / "run2", tmp_path / "x4b.safetensors"
-    assert T.main(["--run-dir", str(run2), "--out", str(out2), "--steps", "0", "--skip", "bicubic",
-                   "--init", str(out), *flags]) == 0
-    warm = load_enhancer(out2)
-    assert warm.cfg.skip == "bicubic" and warm.tail.weight.abs().max() == 0
-    history = json.loads(read_metadata(out2)["promptgan.provenance"])["history"]
-    assert len(history) == 2 and "--steps 3" in history[1] and str(out) in history[1]
-    assert torch.equal(warm.body[0].weight, net.body[0].weight)
+    torch.manual_seed(1)
+    old = Enhancer(EnhancerConfig(scale=4, channels=8, n_convs=2, film_hidden=16, skip="nearest"))
+    with torch.no_grad():
+        old.tail.weight.normal_(0, 0.05)
+    older = save_checkpoint(tmp_path / "nearest.safetensors", old.state_dict(), kind="enhancer",
+                            config=old.cfg.to_dict(), encoder=DEFAULT_ENCODER_ID,
+                            provenance={"command": "train-enhance --skip nearest --steps 3",
+                                        "step": 3, "history": ["an older run"]})
+    run2 = tmp_path / "run2"
+    assert T.main(["--out", str(run2), "--steps", "0", "--init", str(older), *flags]) == 0
+    warm = load_enhancer(run2 / "model.safetensors")
+    assert warm.net.cfg.skip == "bicubic" and warm.net.tail.weight.abs().max() == 0
+    history = warm.provenance["history"]
+    assert len(history) == 2 and "--steps 3" in history[1] and str(older) in history[1]
+    assert torch.equal(warm.net.body[0].weight, old.body[0].weight.half().float())
 
 
 def test_degradation_weights_change_what_is_drawn():
     """--weight noise=... raises noise's share; 0 removes a degradation; bad items are refused."""
-    from promptgan.models.train import enhance as T
-
     def share(weights):
         rng = np.random.default_rng(0)
         draws = [degrade.sample_present(rng, weights) for _ in range(2000)]
@@ -359,8 +376,6 @@ def test_degradation_weights_change_what_is_drawn():
 def test_evaluator_reports_each_preset_and_leaves_clean_out_of_the_targets():
     """evaluate-enhance on one small synthetic picture: a row per preset (clean included), the
     issue's targets computed from them, and the right/wrong instructions named."""
-    from promptgan.models.eval import enhance as E
-
     net = tiny(4).eval()
     hr = torch.rand(3, 48, 48, generator=torch.Generator().manual_seed(3))
     report = E.evaluate(net, images=[("synthetic", hr)], degradations=("noise", "mixed", "clean"),
@@ -382,8 +397,6 @@ def test_evaluator_reports_each_preset_and_leaves_clean_out_of_the_targets():
 def test_nlm_baseline_estimates_the_noise_and_removes_it():
     """The evaluator's non-local-means baseline: Immerkaer's estimate finds the noise level of a
     smooth picture within 10 %, and denoising then bicubic beats bicubic alone on it."""
-    from promptgan.models.eval import enhance as E
-
     yy, xx = torch.meshgrid(torch.linspace(0, 1, 64), torch.linspace(0, 1, 64), indexing="ij")
     clean = torch.stack([0.2 + 0.5 * xx, 0.3 + 0.4 * yy, 0.5 + 0.2 * xx * yy])      # [3, 64, 64]
     sigma = 15 / 255
@@ -398,9 +411,6 @@ def test_nlm_baseline_estimates_the_noise_and_removes_it():
 
 
 def test_training_photos_for_the_memorisation_check_are_distinct_and_not_held_out():
-    from promptgan.models.data.enhance_pairs import HELD_OUT_FILES
-    from promptgan.models.eval import enhance as E
-
     imgs = E.training_images(4, size=128)
     names = [n for n, _ in imgs]
     assert len(imgs) == 4 and len(set(names)) == 4
@@ -409,8 +419,6 @@ def test_training_photos_for_the_memorisation_check_are_distinct_and_not_held_ou
 
 
 def test_noise_level_reads_the_noise_sigma_and_ignores_smooth_content():
-    from promptgan.models.enhance.network import NOISE_SCALE, image_stats, noise_level
-
     yy, xx = torch.meshgrid(torch.linspace(0, 1, 96), torch.linspace(0, 1, 128), indexing="ij")
     smooth = torch.stack([0.2 + 0.6 * xx, 0.5 + 0.3 * yy * xx, 0.8 - 0.5 * yy])[None]   # [1,3,H,W]
     assert noise_level(smooth).item() < 1e-3
@@ -424,9 +432,6 @@ def test_noise_level_reads_the_noise_sigma_and_ignores_smooth_content():
 
 
 def test_an_older_network_reads_the_first_eleven_statistics_and_widens_exactly():
-    from promptgan.models.enhance.network import image_stats
-    from promptgan.models.train.enhance import widen_context
-
     torch.manual_seed(0)
     old = Enhancer(EnhancerConfig(scale=2, channels=8, n_convs=2, film_hidden=16, context_dim=11))
     with torch.no_grad():
@@ -438,23 +443,21 @@ def test_an_older_network_reads_the_first_eleven_statistics_and_widens_exactly()
     stats = image_stats(x)                                        # [1, 12], as tiling hands it
     assert torch.equal(old(x, None, context=stats), old(x, None, context=stats[:, :11]))
     new = Enhancer(EnhancerConfig(scale=2, channels=8, n_convs=2, film_hidden=16)).eval()
-    new.load_state_dict(widen_context(dict(old.state_dict()), 11, 12, "old"))
+    new.load_state_dict(T.widen_context(dict(old.state_dict()), 11, 12, "old"))
     assert torch.allclose(new(x, None), old(x, None), atol=1e-6)
     with pytest.raises(SystemExit, match="context_dim 12 cannot become 11"):
-        widen_context(dict(new.state_dict()), 12, 11, "new")
+        T.widen_context(dict(new.state_dict()), 12, 11, "new")
 
 
 def test_psnr_loss_is_the_mean_negative_psnr_and_weights_each_image_by_its_error():
-    """--loss psnr: the batch mean of 10 log10(MSE) per image (the evaluator's average PSNR,
+    """The training loss: the batch mean of 10 log10(MSE) per image (the evaluator's average PSNR,
     negated), so a small error on one image pulls as hard as a large one on another."""
-    from promptgan.models.train import enhance as T
-
     target = torch.full((2, 3, 8, 8), 0.5)
     out = target.clone()
     out[0] += 0.01            # MSE 1e-4: 40 dB
     out[1] += 0.1             # MSE 1e-2: 20 dB
     out.requires_grad_(True)
-    loss = T.loss_fn(out, target, 0.0, "psnr")
+    loss = T.loss_fn(out, target)
     floor = T.PSNR_FLOOR_MSE
     expected = 5 * (np.log10(1e-4 + floor) + np.log10(1e-2 + floor))
     assert loss.item() == pytest.approx(expected, abs=1e-3)
@@ -462,12 +465,8 @@ def test_psnr_loss_is_the_mean_negative_psnr_and_weights_each_image_by_its_error
     loss.backward()
     g = out.grad.abs().flatten(1).sum(1)
     # d(log MSE)/dx = 2 (x - t) / (N MSE): the 40 dB image pulls about 10x harder than the 20 dB
-    # one, where L1 pulls both alike
+    # one, where L1 would pull both alike
     assert g[0] / g[1] == pytest.approx((0.01 / (1e-4 + floor)) / (0.1 / (1e-2 + floor)), rel=1e-3)
-    l1 = T.loss_fn(out.detach(), target, 0.0, "l1")
-    assert l1.item() == pytest.approx((0.01 + 0.1) / 2, rel=1e-4)
-    with pytest.raises(ValueError, match="unknown loss"):
-        T.loss_fn(out, target, 0.0, "l2")
 
 
 def test_shipped_weights_leave_a_well_exposed_dark_photo_alone(pack_root):
@@ -477,9 +476,6 @@ def test_shipped_weights_leave_a_well_exposed_dark_photo_alone(pack_root):
     path = pack_root / "models" / "weights" / "enhance_x4.safetensors"
     if not path.is_file():
         pytest.skip("no shipped enhance_x4 weights")
-    from promptgan.models.eval.enhance import baseline, held_out_images, scores
-    from promptgan.nodes.enhance_nodes import load_model
-
     model = load_model("enhance_x4 (bundled)")
     hr = dict(held_out_images())["flower.jpg"][:, :256, :256].contiguous()
     lr, target = degrade.make_pair(hr, degrade.eval_params("clean", 4), 4, None,
@@ -499,8 +495,6 @@ def smooth_picture(size=48):
 
 
 def test_nl_means_removes_noise_is_local_and_leaves_sigma_zero_alone():
-    from promptgan.models.enhance.nonlocal_means import nl_means, radius
-
     clean = smooth_picture()
     sigma = 15 / 255
     noisy = clean + sigma * torch.randn(clean.shape, generator=torch.Generator().manual_seed(0))
@@ -546,8 +540,6 @@ def test_nlm_stage_blends_per_image_and_switches_off():
     on.load_state_dict({**state, **{k: v for k, v in on.state_dict().items() if "nlm" in k}})
     target = F.interpolate(clean, scale_factor=2, mode="bicubic", align_corners=False)
     assert (on(noisy) - target).pow(2).mean() < (plain(noisy) - target).pow(2).mean()
-    from promptgan.models.enhance.nonlocal_means import radius
-
     assert on.receptive_radius == plain.receptive_radius + radius()
     # files written before the stage existed load without it
     old = {k: v for k, v in plain_cfg.to_dict().items() if k != "denoise"}
@@ -568,17 +560,15 @@ def test_nlm_network_tiles_like_it_runs_whole():
 
 
 def test_warm_start_adds_or_drops_the_nlm_head():
-    from promptgan.models.train.enhance import change_denoise
-
     torch.manual_seed(0)
     cfg = dict(scale=2, channels=8, n_convs=2, film_hidden=16)
     plain = Enhancer(EnhancerConfig(**cfg))
     fresh = Enhancer(EnhancerConfig(**cfg, denoise="nlm"))
-    tensors = change_denoise(dict(plain.state_dict()), fresh, "none", "nlm", "plain")
+    tensors = T.change_denoise(dict(plain.state_dict()), fresh, "none", "nlm", "plain")
     fresh.load_state_dict(tensors)                            # strict: every key present
     assert torch.equal(fresh.body[0].weight, plain.body[0].weight)
     assert fresh.film.nlm.weight.abs().max() == 0
-    back = change_denoise(dict(fresh.state_dict()), plain, "nlm", "none", "fresh")
+    back = T.change_denoise(dict(fresh.state_dict()), plain, "nlm", "none", "fresh")
     plain.load_state_dict(back)
 
 
@@ -598,8 +588,6 @@ def test_nlm_stage_gives_each_image_the_same_result_in_any_batch():
 
 
 def test_widening_warm_start_computes_exactly_what_the_narrow_network_did():
-    from promptgan.models.train.enhance import widen_channels
-
     torch.manual_seed(0)
     cfg = dict(scale=4, n_convs=3, film_hidden=16, skip="bicubic", denoise="nlm")
     narrow = Enhancer(EnhancerConfig(channels=8, **cfg))
@@ -608,21 +596,18 @@ def test_widening_warm_start_computes_exactly_what_the_narrow_network_did():
             p.add_(0.1 * torch.randn_like(p))              # FiLM and all: not the zero init
     narrow.eval()
     wide = Enhancer(EnhancerConfig(channels=12, **cfg)).eval()
-    wide.load_state_dict(widen_channels(dict(narrow.state_dict()), wide, 8, "narrow"))
+    wide.load_state_dict(T.widen_channels(dict(narrow.state_dict()), wide, 8, "narrow"))
     x, t = rand_image(2, 20, 20), torch.randn(2, 384)
     with torch.no_grad():
         assert torch.allclose(wide(x, t), narrow(x, t), atol=1e-6)
     assert wide.body[1].weight[8:, :8].abs().sum() > 0     # the new channels are not dead
     with pytest.raises(SystemExit, match="12 channels cannot become 8"):
-        widen_channels(dict(wide.state_dict()), narrow, 12, "wide")
+        T.widen_channels(dict(wide.state_dict()), narrow, 12, "wide")
 
 
 def test_gate_labels_and_gate_loss():
     """Batch.denoise is 1 for noisy inputs whose target removes the noise, 0 for the others (noise
     kept, or none); the gate's cross-entropy leaves out rows labelled NaN."""
-    from promptgan.models.data.enhance_pairs import EnhanceData
-    from promptgan.models.train.enhance import gate_loss
-
     pool = build_pool(seed=0)
     data = EnhanceData(pool, scale=2, hr_size=16, seed=0, use_procedural=False,
                        degradation_weights={"noise": 6.0})
@@ -638,19 +623,15 @@ def test_gate_labels_and_gate_loss():
     x = rand_image(3, 12, 12)
     text, null = torch.randn(3, 384), torch.zeros(3, dtype=torch.bool)
     label = torch.tensor([1.0, 0.0, float("nan")])
-    from promptgan.models.enhance.network import image_stats
-
     _, _, _, raw = net.film(text, 3, null, image_stats(x))
     want = F.binary_cross_entropy_with_logits(raw[:2, 0], label[:2])
-    assert torch.allclose(gate_loss(net, x, text, null, label), want)
-    assert gate_loss(net, x, text, null, torch.full((3,), float("nan"))) == 0
+    assert torch.allclose(T.gate_loss(net, x, text, null, label), want)
+    assert T.gate_loss(net, x, text, null, torch.full((3,), float("nan"))) == 0
 
 
 def noisy_held_out_crop():
     """A 256 px crop of grace_hopper.jpg (held out) at the evaluator's noise preset, x4: the input,
     the clean target and the target that keeps the noise (what 'sharpen' alone asks for)."""
-    from promptgan.models.eval.enhance import held_out_images
-
     hr = dict(held_out_images())["grace_hopper.jpg"][:, 100:356, 100:356].contiguous()
     p = degrade.eval_params("noise", 4)
     lr, clean = degrade.make_pair(hr, p, 4, None, np.random.default_rng(0))
@@ -663,9 +644,6 @@ def test_shipped_weights_denoise_beyond_non_local_means(pack_root):
     bicubic). The file before the network's own non-local-means stage lost to it here (-0.1 dB)."""
     if not (pack_root / "models" / "weights" / "enhance_x4.safetensors").is_file():
         pytest.skip("no shipped enhance_x4 weights")
-    from promptgan.models.eval.enhance import baseline, scores
-    from promptgan.nodes.enhance_nodes import load_model
-
     model = load_model("enhance_x4 (bundled)")
     assert model.net.cfg.denoise == "nlm"
     lr, clean, _ = noisy_held_out_crop()
@@ -679,10 +657,6 @@ def test_shipped_weights_keep_the_noise_an_instruction_does_not_name(pack_root):
     noise' does: its output is nearer the noise-keeping target, relative to the clean one."""
     if not (pack_root / "models" / "weights" / "enhance_x4.safetensors").is_file():
         pytest.skip("no shipped enhance_x4 weights")
-    from promptgan.models.eval.enhance import scores
-    from promptgan.models.text_encoder import encode_sentences
-    from promptgan.nodes.enhance_nodes import load_model
-
     model = load_model("enhance_x4 (bundled)")
     lr, clean, keep = noisy_held_out_crop()
     lean = {}
@@ -696,8 +670,6 @@ def test_shipped_weights_keep_the_noise_an_instruction_does_not_name(pack_root):
 def test_benchmark_reports_the_nlm_stage(tmp_path, capsys):
     """benchmark-enhance on a small network with the non-local-means stage: the speed rows, the
     stage's own time, the JSON, and the memory probe in a fresh process on a 32 px input."""
-    from promptgan.models.eval import benchmark_enhance as benchmark
-
     net = nlm_net(0.0)
     path = tmp_path / "e.safetensors"
     save_checkpoint(path, net.state_dict(), kind="enhancer", config=net.cfg.to_dict(),
@@ -716,19 +688,16 @@ def test_benchmark_reports_the_nlm_stage(tmp_path, capsys):
 def test_trainer_teaches_the_gate_and_refuses_gate_flags_without_the_stage(tmp_path):
     """train-enhance --denoise nlm --nlm-gate-weight --nlm-lr-mult: a few steps run, the log holds
     the gate's loss, the export has the stage; the gate flags without --denoise nlm are refused."""
-    from promptgan.models.train import enhance as T
-
     flags = ["--channels", "8", "--n-convs", "2", "--film-hidden", "16", "--batch", "4",
              "--lr-size", "8", "--val-size", "4", "--val-every", "2", "--save-every", "2",
              "--warmup", "1", "--weight", "noise=5"]
-    run, out = tmp_path / "run", tmp_path / "x4.safetensors"
-    assert T.main(["--run-dir", str(run), "--out", str(out), "--steps", "2", "--denoise", "nlm",
+    run = tmp_path / "run"
+    assert T.main(["--out", str(run), "--steps", "2", "--denoise", "nlm",
                    "--nlm-gate-weight", "1", "--nlm-lr-mult", "5", *flags]) == 0
     rec = json.loads((run / "log.jsonl").read_text().splitlines()[-1])
     assert rec["step"] == 2 and rec["gate_loss"] > 0
-    net = load_enhancer(out)
+    net = load_enhancer(run / "model.safetensors").net
     assert net.cfg.denoise == "nlm"
     assert not torch.equal(net.film.nlm.bias, torch.tensor([3.0, 0.0]))   # the head trained
     with pytest.raises(SystemExit, match="need --denoise nlm"):
-        T.main(["--run-dir", str(tmp_path / "r2"), "--out", str(tmp_path / "y.safetensors"),
-                "--steps", "1", "--nlm-gate-weight", "1", *flags])
+        T.main(["--out", str(tmp_path / "r2"), "--steps", "1", "--nlm-gate-weight", "1", *flags])

@@ -12,14 +12,17 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from PIL import Image
 
 from promptgan.models.data import debian_photos, degrade
 from promptgan.models.data.enhance_instructions import build_pool
 from promptgan.models.data.enhance_pairs import EMPTY_FIXES, EnhanceData
-from promptgan.models.enhance.model import EnhancerModel
+from promptgan.models.enhance.model import EnhancerModel, load_enhancer
 from promptgan.models.enhance.network import Enhancer, EnhancerConfig
 from promptgan.models.enhance.tiling import enhance_image, restore_at_input_size, upscale_with_model
+from promptgan.models.eval.enhance import blockiness, check_targets, evaluate, held_out_photos
 from promptgan.models.text_encoder import DEFAULT_ENCODER_ID
+from promptgan.nodes.enhance_nodes import PromptGAN_Enhance
 
 torch.set_num_threads(1)
 
@@ -79,8 +82,7 @@ def test_the_independent_evaluation_packages_are_refused(tmp_path):
 
 
 def test_detail_check_finds_the_resolution_a_picture_really_has():
-    import skimage.data
-    from PIL import Image
+    import skimage.data  # lazy: scikit-image is a training extra (requirements-dev)
 
     for name in ("astronaut", "coffee", "rocket"):
         photo = Image.fromarray(getattr(skimage.data, name)())
@@ -149,8 +151,6 @@ def test_the_empty_instruction_restores_detail_but_keeps_tone_and_colour(tmp_pat
 
 
 def test_training_reads_the_prepared_photos_and_never_the_held_out_ones(tmp_path):
-    from PIL import Image
-
     for split in ("train", "heldout"):
         (tmp_path / split).mkdir()
     rng = np.random.default_rng(0)
@@ -172,8 +172,6 @@ def test_training_reads_the_prepared_photos_and_never_the_held_out_ones(tmp_path
 # ----------------------------------------------------------------------------- evaluation
 
 def test_blockiness_sees_jpeg_blocks_and_not_natural_pictures():
-    from promptgan.models.eval.enhance import blockiness
-
     hr = photo_like(128, seed=1)
     assert 0.8 < blockiness(hr, 8) < 1.2
     blocky = degrade.jpeg(hr, 10)
@@ -181,10 +179,6 @@ def test_blockiness_sees_jpeg_blocks_and_not_natural_pictures():
 
 
 def test_held_out_photos_are_square_crops_of_the_held_out_split(tmp_path):
-    from PIL import Image
-
-    from promptgan.models.eval.enhance import check_targets, held_out_photos
-
     for split in ("train", "heldout"):
         (tmp_path / split).mkdir()
     Image.fromarray(np.full((600, 900, 3), 100, np.uint8)).save(tmp_path / "heldout" / "h.png")
@@ -204,9 +198,7 @@ def test_held_out_photos_are_square_crops_of_the_held_out_split(tmp_path):
 def test_shipped_weights_empty_instruction_never_hurts_a_held_out_photo(pack_root):
     """Every held-out photo and degradation: the empty instruction no worse than bicubic by more
     than 0.1 dB (runs where the prepared photos are; CI has no copy of them)."""
-    from promptgan.models.eval.enhance import evaluate, held_out_photos, load_any
-
-    net = load_any(pack_root / "models" / "weights" / "enhance_x4.safetensors")
+    net = load_enhancer(pack_root / "models" / "weights" / "enhance_x4.safetensors").net
     report = evaluate(net, images=held_out_photos(os.environ["PROMPTGAN_PHOTOS"]))
     worst = report["targets"]["empty_vs_bicubic_worst_image_db"]
     assert worst["pass"], worst
@@ -235,8 +227,6 @@ def test_another_upscaler_runs_in_tiles_like_it_runs_whole():
 
 
 def node(image, upscale_model=None, **kw):
-    from promptgan.nodes.enhance_nodes import PromptGAN_Enhance
-
     model = EnhancerModel(tiny_enhancer(), "tiny", "", DEFAULT_ENCODER_ID, {})
     kw.setdefault("instruction", "")
     kw.setdefault("tile_size", 32)

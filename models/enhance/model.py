@@ -1,4 +1,4 @@
-"""The loaded enhancer as the nodes pass it around (socket PROMPTGAN_ENHANCER)."""
+"""The loaded enhancer as the nodes pass it around (socket PROMPTGAN_ENHANCER), and its loader."""
 from __future__ import annotations
 
 import copy
@@ -6,10 +6,11 @@ from pathlib import Path
 
 import torch
 
-from ..checkpoint import load_checkpoint
+from ..checkpoint import META_PREFIX, load_checkpoint, read_metadata
 from .network import build_from_checkpoint
 
 KIND = "enhancer"  # promptgan.kind of enhancer checkpoints
+TRAIN_STATE_KIND = KIND + "-train-state"   # train-enhance's state.safetensors (net, ema, adam)
 
 
 class EnhancerModel:
@@ -41,8 +42,14 @@ class EnhancerModel:
 
 
 def load_enhancer(path: str | Path, name: str = "") -> EnhancerModel:
-    """Strictly load an enhancer checkpoint: eval mode, frozen, channels_last, on the CPU."""
-    ck = load_checkpoint(path, kind=KIND)
+    """Strictly load an enhancer: eval mode, frozen, channels_last, on the CPU.
+
+    ``path`` is an enhancer file (kind 'enhancer': shipped, or a run's model.safetensors) or a
+    train-enhance state.safetensors (kind 'enhancer-train-state'), whose EMA weights are taken."""
+    state = read_metadata(path).get(META_PREFIX + "kind") == TRAIN_STATE_KIND
+    ck = load_checkpoint(path, kind=TRAIN_STATE_KIND if state else KIND)
+    if state:
+        ck.tensors = ck.sub("ema")
     net = build_from_checkpoint(ck).to(memory_format=torch.channels_last)
     net.requires_grad_(False)
     return EnhancerModel(net, name or Path(path).stem, str(path), ck.encoder, ck.provenance)

@@ -41,7 +41,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..checkpoint import CheckpointError, build_network, load_checkpoint
+from ..checkpoint import CheckpointError, build_network
 from .nonlocal_means import nl_means
 from .nonlocal_means import radius as nlm_radius
 
@@ -298,7 +298,8 @@ def count_parameters(net: nn.Module) -> int:
 
 
 def build_from_checkpoint(ckpt, device: str | torch.device = "cpu") -> Enhancer:
-    """An eval-mode Enhancer from a ``Checkpoint`` of kind 'enhancer' (strict loading)."""
+    """An eval-mode Enhancer from a ``Checkpoint`` whose tensors are one enhancer's (strict
+    loading). Files are read by ``models.enhance.model.load_enhancer``, which calls this."""
     try:
         cfg = EnhancerConfig.from_dict(dict(ckpt.config))
     except (TypeError, ValueError) as exc:
@@ -306,8 +307,3 @@ def build_from_checkpoint(ckpt, device: str | torch.device = "cpu") -> Enhancer:
     net = build_network(lambda: Enhancer(cfg), ckpt.tensors, source=ckpt.path or "checkpoint")
     net.encoder_id = ckpt.encoder
     return net.eval().to(device)
-
-
-def load_enhancer(path, device: str | torch.device = "cpu") -> Enhancer:
-    """Read a .safetensors enhancer written by the trainer. ``net.encoder_id`` names its encoder."""
-    return build_from_checkpoint(load_checkpoint(path, kind="enhancer"), device)

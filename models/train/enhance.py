@@ -1,11 +1,15 @@
-"""Train an Enhance network: ``python <pack> train-enhance --help``.
+"""Train an Enhance network: ``python <pack> train-enhance --out runs/enhance`` (or ``--recipe``).
 
-L1 or per-image PSNR loss (``--loss``; plus an optional image-gradient L1 term) on synthetic
-degradation pairs, Adam with a cosine learning-rate decay, an EMA copy of the weights (what gets
-exported), a fixed validation batch drawn from the training distribution (never from the
-held-out evaluation images), atomic resumable state in ``--run-dir`` every ``--save-every``
-steps, a clean save on Ctrl-C / SIGTERM, and the final fp16 weights with the exact command in
-their provenance.
+The per-image PSNR loss (the batch mean of each image's -PSNR) on synthetic degradation pairs,
+Adam with a cosine learning-rate decay, an EMA copy of the weights (what gets exported), a fixed
+validation batch drawn from the training distribution (never from the held-out evaluation
+images), a clean save on Ctrl-C / SIGTERM. The network adds its residual to a bicubic
+enlargement of the input.
+
+The run folder ``--out`` holds state.safetensors (full resumable state, every ``--save-every``
+steps), model.safetensors (the final fp16 EMA weights with the exact command in their
+provenance: the shipping format), best.safetensors (the EMA weights at the best validation
+PSNR so far), log.jsonl and summary.json.
 """
 from __future__ import annotations
 
@@ -29,9 +33,7 @@ from ..data.enhance_pairs import EnhanceData
 from ..enhance.model import KIND
 from ..enhance.network import (
     CONTEXT_DIM,
-    CONTEXT_DIMS,
     DENOISE_MODES,
-    SKIP_MODES,
     Enhancer,
     EnhancerConfig,
     count_parameters,
@@ -50,25 +52,22 @@ from .utils import (
     set_threads,
 )
 
-LOSSES = ("l1", "psnr")
+SKIP = "bicubic"   # what the residual is added to (older files, nearest, still warm-start)
+CONTEXT_CHOICES = (0, CONTEXT_DIM)   # --context-dim (the network also reads 11: older files)
 
 
 def parse_args(argv):
     p = argparse.ArgumentParser(prog="train-enhance", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", default="/tmp/enhance_run/enhance_x4.safetensors",
-                   help="final fp16 weights (.safetensors)")
-    p.add_argument("--run-dir", default="/tmp/enhance_run",
-                   help="resumable training state and periodic checkpoints (keep outside the repo)")
+    p.add_argument("--out", required=True, metavar="DIR",
+                   help="run folder (state, log, best and final model.safetensors); an existing "
+                        "state there is resumed")
     p.add_argument("--scale", type=int, default=4, choices=(1, 2, 4))
     p.add_argument("--channels", type=int, default=48)
     p.add_argument("--n-convs", type=int, default=12)
     p.add_argument("--film-hidden", type=int, default=128)
-    p.add_argument("--context-dim", type=int, default=CONTEXT_DIM, choices=CONTEXT_DIMS,
-                   help="global image statistics the FiLM MLP reads (11: without the noise "
-                        "level, as older files; 0: none)")
-    p.add_argument("--skip", default="bicubic", choices=SKIP_MODES,
-                   help="what the predicted residual is added to (older files used nearest)")
+    p.add_argument("--context-dim", type=int, default=CONTEXT_DIM, choices=CONTEXT_CHOICES,
+                   help="global image statistics the FiLM MLP reads (0: none)")
     p.add_argument("--denoise", default="none", choices=DENOISE_MODES,
                    help="'nlm': a non-local-means stage in front of the convolutions, blended in per "
                         "image by the FiLM MLP (a network warm-started without one gets a fresh one)")
@@ -85,13 +84,6 @@ def parse_args(argv):
     p.add_argument("--lr-size", type=int, default=32, help="input (low-resolution) patch size")
     p.add_argument("--lr", type=float, default=5e-4, help="peak learning rate")
     p.add_argument("--warmup", type=int, default=100)
-    p.add_argument("--loss", default="psnr", choices=LOSSES,
-                   help="psnr: the batch mean of each image's -PSNR (log MSE), so every sample "
-                        "counts in decibels as the evaluator counts it (what the shipped file "
-                        "trained with); l1: mean absolute error over the batch, where dark and "
-                        "badly degraded inputs dominate")
-    p.add_argument("--grad-weight", type=float, default=0.0,
-                   help="weight of an L1 term on image gradients (edges); 0 = plain L1")
     p.add_argument("--ema", type=float, default=0.999)
     p.add_argument("--save-every", type=int, default=200)
     p.add_argument("--val-every", type=int, default=200)
@@ -111,9 +103,10 @@ def parse_args(argv):
                    help="how often a degradation is drawn relative to the others (repeatable; "
                         f"defaults {', '.join(f'{k}={v:g}' for k, v in DEGRADATION_WEIGHTS.items())})")
     p.add_argument("--init", default="", help="warm-start the weights from an enhancer .safetensors "
-                   "(e.g. the shipped models/weights/enhance_x4.safetensors)")
+                   "(another run's model.safetensors, or the shipped "
+                   "models/weights/enhance_x4.safetensors)")
     p.add_argument("--fresh", action="store_true",
-                   help="ignore an existing state in --run-dir instead of resuming from it")
+                   help="ignore an existing state in --out instead of resuming from it")
     return parse_with_recipe(p, argv)
 
 
@@ -175,28 +168,16 @@ def widen_channels(tensors: dict, net: torch.nn.Module, old: int, source: str) -
     return out
 
 
-def image_gradients(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    return x[..., :, 1:] - x[..., :, :-1], x[..., 1:, :] - x[..., :-1, :]
+PSNR_FLOOR_MSE = 1e-5   # per-image MSE floor of the loss (50 dB): a perfect crop adds no pull
+LOSS_NAME = "-PSNR per image"   # recorded in the provenance
 
 
-PSNR_FLOOR_MSE = 1e-5   # per-image MSE floor of the psnr loss (50 dB): a perfect crop adds no pull
-
-
-def loss_fn(out: torch.Tensor, target: torch.Tensor, grad_weight: float,
-            kind: str = "l1") -> torch.Tensor:
-    """out, target [B, 3, H, W] -> scalar. ``kind`` "psnr" is the mean of 10 log10(MSE) per image:
-    its gradient weights each image by 1 / its own MSE, as an average of PSNRs does."""
-    if kind == "psnr":
-        mse = ((out.float() - target.float()) ** 2).flatten(1).mean(1)          # [B]
-        loss = (10 / math.log(10)) * torch.log(mse + PSNR_FLOOR_MSE).mean()
-    elif kind == "l1":
-        loss = F.l1_loss(out, target)
-    else:
-        raise ValueError(f"unknown loss {kind!r}; expected one of {LOSSES}")
-    if grad_weight > 0:
-        (ox, oy), (tx, ty) = image_gradients(out), image_gradients(target)
-        loss = loss + grad_weight * (F.l1_loss(ox, tx) + F.l1_loss(oy, ty))
-    return loss
+def loss_fn(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """out, target [B, 3, H, W] -> scalar: the mean of 10 log10(MSE) per image. Its gradient
+    weights each image by 1 / its own MSE, as an average of PSNRs does, so every sample counts in
+    decibels as the evaluator counts it (plain L1 let dark and badly degraded crops dominate)."""
+    mse = ((out.float() - target.float()) ** 2).flatten(1).mean(1)          # [B]
+    return (10 / math.log(10)) * torch.log(mse + PSNR_FLOOR_MSE).mean()
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -314,7 +295,7 @@ def train_step(net, opt, b, embeds: torch.Tensor, args, step: int) -> tuple[floa
         g["lr"] = lr_at(step, args) * g.get("lr_mult", 1.0)
     x = b.lr.contiguous(memory_format=torch.channels_last)
     out = net(x, embeds[b.text_index], b.null)
-    loss = loss_fn(out, b.target, args.grad_weight, args.loss)
+    loss = loss_fn(out, b.target)
     total, g_loss = loss, None
     if args.nlm_gate_weight > 0:
         g_loss = gate_loss(net, x, embeds[b.text_index], b.null, b.denoise)
@@ -384,12 +365,12 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     set_threads(args.threads)
     torch.manual_seed(args.seed)
-    run_dir = prepare_run_folder(args.run_dir, "--run-dir")
-    state_path = run_dir / "state.safetensors"
+    run_dir = prepare_run_folder(args.out)
+    state_path, model_path = run_dir / "state.safetensors", run_dir / "model.safetensors"
     command = command_line("train-enhance", argv)
 
     cfg = EnhancerConfig(scale=args.scale, channels=args.channels, n_convs=args.n_convs,
-                         film_hidden=args.film_hidden, skip=args.skip, context_dim=args.context_dim,
+                         film_hidden=args.film_hidden, skip=SKIP, context_dim=args.context_dim,
                          denoise=args.denoise)
     if (args.nlm_gate_weight > 0 or args.nlm_lr_mult != 1.0) and cfg.denoise != "nlm":
         raise SystemExit("--nlm-gate-weight and --nlm-lr-mult need --denoise nlm")
@@ -412,16 +393,13 @@ def main(argv=None) -> int:
         save_train_state(state_path, {"net": net, "ema": ema}, {"adam": opt}, step, extra_now,
                          kind=KIND, config=cfg.to_dict(), encoder=DEFAULT_ENCODER_ID)
 
-    loss_name = {"l1": "L1", "psnr": "-PSNR per image"}[args.loss] + (
-        f" + {args.grad_weight} * gradient L1" if args.grad_weight else "")
-
     def export(path, module, note):
         save_checkpoint(path, module.state_dict(), kind=KIND, config=cfg.to_dict(),
                         encoder=DEFAULT_ENCODER_ID, dtype=torch.float16,
                         provenance={"command": command, "history": history,
                                     "step": step, "seconds": round(elapsed),
                                     "val_psnr": round(best, 3), "note": note,
-                                    "data": data.describe(), "loss": loss_name,
+                                    "data": data.describe(), "loss": LOSS_NAME,
                                     "date": time.strftime("%Y-%m-%d %H:%M:%S")})
 
     log_path = run_dir / "log.jsonl"
@@ -454,10 +432,10 @@ def main(argv=None) -> int:
                 save_state()
     bar.close()
     save_state()
-    export(args.out, ema, "final EMA weights")
-    dump_json({"step": step, "best_val_psnr": best, "seconds": elapsed, "out": str(args.out)},
+    export(model_path, ema, "final EMA weights")
+    dump_json({"step": step, "best_val_psnr": best, "seconds": elapsed, "out": str(model_path)},
               run_dir / "summary.json")
-    print(f"[enhance] step {step}: state {state_path}, weights {args.out}", file=sys.stderr)
+    print(f"[enhance] step {step}: state {state_path}, weights {model_path}", file=sys.stderr)
     return 0
 
 
