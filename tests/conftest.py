@@ -1,6 +1,5 @@
 """Load the pack folder as the package ``promptgan`` (as ComfyUI loads a custom node)."""
 import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
@@ -9,13 +8,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _load_pack():
-    if "promptgan" not in sys.modules:
-        spec = importlib.util.spec_from_file_location(
-            "promptgan", ROOT / "__init__.py", submodule_search_locations=[str(ROOT)])
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["promptgan"] = module
-        spec.loader.exec_module(module)
-    return sys.modules["promptgan"]
+    """The command line's own loader (``__main__.load_pack``) imports the folder."""
+    spec = importlib.util.spec_from_file_location("promptgan_main", ROOT / "__main__.py")
+    cli = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cli)
+    return cli.load_pack()
 
 
 _load_pack()

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sys
 import tempfile
 from pathlib import Path
 
@@ -80,16 +79,14 @@ def weights_digest() -> dict:
 
 
 def load_pack() -> None:
-    """Import the pack folder as the package ``promptgan``, as ComfyUI and the CLI do."""
+    """Import the pack folder as the package ``promptgan`` with the command line's own loader
+    (``__main__.load_pack``, the way ComfyUI imports a custom node)."""
     import importlib.util
 
-    if "promptgan" in sys.modules:
-        return
-    spec = importlib.util.spec_from_file_location("promptgan", ROOT / "__init__.py",
-                                                  submodule_search_locations=[str(ROOT)])
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["promptgan"] = module
-    spec.loader.exec_module(module)
+    spec = importlib.util.spec_from_file_location("promptgan_main", ROOT / "__main__.py")
+    cli = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cli)
+    cli.load_pack()
 
 
 REFERENCE = ROOT / "tests" / "data" / "workflow_outputs.json"
