@@ -212,7 +212,7 @@ def test_a_recipe_sets_defaults_the_command_line_overrides(tmp_path):
 
     args = parse_args(["--recipe", "enhance_x4.toml:real-photos", "--steps", "7"])
     assert (args.channels, args.lr, args.steps, args.mixed_fraction) == (64, 1.5e-4, 7, 0.4)
-    assert args.init == "runs/enhance_widen/enhance_x4.safetensors"
+    assert args.init == "runs/enhance_widen/model.safetensors"
     bad = tmp_path / "bad.toml"
     bad.write_text('no-such-flag = 1\n')
     with pytest.raises(UsageError, match="'no-such-flag' is not a flag of"):

@@ -28,6 +28,7 @@ from pathlib import Path
 import torch
 
 from ..checkpoint import WEIGHTS_DIR
+from ..cli import add_threads_flag, set_threads
 from ..enhance.model import load_enhancer
 from ..enhance.network import NLM_H, Enhancer, EnhancerConfig, net_flops_per_input_pixel, noise_level
 from ..enhance.nonlocal_means import nl_means
@@ -123,7 +124,7 @@ def memory_child(size: int, tile: int, weights: str, threads: int) -> dict:
     On Linux the peak (VmHWM) is reset to the current RSS just before the run (clear_refs 5), so
     the figure is what the run itself added; elsewhere ru_maxrss is the fallback.
     """
-    torch.set_num_threads(threads)
+    set_threads(threads)
     net, _ = benchmarked_net(weights)
     x = torch.rand(1, 3, size, size)
     s = net.scale
@@ -163,7 +164,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="enhance-benchmark", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--weights", default=str(DEFAULT_WEIGHTS))
-    p.add_argument("--threads", type=int, default=1)
+    add_threads_flag(p)
     p.add_argument("--size", type=int, default=256, help="input size for the speed test (x4 output)")
     p.add_argument("--tiles", default="0,256,128", help="tile sizes for the memory test (0 = none)")
     p.add_argument("--memory-inputs", default="512",
@@ -174,9 +175,9 @@ def main(argv=None) -> int:
     if args.memory_child:
         print("RESULT", json.dumps(memory_child(**json.loads(args.memory_child))))
         return 0
-    torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     net, source = benchmarked_net(args.weights)
-    report = {"threads": args.threads, "weights": source, "input": args.size,
+    report = {"threads": torch.get_num_threads(), "weights": source, "input": args.size,
               "output": args.size * net.scale}
     report["matmul_fp32_gflops"] = round(matmul_gflops(torch.float32), 1)
     report["matmul_bf16_gflops"] = round(matmul_gflops(torch.bfloat16), 1)
@@ -195,7 +196,7 @@ def main(argv=None) -> int:
     report["memory"] = [measure_memory(int(n), int(t), args.weights, args.threads)
                         for n in args.memory_inputs.split(",") if n.strip()
                         for t in args.tiles.split(",") if t.strip()]
-    print(f"Enhance x{net.scale} ({source}), {args.threads} thread(s)")
+    print(f"Enhance x{net.scale} ({source}), {torch.get_num_threads()} thread(s)")
     print(f"matmul 2048^2: fp32 {report['matmul_fp32_gflops']} GFLOP/s, "
           f"bf16 {report['matmul_bf16_gflops']} GFLOP/s")
     for name in ("fp32", "bf16"):

@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFilter
 
 from ..checkpoint import WEIGHTS_DIR, read_metadata
-from ..cli import dump_json
+from ..cli import add_threads_flag, dump_json, set_threads
 from ..data.debian_photos import read_manifest
 from ..data.degrade import eval_params, make_pair
 from ..data.enhance_instructions import HELD_OUT, WRONG_FOR
@@ -367,9 +367,9 @@ def main(argv=None) -> int:
     p.add_argument("--sheet", default="", metavar="JPG",
                    help="write a side-by-side sheet of the mixed degradation (bicubic | Enhance | "
                         "peers | truth)")
-    p.add_argument("--threads", type=int, default=1)
+    add_threads_flag(p)
     args = p.parse_args(sys.argv[1:] if argv is None else argv)
-    torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     t0 = time.time()
     net = load_enhancer(args.weights).net
     collect = {} if args.sheet else None

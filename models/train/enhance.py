@@ -26,7 +26,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..checkpoint import load_checkpoint, load_state_strict, save_checkpoint
-from ..cli import parse_with_recipe
+from ..cli import add_threads_flag, parse_with_recipe
 from ..data.degrade import DEGRADATION_WEIGHTS
 from ..data.enhance_instructions import build_pool
 from ..data.enhance_pairs import EnhanceData
@@ -88,7 +88,7 @@ def parse_args(argv):
     p.add_argument("--save-every", type=int, default=200)
     p.add_argument("--val-every", type=int, default=200)
     p.add_argument("--val-size", type=int, default=64)
-    p.add_argument("--threads", type=int, default=1)
+    add_threads_flag(p)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-procedural", action="store_true", help="photos only")
     p.add_argument("--photos", default="", metavar="DIR",

@@ -36,7 +36,7 @@ encode = nodes["PromptGAN_TextEncode"]()
 generate = nodes["PromptGAN_GANGenerate"]()
 with torch.inference_mode():
     (emb,) = encode.encode("a red flower with five round petals", "match the model", model=model)
-    first, _ = generate.generate(model, emb, 7, 2, 1.0)
+    first, _, _ = generate.generate(model, emb, 7, 2, 1.0)
 held = registered()
 assert any(m is model.generator for m in held), "the generator is not known to model_management"
 assert any(type(m).__name__ == "BertModel" for m in held), "the text encoder is not known to it"
@@ -47,6 +47,6 @@ assert not any(m is model.generator for m in registered()), "the generator was n
 print("OK offloaded when another model needed the memory")
 
 with torch.inference_mode():
-    again, _ = generate.generate(model, emb, 7, 2, 1.0)
+    again, _, _ = generate.generate(model, emb, 7, 2, 1.0)
 assert any(m is model.generator for m in registered()) and torch.equal(first, again)
 print("OK reloaded on the next run, same images")
