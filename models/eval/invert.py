@@ -15,6 +15,7 @@ from ..gan import load_gan
 from ..generate import generate
 from ..invert import find_inverter, invert, load_inverter
 from ..text_encoder import encode_prompts
+from .metrics import mean_psnr
 
 
 def render_batch(n: int, resolution: int, seed: int = 2026, split: str = "heldout"):
@@ -33,8 +34,7 @@ def render_batch(n: int, resolution: int, seed: int = 2026, split: str = "heldou
 
 def reconstruction_psnr(a: torch.Tensor, b: torch.Tensor) -> float:
     """Mean per-image PSNR (dB) of images in [-1,1]."""
-    mse = ((a - b) / 2).pow(2).flatten(1).mean(1).clamp_min(1e-10)
-    return float((10 * torch.log10(1 / mse)).mean())
+    return mean_psnr(a, b, -1.0, 1.0)
 
 
 def main(argv=None) -> int:

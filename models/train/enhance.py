@@ -40,6 +40,7 @@ from ..enhance.network import (
     image_stats,
     upsample_skip,
 )
+from ..eval.metrics import mean_psnr
 from ..text_encoder import DEFAULT_ENCODER_ID, encode_prompts
 from .utils import (
     GracefulStop,
@@ -180,12 +181,6 @@ def loss_fn(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return (10 / math.log(10)) * torch.log(mse + PSNR_FLOOR_MSE).mean()
 
 
-def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    """Mean over the batch of per-image PSNR (dB), images in 0..1."""
-    mse = ((a.clamp(0, 1) - b) ** 2).flatten(1).mean(1).clamp_min(1e-10)
-    return float((10 * torch.log10(1.0 / mse)).mean())
-
-
 def param_groups(net: torch.nn.Module, nlm_lr_mult: float) -> list[dict]:
     """One Adam group, or two when the non-local-means head learns at its own rate."""
     if nlm_lr_mult == 1.0:
@@ -232,7 +227,7 @@ def validate(net, val, embeds) -> tuple[float, float]:
     out = torch.cat(outs)
     s = out.shape[-1] // val.lr.shape[-1]
     base = upsample_skip(val.lr, s, "bicubic") if s > 1 else val.lr
-    return psnr(out, val.target), psnr(base, val.target)
+    return mean_psnr(out, val.target), mean_psnr(base, val.target)
 
 
 def parse_weights(items: list[str]) -> dict[str, float]:
