@@ -24,6 +24,13 @@ def add_threads_flag(parser) -> None:
                         help="CPU threads for torch (0: torch's default, one per core)")
 
 
+def add_recipe_flag(parser) -> None:
+    """``--recipe NAME[:STAGE]`` in the command's help (``parse_with_recipe`` reads it)."""
+    parser.add_argument("--recipe", metavar="NAME[:STAGE]",
+                        help="take the flags of a recipe in models/recipes/ (or a TOML file), "
+                             "and of its stage; flags given here win")
+
+
 def set_threads(n: int | None) -> None:
     if n:
         torch.set_num_threads(int(n))
@@ -116,6 +123,7 @@ def parse_with_recipe(parser, argv: list[str] | None):
         flags.update(table[stage])
     flags.pop("command", None)
     flags.pop("note", None)
+    flags.pop("recipe", None)
     dests = {a.dest for a in parser._actions}
     values = {}
     for key, value in flags.items():

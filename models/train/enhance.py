@@ -26,7 +26,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..checkpoint import load_checkpoint, load_state_strict, save_checkpoint
-from ..cli import add_threads_flag, parse_with_recipe
+from ..cli import add_recipe_flag, add_threads_flag, parse_with_recipe
 from ..data.degrade import DEGRADATION_WEIGHTS
 from ..data.enhance_instructions import build_pool
 from ..data.enhance_pairs import EnhanceData
@@ -60,6 +60,7 @@ CONTEXT_CHOICES = (0, CONTEXT_DIM)   # --context-dim (the network also reads 11:
 def parse_args(argv):
     p = argparse.ArgumentParser(prog="train-enhance", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_recipe_flag(p)
     p.add_argument("--out", required=True, metavar="DIR",
                    help="run folder (state, log, best and final model.safetensors); an existing "
                         "state there is resumed")

@@ -41,7 +41,7 @@ from ..checkpoint import (
     remove_stale_temporaries,
     save_checkpoint,
 )
-from ..cli import add_threads_flag, parse_with_recipe
+from ..cli import add_recipe_flag, add_threads_flag, parse_with_recipe
 from ..data import procedural
 from ..data.captions import SAMPLE_PROMPTS
 from ..data.folder import load_image_folder
@@ -206,69 +206,76 @@ def diff_augment(x: torch.Tensor, gen: torch.Generator, translation: float = 0.1
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="train-gan", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--out", required=True, help="run folder (state, samples, log, model)")
-    p.add_argument("--data", default="procedural",
+    run = p.add_argument_group("the run")
+    add_recipe_flag(run)
+    size = p.add_argument_group("model size, data and hardware")
+    terms = p.add_argument_group(
+        "recipe terms", "set by a recipe (models/recipes/default.toml); the defaults give the "
+        "DF-GAN recipe with the paired L1 and the attribute head")
+    ckpt = p.add_argument_group("checkpoints and samples")
+    run.add_argument("--out", required=True, help="run folder (state, samples, log, model)")
+    run.add_argument("--data", default="procedural",
                    help="procedural | flowers | landscapes | folder:PATH (a.png + a.txt)")
-    p.add_argument("--n-images", type=int, default=12000, help="procedural images to render")
-    p.add_argument("--captions-per-image", type=int, default=2,
+    size.add_argument("--n-images", type=int, default=12000, help="procedural images to render")
+    size.add_argument("--captions-per-image", type=int, default=2,
                    help="procedural captions per image (each encoded once, then cached)")
-    p.add_argument("--resolution", type=int, default=64, choices=[32, 64, 128, 256])
-    p.add_argument("--ngf", type=int, default=32)
-    p.add_argument("--ndf", type=int, default=32)
-    p.add_argument("--batch", type=int, default=32, help="batch size per process")
-    p.add_argument("--steps", type=int, default=20000, help="total steps (resume continues)")
-    p.add_argument("--lr-g", type=float, default=2e-4)
-    p.add_argument("--lr-d", type=float, default=4e-4)
-    p.add_argument("--gp-weight", type=float, default=2.0, help="MA-GP weight (k)")
-    p.add_argument("--gp-power", type=float, default=6.0, help="MA-GP power (p)")
-    p.add_argument("--gp-every", type=int, default=4, help="lazy MA-GP interval (steps)")
-    p.add_argument("--aux-weight", type=float, default=1.0,
+    size.add_argument("--resolution", type=int, default=64, choices=[32, 64, 128, 256])
+    size.add_argument("--ngf", type=int, default=32)
+    size.add_argument("--ndf", type=int, default=32)
+    size.add_argument("--batch", type=int, default=32, help="batch size per process")
+    run.add_argument("--steps", type=int, default=20000, help="total steps (resume continues)")
+    terms.add_argument("--lr-g", type=float, default=2e-4)
+    terms.add_argument("--lr-d", type=float, default=4e-4)
+    terms.add_argument("--gp-weight", type=float, default=2.0, help="MA-GP weight (k)")
+    terms.add_argument("--gp-power", type=float, default=6.0, help="MA-GP power (p)")
+    terms.add_argument("--gp-every", type=int, default=4, help="lazy MA-GP interval (steps)")
+    terms.add_argument("--aux-weight", type=float, default=1.0,
                    help="AC-GAN attribute term (procedural data only; 0 = off)")
-    p.add_argument("--recon-weight", type=float, default=10.0,
+    terms.add_argument("--recon-weight", type=float, default=10.0,
                    help="L1 between G's image and its caption's real image, both average-pooled "
                         "to --recon-size: a paired signal that teaches colours and layout early "
                         "(0 = off)")
-    p.add_argument("--recon-size", type=int, default=16, help="resolution of the L1 term")
-    p.add_argument("--colour-weight", type=float, default=0.0,
+    terms.add_argument("--recon-size", type=int, default=16, help="resolution of the L1 term")
+    terms.add_argument("--colour-weight", type=float, default=0.0,
                    help="weight of a layout-free colour term: sliced Wasserstein distance between "
                         "the pixel colours of G's image and of its caption's real image, so petal, "
                         "centre and sky colours are taught wherever they sit in the picture")
-    p.add_argument("--code-weight", type=float, default=0.0,
+    terms.add_argument("--code-weight", type=float, default=0.0,
                    help="on labelled procedural data: weight of a linear read-out of the attribute "
                         "labels from G's text code, so that no attribute fades from the code")
-    p.add_argument("--diversity-weight", type=float, default=0.0,
+    terms.add_argument("--diversity-weight", type=float, default=0.0,
                    help="mode-seeking term (MSGAN): for a quarter of the batch G also draws the "
                         "same caption from a second noise and is penalised when the two images "
                         "differ less than the noises do, against one layout per prompt (0 = off)")
-    p.add_argument("--angular-weight", type=float, default=0.0,
+    terms.add_argument("--angular-weight", type=float, default=0.0,
                    help="weight of a rotation- and translation-free structure term: L1 between the "
                         "angular harmonics of G's image's power spectrum and of its caption's real "
                         "image, which carry N-fold symmetry such as the petal count (0 = off)")
-    p.add_argument("--colour-size", type=int, default=32,
+    terms.add_argument("--colour-size", type=int, default=32,
                    help="resolution at which the colour term compares pixels")
-    p.add_argument("--translation", type=float, default=0.125, help="DiffAugment translation")
-    p.add_argument("--cutout", type=float, default=0.25, help="DiffAugment cutout size")
-    p.add_argument("--ema", type=float, default=0.999, help="EMA decay (after ramp-up)")
-    p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None,
+    terms.add_argument("--translation", type=float, default=0.125, help="DiffAugment translation")
+    terms.add_argument("--cutout", type=float, default=0.25, help="DiffAugment cutout size")
+    terms.add_argument("--ema", type=float, default=0.999, help="EMA decay (after ramp-up)")
+    size.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None,
                    help="bf16 autocast for the forward passes (default: on where the hardware "
                         "has fast bf16: CUDA, or a CPU with AVX512-BF16/AMX)")
-    add_threads_flag(p)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--init", default=None,
+    add_threads_flag(size)
+    terms.add_argument("--seed", type=int, default=0)
+    run.add_argument("--init", default=None,
                    help="warm start from a shipped model (G from its EMA weights, D as shipped)")
-    p.add_argument("--fresh-d", action="store_true",
+    run.add_argument("--fresh-d", action="store_true",
                    help="with --init: take only the generator, start a new discriminator")
-    p.add_argument("--save-every", type=int, default=250)
-    p.add_argument("--sample-every", type=int, default=1000)
-    p.add_argument("--sample-prompts", default=None, metavar="FILE",
+    ckpt.add_argument("--save-every", type=int, default=250)
+    ckpt.add_argument("--sample-every", type=int, default=1000)
+    run.add_argument("--sample-prompts", default=None, metavar="FILE",
                    help="prompts of the sample grids, one per line (default: the built-in "
                         "prompts for procedural data, 16 of the data set's own captions for a "
                         "folder)")
-    p.add_argument("--log-every", type=int, default=50)
-    p.add_argument("--cache-dir", default=os.path.join(os.path.expanduser("~"), ".cache",
+    ckpt.add_argument("--log-every", type=int, default=50)
+    size.add_argument("--cache-dir", default=os.path.join(os.path.expanduser("~"), ".cache",
                                                        "promptgan"))
-    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: best)")
-    p.add_argument("--export", default=None, metavar="PATH",
+    size.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: best)")
+    run.add_argument("--export", default=None, metavar="PATH",
                    help="do not train: write the run's current model (EMA G + D) to PATH in fp16, "
                         "the format the pack ships, and exit")
     return p
