@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .devices import move
 from .gan import GANModel, seeded_noise
 from .memory import require_memory
 from .text_encoder import TextEmbeds
@@ -71,7 +72,7 @@ def check_fits(n_images: int, resolution: int, chunk: int, device: torch.device)
 def _chunks(model: GANModel, latent: GANLatent, device: torch.device, chunk: int, progress,
             check_interrupt):
     """(start, images [n,3,R,R] in [-1,1] float32 on the CPU) for each chunk of the latent."""
-    g = model.generator.to(device)
+    g = move(model.generator, device)
     b = len(latent)
     for start in range(0, b, chunk):
         if check_interrupt is not None:

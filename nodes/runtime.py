@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from ..models.checkpoint import WEIGHTS_DIR, CheckpointError, read_metadata
+from ..models.devices import move
 
 log = logging.getLogger("PromptGAN")
 
@@ -73,7 +74,7 @@ def load_models(owner, modules, device: torch.device) -> None:
     modules = [m for m in modules if m is not None]
     if folder_paths is None:
         for m in modules:
-            m.to(device)
+            move(m, device)
         return
     import comfy.model_management as mm  # type: ignore
     import comfy.model_patcher  # type: ignore
