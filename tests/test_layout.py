@@ -246,3 +246,33 @@ def test_the_default_recipe_rebuilds_the_shipped_model_at_tiny_size(tmp_path, mo
     commands = [c["command"] for c in model.provenance["commands"]]
     assert [c.split("--recipe default:")[1].split()[0] for c in commands] == stages
     assert [c["from_step"] for c in model.provenance["commands"]] == [0] + ends[:-1]
+
+
+RECIPE_OF = {"promptgan_default.safetensors": "default", "enhance_x4.safetensors": "enhance_x4",
+             "promptgan_default_inverter.safetensors": "inverter",
+             "attribute_classifier.safetensors": "classifier"}
+
+
+def test_every_shipped_file_has_a_recipe_its_command_accepts(capsys):
+    """models/recipes/ holds one recipe per file in models/weights/, each naming its command,
+    with only flags that command has (--help runs after the recipe's keys are checked)."""
+    import importlib
+    import tomllib
+
+    from promptgan.models.cli import RECIPES_DIR
+
+    spec = importlib.util.spec_from_file_location("promptgan_main", ROOT / "__main__.py")
+    cli = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cli)
+    shipped = sorted(p.name for p in (ROOT / "models" / "weights").glob("*.safetensors"))
+    assert sorted(RECIPE_OF) == shipped
+    for name, recipe in RECIPE_OF.items():
+        table = tomllib.loads((RECIPES_DIR / f"{recipe}.toml").read_text())
+        module, _, function = cli.COMMANDS[table["command"]][0].partition(":")
+        entry = getattr(importlib.import_module(f"promptgan.{module}"), function)
+        stages = [k for k, v in table.items() if isinstance(v, dict)] or [None]
+        for stage in stages:
+            with pytest.raises(SystemExit) as done:
+                entry(["--recipe", recipe + (f":{stage}" if stage else ""), "--help"])
+            assert done.value.code == 0, (name, stage)
+    capsys.readouterr()
