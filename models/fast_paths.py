@@ -36,8 +36,9 @@ def cpu_has_native_bf16() -> bool:
     return supported and ("avx512_bf16" in flags or "amx_bf16" in flags)
 
 
-def _best_seconds(fn, reps: int = 3) -> float:
-    fn()                                             # warm-up: first-call allocations
+def best_seconds(fn, reps: int = 3) -> float:
+    """The fastest of ``reps`` timed calls of ``fn``, after one untimed warm-up call."""
+    fn()
     best = float("inf")
     for _ in range(reps):
         t = time.perf_counter()
@@ -60,8 +61,8 @@ def bf16_pays(net: torch.nn.Module) -> bool:
             with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype is not None):
                 net(x)
 
-        fp32 = _best_seconds(lambda: run(None))
-        bf16 = _best_seconds(lambda: run(torch.bfloat16))
+        fp32 = best_seconds(lambda: run(None))
+        bf16 = best_seconds(lambda: run(torch.bfloat16))
         _measured[key] = fp32 >= MIN_SPEEDUP * bf16
     return _measured[key]
 

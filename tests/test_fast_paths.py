@@ -33,7 +33,7 @@ def test_the_measurement_runs_once_per_network_configuration(monkeypatch):
         calls.append(1)
         return next(times)
 
-    monkeypatch.setattr(fast_paths, "_best_seconds", fake_best)
+    monkeypatch.setattr(fast_paths, "best_seconds", fake_best)
     monkeypatch.setattr(fast_paths, "_measured", {})
     a = Enhancer(EnhancerConfig(channels=8, n_convs=2)).eval()
     b = Enhancer(EnhancerConfig(channels=8, n_convs=3)).eval()

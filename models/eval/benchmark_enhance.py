@@ -33,25 +33,11 @@ from ..enhance.model import load_enhancer
 from ..enhance.network import NLM_H, Enhancer, EnhancerConfig, net_flops_per_input_pixel, noise_level
 from ..enhance.nonlocal_means import nl_means
 from ..enhance.tiling import enhance_image
+from ..fast_paths import best_seconds
+from .benchmark import matmul_rate
 
 PACK_ROOT = WEIGHTS_DIR.parents[1]
 DEFAULT_WEIGHTS = WEIGHTS_DIR / "enhance_x4.safetensors"
-
-
-def best_seconds(fn, reps: int) -> float:
-    """The fastest of ``reps`` timed calls of ``fn``, after one untimed warm-up call."""
-    fn()
-    best = float("inf")
-    for _ in range(reps):
-        t = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t)
-    return best
-
-
-def matmul_gflops(dtype=torch.float32, n: int = 2048, reps: int = 5) -> float:
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
-    return 2 * n ** 3 / best_seconds(lambda: a @ b, reps) / 1e9
 
 
 def benchmarked_net(weights: str | None) -> tuple[Enhancer, str]:
@@ -179,8 +165,8 @@ def main(argv=None) -> int:
     net, source = benchmarked_net(args.weights)
     report = {"threads": torch.get_num_threads(), "weights": source, "input": args.size,
               "output": args.size * net.scale}
-    report["matmul_fp32_gflops"] = round(matmul_gflops(torch.float32), 1)
-    report["matmul_bf16_gflops"] = round(matmul_gflops(torch.bfloat16), 1)
+    report["matmul_fp32_gflops"] = round(matmul_rate(torch.float32), 1)
+    report["matmul_bf16_gflops"] = round(matmul_rate(torch.bfloat16), 1)
     flops = net_flops_per_input_pixel(net.cfg) * args.size ** 2
     out_mp = (args.size * net.scale) ** 2 / 1e6
     for name, dt in (("fp32", None), ("bf16", torch.bfloat16)):
