@@ -257,6 +257,7 @@ def test_every_shipped_file_has_a_recipe_its_command_accepts(capsys):
     """models/recipes/ holds one recipe per file in models/weights/, each naming its command,
     with only flags that command has (--help runs after the recipe's keys are checked)."""
     import importlib
+    import importlib.util
 
     import tomllib
 
