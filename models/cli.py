@@ -96,6 +96,31 @@ def find_recipe(name: str) -> str:
     return name
 
 
+def read_recipe(name: str) -> dict:
+    try:
+        import tomllib  # Python 3.11+; on 3.10 only --recipe needs it
+    except ModuleNotFoundError:
+        raise UsageError("--recipe needs Python 3.11 or newer (tomllib)") from None
+    try:
+        return tomllib.loads(Path(find_recipe(name)).read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise UsageError(f"--recipe {name}: {exc}") from None
+
+
+def argv_per_stage(argv: list[str] | None) -> list[list[str]] | None:
+    """For ``--recipe NAME`` naming no stage, of a recipe that has stages: the command line once
+    per stage, in the recipe's order (``--recipe NAME:STAGE``), so one command runs them all;
+    otherwise None."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--recipe")
+    known, rest = pre.parse_known_args(argv)
+    if known.recipe is None or ":" in known.recipe or {"-h", "--help", "--export"} & set(rest):
+        return None
+    stages = [k for k, v in read_recipe(known.recipe).items() if isinstance(v, dict)]
+    return [["--recipe", f"{known.recipe}:{stage}"] + rest for stage in stages] or None
+
+
 def parse_with_recipe(parser, argv: list[str] | None):
     """``parser.parse_args(argv)``, where ``--recipe NAME[:STAGE]`` first sets defaults from a
     TOML recipe (a file, or a name in ``models/recipes/``): its top-level keys, then the table
@@ -109,15 +134,7 @@ def parse_with_recipe(parser, argv: list[str] | None):
     if recipe is None:
         return parser.parse_args(argv)
     path, _, stage = recipe.partition(":")
-    path = find_recipe(path)
-    try:
-        import tomllib  # Python 3.11+; on 3.10 only --recipe needs it
-    except ModuleNotFoundError:
-        raise UsageError("--recipe needs Python 3.11 or newer (tomllib)") from None
-    try:
-        table = tomllib.loads(Path(path).read_text())
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise UsageError(f"--recipe {recipe}: {exc}") from None
+    table = read_recipe(path)
     flags = {k: v for k, v in table.items() if not isinstance(v, dict)}
     if stage:
         if not isinstance(table.get(stage), dict):

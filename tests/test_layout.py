@@ -279,3 +279,22 @@ def test_every_shipped_file_has_a_recipe_its_command_accepts(capsys):
                 entry(["--recipe", recipe + (f":{stage}" if stage else ""), "--help"])
             assert done.value.code == 0, (name, stage)
     capsys.readouterr()
+
+
+def test_a_recipe_named_without_a_stage_runs_every_stage_in_order(tmp_path, monkeypatch):
+    """train-gan --recipe NAME: one command for the whole chain, each stage resuming the last."""
+    from promptgan.models import gan
+    from promptgan.models.train.gan import main
+
+    monkeypatch.chdir(tmp_path)
+    recipe = tmp_path / "two.toml"
+    recipe.write_text('command = "train-gan"\nout = "runs/two"\nresolution = 32\nngf = 4\n'
+                      'ndf = 4\nbatch = 2\nn-images = 8\ncaptions-per-image = 1\n'
+                      '[first]\nsteps = 2\n[second]\nsteps = 3\ncolour-weight = 1\n')
+    assert main(["--recipe", str(recipe), "--cache-dir", str(tmp_path / "cache"),
+                 "--threads", "1"]) == 0
+    model = gan.load_gan(tmp_path / "runs" / "two" / "model.safetensors")
+    assert model.provenance["step"] == 3 and "+colourSWD" in model.provenance["recipe"]
+    assert [c["from_step"] for c in model.provenance["commands"]] == [0, 2]
+    assert [c["command"].split("--recipe ")[1].split()[0][-6:] for c in
+            model.provenance["commands"]] == [":first", "second"]

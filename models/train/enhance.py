@@ -26,7 +26,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..checkpoint import load_checkpoint, load_state_strict, save_checkpoint
-from ..cli import add_recipe_flag, add_threads_flag, parse_with_recipe
+from ..cli import add_recipe_flag, add_threads_flag, argv_per_stage, parse_with_recipe
 from ..data.degrade import DEGRADATION_WEIGHTS
 from ..data.enhance_instructions import build_pool
 from ..data.enhance_pairs import EnhanceData
@@ -358,6 +358,9 @@ def start_or_resume(net, args, state_path, command: str, history: list[str]):
 
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
+    stages = argv_per_stage(argv)
+    if stages is not None:          # --recipe NAME: every stage in order
+        return next((rc for rc in map(main, stages) if rc), 0)
     args = parse_args(argv)
     set_threads(args.threads)
     torch.manual_seed(args.seed)

@@ -41,7 +41,7 @@ from ..checkpoint import (
     remove_stale_temporaries,
     save_checkpoint,
 )
-from ..cli import add_recipe_flag, add_threads_flag, parse_with_recipe
+from ..cli import add_recipe_flag, add_threads_flag, argv_per_stage, parse_with_recipe
 from ..data import procedural
 from ..data.captions import SAMPLE_PROMPTS
 from ..data.folder import load_image_folder
@@ -725,6 +725,9 @@ class GANTraining:
 
 
 def main(argv=None) -> int:
+    stages = argv_per_stage(argv)
+    if stages is not None:          # --recipe NAME: every stage in order, each resuming the last
+        return next((rc for rc in map(main, stages) if rc), 0)
     args = parse_with_recipe(build_parser(), argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if args.export:
