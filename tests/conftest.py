@@ -1,5 +1,6 @@
 """Load the pack folder as the package ``promptgan`` (as ComfyUI loads a custom node)."""
 import importlib.util
+import os
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,10 @@ def _load_pack():
 
 
 _load_pack()
+# Tests see float32 on every CPU: on one with native bf16, Enhance would otherwise choose bf16
+# autocast (fast_paths), and comparisons between tiled and whole-image runs or against recorded
+# outputs would depend on the machine. tests/test_fast_paths.py tests the bf16 path itself.
+os.environ["PROMPTGAN_FP32"] = "1"
 
 
 @pytest.fixture(scope="session")

@@ -9,6 +9,7 @@ from promptgan.nodes import enhance_nodes
 
 
 def test_float32_unless_the_cpu_has_native_bf16_and_it_pays(monkeypatch):
+    monkeypatch.delenv(fast_paths.ENV_FP32, raising=False)     # conftest pins float32
     net = Enhancer(EnhancerConfig(channels=8, n_convs=2)).eval()
     cpu = torch.device("cpu")
     monkeypatch.setattr(fast_paths, "cpu_has_native_bf16", lambda: False)
