@@ -107,18 +107,23 @@ def read_recipe(name: str) -> dict:
         raise UsageError(f"--recipe {name}: {exc}") from None
 
 
+def _split_recipe(argv: list[str] | None) -> tuple[str | None, list[str]]:
+    """(the --recipe value or None, the rest of the command line)."""
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--recipe")
+    known, rest = pre.parse_known_args(list(sys.argv[1:] if argv is None else argv))
+    return known.recipe, rest
+
+
 def argv_per_stage(argv: list[str] | None) -> list[list[str]] | None:
     """For ``--recipe NAME`` naming no stage, of a recipe that has stages: the command line once
     per stage, in the recipe's order (``--recipe NAME:STAGE``), so one command runs them all;
     otherwise None."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("--recipe")
-    known, rest = pre.parse_known_args(argv)
-    if known.recipe is None or ":" in known.recipe or {"-h", "--help", "--export"} & set(rest):
+    recipe, rest = _split_recipe(argv)
+    if recipe is None or ":" in recipe or {"-h", "--help", "--export"} & set(rest):
         return None
-    stages = [k for k, v in read_recipe(known.recipe).items() if isinstance(v, dict)]
-    return [["--recipe", f"{known.recipe}:{stage}"] + rest for stage in stages] or None
+    stages = [k for k, v in read_recipe(recipe).items() if isinstance(v, dict)]
+    return [["--recipe", f"{recipe}:{stage}"] + rest for stage in stages] or None
 
 
 def parse_with_recipe(parser, argv: list[str] | None):
@@ -127,10 +132,7 @@ def parse_with_recipe(parser, argv: list[str] | None):
     ``[STAGE]`` if named, each key a flag name without the dashes (``lr-size = 32``). Flags on
     the command line still win; a key that is not a flag of this command is an error that
     names it."""
-    pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("--recipe")
-    known, argv = pre.parse_known_args(sys.argv[1:] if argv is None else argv)
-    recipe = known.recipe
+    recipe, argv = _split_recipe(argv)
     if recipe is None:
         return parser.parse_args(argv)
     path, _, stage = recipe.partition(":")

@@ -39,6 +39,7 @@ from .checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
+from .devices import move
 from .generate import GANLatent, model_id
 
 log = logging.getLogger("PromptGAN")
@@ -82,7 +83,7 @@ def work_copy(module: nn.Module, device=None) -> nn.Module:
         _copies[module] = entry
     copy = entry[1]
     if device is not None:
-        copy.to(device)
+        move(copy, device)
     return copy
 
 
@@ -266,7 +267,7 @@ def _chunk_start(g, d, encoder: Inverter | None, target: torch.Tensor,
     discriminator's features of the target, or None when that term is off)."""
     guess = None
     if encoder is not None:
-        encoder.to(device)
+        move(encoder, device)
         guess, s0 = encoder(target)
         if sentence is not None:
             s0 = sentence
@@ -340,13 +341,10 @@ def invert(model, image: torch.Tensor, sentence: torch.Tensor | None = None, ste
     towards the noise shell. The best iterate per image is returned. Deterministic for a seed.
     Model weights are never changed (the loop runs on ``work_copy`` networks).
     """
-    g = work_copy(model.generator)
-    d = work_copy(model.discriminator) if model.discriminator is not None else None
     device = torch.device(device)
     sentence = _checked_start_sentence(model, image, sentence, encoder, device)
-    g.to(device)
-    if d is not None:
-        d.to(device)
+    g = work_copy(model.generator, device)
+    d = work_copy(model.discriminator, device) if model.discriminator is not None else None
     target = plain(image).float().to(device)
     b, steps = image.shape[0], int(steps)
     total = max(steps, 0) * math.ceil(b / chunk)

@@ -34,10 +34,6 @@ class ModelCache(Generic[T]):
                 self._items.popitem(last=False)
         return obj
 
-    def clear(self) -> None:
-        with self._lock:
-            self._items.clear()
-
     def paths(self) -> list[str]:
         """The paths held now, least recently used first."""
         with self._lock:

@@ -229,11 +229,9 @@ def refine_latent(model, latent: GANLatent, sentence: torch.Tensor | None = None
                           "needs it (load the full checkpoint)")
     b = len(latent)
     with torch.inference_mode(False), torch.enable_grad():
-        g = work_copy(model.generator)
-        d = work_copy(model.discriminator)
         device = torch.device(device)
-        g.to(device)
-        d.to(device)
+        g = work_copy(model.generator, device)
+        d = work_copy(model.discriminator, device)
         use_head = attribute_weight > 0 and model.text_head is not None and d.aux is not None
         head = model.text_head if use_head else None    # read once per chunk, no gradient
         nz = g.cfg.nz
@@ -325,7 +323,7 @@ def prompt_attribute_ce(image_logits: torch.Tensor, prompt_logits: torch.Tensor,
 
 
 def refine_image(model, latent, sentence, original, mask, steps: int, step_size: float, *,
-                       seed: int, device, progress, check_interrupt):
+                 seed: int, device, progress, check_interrupt):
     """Refine mode end to end: the refined latent, drawn at the original's size (when there is
     one, [b,3,H,W] in [-1,1]) and composited into it inside ``mask`` (the latent drawn again
     when only a latent is given). -> (images [b,3,H,W] in [-1,1], new latent)."""

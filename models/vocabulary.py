@@ -54,7 +54,7 @@ def unknown_words(prompt: str, vocabulary: Iterable[str]) -> list[str]:
 
 def report(prompts: list[str], vocabulary: Iterable[str] | None) -> list[str]:
     """One line per prompt: "" when every content word is known (or the model records no
-    vocabulary), else "cerulean, periwinkle: unknown to this model"."""
+    vocabulary), else "cerulean, teal: unknown to this model"."""
     if vocabulary is None:
         return ["" for _ in prompts]
     known = set(vocabulary)

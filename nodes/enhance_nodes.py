@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from ..models.enhance import tiling
+from ..models.enhance.model import KIND as ENHANCER_KIND
 from ..models.enhance.model import load_enhancer
 from ..models.fast_paths import enhance_autocast
 from ..models.memory import gib, require_memory
@@ -32,7 +33,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("PromptGAN")
 
 BUNDLED_SUFFIX = " (bundled)"
-ENHANCER_KIND = "enhancer"  # models.enhance.model.KIND, kept here so import stays light
 _cache = ModelCache(2)
 
 
@@ -250,7 +250,7 @@ class PromptGAN_Enhance:
         autocast = enhance_autocast(net, device)
         tile = int(tile_size)
         tile_args = {"tile": tile, "overlap": 32, "check_interrupt": runtime.check_interrupt,
-                  "autocast_dtype": autocast}
+                     "autocast_dtype": autocast}
         # the output is assembled tile by tile inside the IMAGE tensor ComfyUI receives
         result = torch.zeros(b, h * s, w * s, channels)                 # [B, sH, sW, C]
         n = tiling.count_tiles(h, w, tile, 32)
@@ -258,17 +258,18 @@ class PromptGAN_Enhance:
         with threads_for_this_call(device):
             if upscale_model is None:
                 tiling.enhance_image(net, x, text, progress=bar, strength=strength, alpha=alpha,
-                              out=result.movedim(-1, 1), **tile_args)
+                                     out=result.movedim(-1, 1), **tile_args)
             else:
                 x = tiling.restore_at_input_size(net, x, text, strength=strength,
-                                          progress=lambda i, _t: bar(i, 2 * n), **tile_args)
+                                                 progress=lambda i, _t: bar(i, 2 * n), **tile_args)
                 moved = hasattr(upscale_model, "to")
                 if moved:
                     upscale_model.to(device)
                 try:
                     tiling.upscale_with_model(upscale_model, s, x, device=device, alpha=alpha,
-                                       out=result.movedim(-1, 1),
-                                       progress=lambda i, _t: bar(n + i, 2 * n), **tile_args)
+                                              out=result.movedim(-1, 1),
+                                              progress=lambda i, _t: bar(n + i, 2 * n),
+                                              **tile_args)
                 finally:
                     if moved and device.type != "cpu":
                         upscale_model.to("cpu")

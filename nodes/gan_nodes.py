@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 
 from ..models import vocabulary
-from ..models.gan import load_gan
+from ..models.gan import GAN_KIND, load_gan
 from ..models.generate import generate_comfy_image, make_latent
 from ..models.model_cache import ModelCache
 from ..models.threads import threads_for_this_call
@@ -12,7 +12,6 @@ from . import runtime
 
 BUNDLED_MODEL = "promptgan_default.safetensors"
 BUNDLED_CHOICE = "promptgan_default (bundled)"
-GAN_KIND = "gan"  # promptgan.kind of the files this loader lists (models.gan.GAN_KIND)
 log = logging.getLogger("PromptGAN")
 _cache = ModelCache(3)
 
@@ -118,7 +117,8 @@ class PromptGAN_GANGenerate:
         with threads_for_this_call(device):
             images = generate_comfy_image(model, latent, device, progress=bar,
                                           check_interrupt=runtime.check_interrupt)
-        return (images.to(runtime.intermediate_device()), latent, unknown_words_report(model, embeds))
+        return (images.to(runtime.intermediate_device()), latent,
+                unknown_words_report(model, embeds))
 
 
 NODE_CLASS_MAPPINGS = {

@@ -262,5 +262,6 @@ class PromptGAN_Refine:
         _finite(out, f"Refine's output (model '{model.name}')")
         return (to_comfy_image(out).to(runtime.intermediate_device()), new_latent)
 
+
 NODE_CLASS_MAPPINGS = {"PromptGAN_Refine": PromptGAN_Refine}
 NODE_DISPLAY_NAME_MAPPINGS = {"PromptGAN_Refine": "PromptGAN Refine"}

@@ -72,11 +72,11 @@ def jobs() -> list[tuple[str, float, object]]:
         image = generate(model, make_latent(model, enc.encode(prompt), 0, 1))
         return enhance_image(enh.net, ((image + 1) / 2).clamp(0, 1), None, tile=256)
 
-    encode_flops = text_flops(enc, "a blue flower with pointed petals")
+    short = ["a blue flower with pointed petals"]
     return [
         ("text -> 256 px, batch 1", text_flops(enc, prompt[0]) + per_image + 64 * 64 * px,
          text_to_256),
-        ("encode 1 prompt", encode_flops, lambda: enc.encode(["a blue flower with pointed petals"])),
+        ("encode 1 prompt", text_flops(enc, short[0]), lambda: enc.encode(short)),
         ("generate 64 px, batch 1", per_image, lambda: generate(model, one)),
         ("generate 64 px, batch 16", 16 * per_image, lambda: generate(model, batch)),
         ("enhance 64 -> 256 px", 64 * 64 * px, lambda: enhance_image(enh.net, small, None, tile=256)),

@@ -563,7 +563,7 @@ class GANTraining:
         self.autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16)
         self.sample_prompts = choose_sample_prompts(
             args.sample_prompts, args.data, [data.captions[int(o)] for o in data.offsets])
-        self.sample_s = _sample_embeds(self.sample_prompts, device)
+        self.sample_s = encode_prompts(self.sample_prompts).sentence.to(device)
         self.sample_z = gan.seeded_noise(list(range(len(self.sample_s))), nets.G.cfg.nz).to(device)
         self.stats: dict[str, float] = {}
         self.vocabulary = vocabulary_of(data.captions)
@@ -758,10 +758,6 @@ def choose_sample_prompts(path: str | None, data_spec: str, captions: list[str],
         return list(SAMPLE_PROMPTS)
     picks = sorted({round(i * (len(captions) - 1) / max(n - 1, 1)) for i in range(n)})
     return [captions[i] for i in picks]
-
-
-def _sample_embeds(prompts: list[str], device) -> torch.Tensor:
-    return encode_prompts(prompts).sentence.to(device)
 
 
 if __name__ == "__main__":
