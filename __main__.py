@@ -20,6 +20,8 @@ COMMANDS = {   # command: ("module:function", help)
         "train a text-to-image GAN"),
     "evaluate": ("models.eval.gan:main",
         "evaluate a generator checkpoint"),
+    "evaluate-colours": ("models.eval.colours:main",
+        "measure named colours, binding and basic colour words on held-out lexicon names"),
     "train-classifier": ("models.eval.gan:train_classifier",
         "train the evaluator's attribute classifier"),
     "train-enhance": ("models.train.enhance:main",
@@ -42,6 +44,8 @@ COMMANDS = {   # command: ("module:function", help)
         "measure one and all threads per job, quiet and beside a competing process"),
     "benchmark-enhance": ("models.eval.benchmark_enhance:main",
         "measure Enhance speed and tiled memory"),
+    "build-colour-lexicon": ("models.data.build_colour_lexicon:main",
+        "rebuild the shipped colour-name table from XKCD, CSS4 and npm color-name-list"),
     "fit-text-head": ("models.train.text_head:main",
         "add Refine's prompt -> attribute head to a GAN file"),
 }

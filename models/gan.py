@@ -20,6 +20,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .checkpoint import CheckpointError, build_network, load_checkpoint, save_checkpoint
+from .colour_lexicon import COLOUR_CHANNELS
 from .text_head import TextAttributeHead
 
 # channel multipliers of ngf per resolution, from 4x4 up to the output
@@ -38,6 +39,8 @@ class GeneratorConfig:
     # dims (about 0.05 per dim) while the noise is N(0, 1) per dim: at 1.0 the noise drowned the
     # text (petal colour ignored after 4,000 steps). The trainer sets sqrt(dim) / mean norm.
     text_scale: float = 1.0
+    # parts the colour reader looks for (0: no colour channel, the sentence alone conditions)
+    colour_queries: int = 0
 
     def __post_init__(self):
         if self.resolution not in _G_MULTS:
@@ -108,6 +111,42 @@ class GBlock(nn.Module):
         return F.interpolate(self.shortcut(x), scale_factor=2, mode="nearest") + h
 
 
+class ColourReader(nn.Module):
+    """Word-level attention that binds the prompt's exact colours to parts of the picture.
+
+    colour words [B, M, D + 4] (colour_words.py) -> a code [B, cond_dim] added to the sentence's.
+    Each of ``queries`` learned queries attends over the colour words, keyed by the words'
+    contextual states (so "burgundy petals" and "on burgundy" can go to different queries), or
+    over a learned "none" slot; it pools the words' CIELAB channels. The pooled colours [B, Q, 4]
+    go through an MLP whose last layer starts at zero, so a warm-started generator draws exactly
+    what it drew before it had the reader."""
+
+    def __init__(self, text_dim: int, cond_dim: int, queries: int, key_dim: int = 64,
+                 hidden: int = 256):
+        super().__init__()
+        self.key = nn.Sequential(nn.LayerNorm(text_dim), nn.Linear(text_dim, key_dim))
+        self.queries = nn.Parameter(torch.randn(queries, key_dim) / math.sqrt(key_dim))
+        self.none_logit = nn.Parameter(torch.zeros(queries))
+        self.out = nn.Sequential(nn.Linear(queries * COLOUR_CHANNELS, hidden), nn.LeakyReLU(0.2),
+                                 nn.Linear(hidden, hidden), nn.LeakyReLU(0.2),
+                                 nn.Linear(hidden, cond_dim))
+        nn.init.zeros_(self.out[-1].weight)
+        nn.init.zeros_(self.out[-1].bias)
+
+    def attention(self, words: torch.Tensor) -> torch.Tensor:
+        """[B, M, D + 4] -> weights [B, Q, M] (each query's row sums to 1 minus its "none")."""
+        feats, present = words[..., :-COLOUR_CHANNELS], words[..., -1] > 0
+        k = self.key(feats)                                              # [B, M, key]
+        logits = torch.einsum("qk,bmk->bqm", self.queries, k) / math.sqrt(k.shape[-1])
+        logits = logits.masked_fill(~present[:, None, :], float("-inf"))
+        none = self.none_logit[None, :, None].expand(logits.shape[0], -1, 1)
+        return torch.softmax(torch.cat([none, logits], dim=-1), dim=-1)[..., 1:]
+
+    def forward(self, words: torch.Tensor) -> torch.Tensor:
+        pooled = self.attention(words) @ words[..., -COLOUR_CHANNELS:]    # [B, Q, 4]
+        return self.out(pooled.flatten(1))                               # [B, cond_dim]
+
+
 class Generator(nn.Module):
     def __init__(self, cfg: GeneratorConfig):
         super().__init__()
@@ -119,22 +158,34 @@ class Generator(nn.Module):
         self.fc = nn.Linear(cfg.nz, chans[0] * 16)
         self.blocks = nn.ModuleList(GBlock(cond, a, b) for a, b in zip(chans[:-1], chans[1:]))
         self.to_rgb = nn.Sequential(nn.LeakyReLU(0.2), nn.Conv2d(chans[-1], 3, 3, 1, 1), nn.Tanh())
+        self.colour_reader = (ColourReader(cfg.text_dim, cfg.cond_dim, cfg.colour_queries)
+                              if cfg.colour_queries else None)
 
-    def forward(self, z: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+    def forward(self, z: torch.Tensor, s: torch.Tensor,
+                words: torch.Tensor | None = None) -> torch.Tensor:
+        """z [B, nz], s [B, text_dim], words [B, M, text_dim + 4] or None (colour_words.py;
+        read only by a generator with a colour reader) -> images [B, 3, R, R] in [-1, 1]."""
         b = z.shape[0]
         assert z.shape == (b, self.cfg.nz), f"noise must be [B, {self.cfg.nz}], got {tuple(z.shape)}"
         assert s.shape == (b, self.cfg.text_dim), (
             f"sentence embedding must be [B, {self.cfg.text_dim}], got {tuple(s.shape)}")
-        c = torch.cat([z, self.text_code(s)], dim=1)                # [B, nz + cond_dim]
+        c = torch.cat([z, self.text_code(s, words)], dim=1)         # [B, nz + cond_dim]
         # channels_last: oneDNN's CPU convolutions run about 1.5x faster in it (measured)
         x = self.fc(z).view(b, -1, 4, 4).contiguous(memory_format=torch.channels_last)  # [B, C0, 4, 4]
         for block in self.blocks:
             x = block(x, c)                                          # doubles H, W
         return self.to_rgb(x).contiguous()                           # [B, 3, R, R]
 
-    def text_code(self, s: torch.Tensor) -> torch.Tensor:
-        """Sentence [B, text_dim] -> the text part of the condition [B, cond_dim]."""
-        return self.text_proj(s * self.cfg.text_scale)
+    def text_code(self, s: torch.Tensor, words: torch.Tensor | None = None) -> torch.Tensor:
+        """Sentence [B, text_dim] (and colour words) -> the text part of the condition
+        [B, cond_dim]."""
+        code = self.text_proj(s * self.cfg.text_scale)
+        if self.colour_reader is not None and words is not None:
+            assert words.shape[0] == s.shape[0] and words.shape[2] == s.shape[1] + COLOUR_CHANNELS, (
+                f"colour words must be [B, M, {s.shape[1] + COLOUR_CHANNELS}], got "
+                f"{tuple(words.shape)}")
+            code = code + self.colour_reader(words.to(code.dtype))
+        return code
 
 
 class DBlock(nn.Module):
@@ -274,6 +325,11 @@ class GANModel:
     @property
     def name(self) -> str:
         return os.path.basename(self.path) or "in-memory"
+
+    @property
+    def reads_colour_names(self) -> bool:
+        """True when the generator has a colour reader (exact colours from the lexicon)."""
+        return self.generator.colour_reader is not None
 
     def to(self, device) -> GANModel:
         self.generator.to(device)

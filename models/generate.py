@@ -23,7 +23,9 @@ class GANLatent:
     """What GANGenerate hands to Refine (socket PROMPTGAN_LATENT).
 
     z [B, nz] noise (after truncation), sentence [B, D] the conditioning it was drawn with,
-    seeds [B], and the identity of the model that made it.
+    seeds [B], the identity of the model that made it, and words [B, M, D + 4] the prompts'
+    colour words (colour_words.py; None: no colour words, as for a model without a colour
+    reader or an inverted image).
     """
 
     z: torch.Tensor
@@ -32,6 +34,7 @@ class GANLatent:
     seeds: list[int]
     encoder_id: str
     model_id: str
+    words: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return self.z.shape[0]
@@ -79,7 +82,8 @@ def _chunks(model: GANModel, latent: GANLatent, device: torch.device, chunk: int
             check_interrupt()
         z = latent.z[start:start + chunk].to(device)
         s = latent.sentence[start:start + chunk].to(device)
-        images = g(z, s).float().cpu()
+        w = None if latent.words is None else latent.words[start:start + chunk].to(device)
+        images = g(z, s, w).float().cpu()
         if not torch.isfinite(images).all():
             raise FloatingPointError(
                 f"model '{model.name}' produced NaN or infinite pixels for images {start}.."
@@ -133,19 +137,23 @@ def make_latent(model: GANModel, embeds: TextEmbeds, seed: int, per_prompt: int,
     index = [j for j in range(len(embeds)) for _ in range(per_prompt)]
     seeds = [seed + i for i in range(len(index))]
     z = seeded_noise(seeds, model.generator.cfg.nz) * float(truncation)
-    sentence = embeds.sentence[torch.as_tensor(index, dtype=torch.long)]   # token states not copied
+    rows = torch.as_tensor(index, dtype=torch.long)
+    sentence = embeds.sentence[rows]                        # token states not copied
+    words = embeds.colour_words()[rows] if model.reads_colour_names else None
     return GANLatent(z, sentence, [embeds.prompts[i] for i in index], seeds, embeds.encoder_id,
-                     model_id(model))
+                     model_id(model), words)
 
 
 def latent_for_sentences(model: GANModel, sentences: torch.Tensor, seeds: list[int],
-                         truncation: float = 1.0) -> GANLatent:
-    """One image per sentence embedding [N, D], image i drawn from noise seed ``seeds[i]`` (for
-    code that holds sentence embeddings rather than TextEmbeds: evaluators and tests)."""
+                         truncation: float = 1.0, words: torch.Tensor | None = None) -> GANLatent:
+    """One image per sentence embedding [N, D] (and colour words [N, M, D + 4]), image i drawn
+    from noise seed ``seeds[i]`` (for code that holds sentence embeddings rather than
+    TextEmbeds: evaluators and tests)."""
     if sentences.shape[0] != len(seeds):
         raise ValueError(f"{sentences.shape[0]} sentence embeddings for {len(seeds)} seeds")
     z = seeded_noise(list(seeds), model.generator.cfg.nz) * float(truncation)
-    return GANLatent(z, sentences, [""] * len(seeds), list(seeds), model.encoder_id, model_id(model))
+    return GANLatent(z, sentences, [""] * len(seeds), list(seeds), model.encoder_id, model_id(model),
+                     words if model.reads_colour_names else None)
 
 
 def to_comfy_image(images: torch.Tensor) -> torch.Tensor:

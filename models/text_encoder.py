@@ -19,6 +19,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from .colour_lexicon import COLOUR_CHANNELS, token_colours
+from .colour_words import colour_words
 from .model_cache import ModelCache
 
 log = logging.getLogger("PromptGAN")
@@ -34,6 +36,8 @@ class TextEmbeds:
 
     sentence: [B, D] L2-normalised sentence embeddings
     tokens:   [B, T, D] last hidden states; mask [B, T] bool marks real tokens
+    colours:  [B, T, 4] each token's colour channel (colour_lexicon.token_colours: CIELAB / 100
+              and 1 for a token inside a colour phrase the lexicon knows, zeros elsewhere)
     """
 
     sentence: torch.Tensor
@@ -41,12 +45,16 @@ class TextEmbeds:
     mask: torch.Tensor
     encoder_id: str
     prompts: list[str]
+    colours: torch.Tensor | None = None
 
     def __post_init__(self):
         b, d = self.sentence.shape
         assert self.tokens.dim() == 3 and self.tokens.shape[0] == b, self.tokens.shape
         assert self.mask.shape == self.tokens.shape[:2], (self.mask.shape, self.tokens.shape)
         assert len(self.prompts) == b, (len(self.prompts), b)
+        if self.colours is None:
+            self.colours = torch.zeros(*self.tokens.shape[:2], COLOUR_CHANNELS)
+        assert self.colours.shape == (*self.tokens.shape[:2], COLOUR_CHANNELS), self.colours.shape
 
     def __len__(self) -> int:
         return self.sentence.shape[0]
@@ -59,7 +67,11 @@ class TextEmbeds:
         """A batch made of the rows in ``index`` (repeats allowed)."""
         idx = torch.as_tensor(index, dtype=torch.long)
         return TextEmbeds(self.sentence[idx], self.tokens[idx], self.mask[idx], self.encoder_id,
-                          [self.prompts[i] for i in index])
+                          [self.prompts[i] for i in index], self.colours[idx])
+
+    def colour_words(self) -> torch.Tensor:
+        """[B, MAX_COLOUR_WORDS, D + 4]: the generator's colour-word input (gan.colour_words)."""
+        return colour_words(self.tokens, self.colours, self.mask)
 
 
 def check_prompts(prompts: list[str]) -> None:
@@ -150,22 +162,28 @@ class TransformersTextEncoder:
         t = min(self.max_length, max(lengths))
         tokens = torch.zeros(len(prompts), t, self.dim)
         mask = torch.zeros(len(prompts), t, dtype=torch.bool)
+        colours = torch.zeros(len(prompts), t, COLOUR_CHANNELS)
         sentence = torch.empty(len(prompts), self.dim)
         with self._lock:
             for start in range(0, len(prompts), batch_size):
                 chunk = prompts[start:start + batch_size]
                 batch = self.tokenizer(chunk, padding=True, truncation=True,
-                                       max_length=self.max_length, return_tensors="pt")
+                                       max_length=self.max_length, return_tensors="pt",
+                                       return_offsets_mapping=True)
+                offsets = batch.pop("offset_mapping").tolist()
+                rows = slice(start, start + len(chunk))
+                for j, (prompt, offs) in enumerate(zip(chunk, offsets)):
+                    colours[start + j, :len(offs)] = torch.from_numpy(token_colours(prompt, offs))
                 batch = {k: v.to(self.device) for k, v in batch.items()}
                 hidden = self.model(**batch).last_hidden_state.float()   # [b, t, D]
                 m = batch["attention_mask"].bool()                       # [b, t]
                 w = m.unsqueeze(-1).float()
                 pooled = (hidden * w).sum(1) / w.sum(1).clamp_min(1.0)
-                rows = slice(start, start + len(chunk))
                 sentence[rows] = F.normalize(pooled, dim=-1).cpu()
                 tokens[rows, :hidden.shape[1]] = hidden.cpu()
                 mask[rows, :m.shape[1]] = m.cpu()
-        return TextEmbeds(sentence, tokens, mask, self.encoder_id, list(prompts))
+        colours *= mask.unsqueeze(-1)
+        return TextEmbeds(sentence, tokens, mask, self.encoder_id, list(prompts), colours)
 
 
 _encoders: ModelCache[TransformersTextEncoder] = ModelCache(MAX_CACHED_ENCODERS)

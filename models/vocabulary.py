@@ -3,12 +3,16 @@
 A GAN file records the vocabulary of its training captions (``vocabulary_of``), and GANGenerate
 names the content words of each prompt outside it (``unknown_words``): the model draws those
 words from whatever its text encoder makes of them, which for a colour or a style it never saw
-is an arbitrary guess, so the user is told instead of silently ignored.
+is an arbitrary guess, so the user is told instead of silently ignored. A model with a colour
+reader draws every colour phrase the colour lexicon knows from its exact colour, so those count
+as known.
 """
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+
+from .colour_lexicon import find_colours
 
 WORD = re.compile(r"[a-z]+(?:['-][a-z]+)*")
 MAX_WORDS = 50_000          # a vocabulary this size fits the checkpoint's metadata bounds
@@ -52,14 +56,23 @@ def unknown_words(prompt: str, vocabulary: Iterable[str]) -> list[str]:
     return found
 
 
-def report(prompts: list[str], vocabulary: Iterable[str] | None) -> list[str]:
+def without_colour_names(prompt: str) -> str:
+    """The prompt with every colour phrase the colour lexicon knows blanked out."""
+    for span in reversed(find_colours(prompt)):
+        prompt = prompt[:span.start] + " " + prompt[span.end:]
+    return prompt
+
+
+def report(prompts: list[str], vocabulary: Iterable[str] | None,
+           reads_colour_names: bool = False) -> list[str]:
     """One line per prompt: "" when every content word is known (or the model records no
-    vocabulary), else "cerulean, teal: unknown to this model"."""
+    vocabulary), else "cerulean, teal: unknown to this model". ``reads_colour_names``: the model
+    has a colour reader, so the lexicon's colour phrases count as known."""
     if vocabulary is None:
         return ["" for _ in prompts]
     known = set(vocabulary)
     lines = []
     for p in prompts:
-        words = unknown_words(p, known)
+        words = unknown_words(without_colour_names(p) if reads_colour_names else p, known)
         lines.append(f"{', '.join(words)}: unknown to this model" if words else "")
     return lines

@@ -68,7 +68,8 @@ class PromptGAN_ModelLoader:
 def unknown_words_report(model, embeds) -> str:
     """Lines "prompt N: word, word: unknown to this model", also logged to the console."""
     lines = [f"prompt {i + 1}: {line}" for i, line in
-             enumerate(vocabulary.report(list(embeds.prompts), model.vocabulary)) if line]
+             enumerate(vocabulary.report(list(embeds.prompts), model.vocabulary,
+                                         model.reads_colour_names)) if line]
     for line in lines:
         log.warning("PromptGAN GANGenerate: %s (model '%s')", line, model.name)
     return "\n".join(lines)

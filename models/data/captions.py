@@ -115,6 +115,10 @@ FLOWER_HELDOUT = {
         "soil": ("over tilled loam", "against muddy ground"),
     },
 }
+# a plain background of a named colour ({n}, with its article {a})
+NAMED_BACKGROUND_TRAIN = ("on {a} {n} background", "against {a} {n} background", "on {n}",
+                          "against {n}", "on a plain {n} background", "on {a} {n} backdrop")
+NAMED_BACKGROUND_HELDOUT = ("set against a flat {n} ground", "over an even {n} wash")
 FLOWER_HELDOUT_NOUNS = ("flower", "wildflower")
 FLOWER_HELDOUT_CENTRE_NOUNS = ("heart", "core", "eye")
 
@@ -257,7 +261,7 @@ _LANDSCAPE_HELDOUT_SKELETONS = (
 
 # ---------------------------------------------------------------- composing
 
-def _pick(rng: np.random.Generator, options):
+def pick(rng: np.random.Generator, options):
     return options[int(rng.integers(len(options)))]
 
 
@@ -289,59 +293,72 @@ def _finish(text: str, rng: np.random.Generator) -> str:
     return text
 
 
+def _background_phrase(attrs: dict, rng: np.random.Generator, table: dict, named) -> str:
+    """The background phrase: the category's, or a template around a named plain colour."""
+    bg = pick(rng, table["background"][attrs["background"]])   # drawn either way: same rng use
+    if "background_phrase" in attrs:
+        name = attrs["background_phrase"]
+        return pick(rng, named).format(a=_article(name), n=name)
+    return bg
+
+
 def _flower_train(attrs: dict, rng: np.random.Generator, mentioned: set) -> str:
     table, omit = FLOWER_TRAIN, TRAIN_OMIT["flower"]
     say = {k: rng.random() >= p for k, p in omit.items()}
     mentioned.update(k for k, v in say.items() if v)
-    colour = _pick(rng, table["petal_colour"][attrs["petal_colour"]])
+    colour = pick(rng, table["petal_colour"][attrs["petal_colour"]])
+    colour = attrs.get("petal_phrase", colour)
     colour_on_flower = rng.random() < 0.5
     count_forms = table["petal_count"][attrs["petal_count"]]
     count_adj = say["petal_count"] and rng.random() < 0.4
     front = []  # words before the flower noun
     if say["size"]:
-        front.append(_pick(rng, table["size"][attrs["size"]]))
+        front.append(pick(rng, table["size"][attrs["size"]]))
     if colour_on_flower:
         front.append(colour)
     if count_adj:
-        front.append(_pick(rng, count_forms["adj"]))
-    front.append(_pick(rng, FLOWER_TRAIN_NOUNS))
+        front.append(pick(rng, count_forms["adj"]))
+    front.append(pick(rng, FLOWER_TRAIN_NOUNS))
     flower = f"{_article(front[0])} {' '.join(front)}"
     petal_words = []
     if say["petal_count"] and not count_adj:
-        petal_words.append(_pick(rng, count_forms["num"]))
+        petal_words.append(pick(rng, count_forms["num"]))
     if say["petal_shape"]:
-        petal_words.append(_pick(rng, table["petal_shape"][attrs["petal_shape"]]))
+        petal_words.append(pick(rng, table["petal_shape"][attrs["petal_shape"]]))
     if not colour_on_flower:
         petal_words.append(colour)
     parts = []
     if petal_words:
         parts.append(" ".join(petal_words) + " petals")
     if say["centre_colour"]:
-        c = _pick(rng, table["centre_colour"][attrs["centre_colour"]])
-        parts.append(f"{_article(c)} {c} {_pick(rng, FLOWER_TRAIN_CENTRE_NOUNS)}")
+        c = pick(rng, table["centre_colour"][attrs["centre_colour"]])
+        c = attrs.get("centre_phrase", c)
+        parts.append(f"{_article(c)} {c} {pick(rng, FLOWER_TRAIN_CENTRE_NOUNS)}")
     rng.shuffle(parts)
     details = ("with " + " and ".join(parts)) if parts else ""
-    bg = _pick(rng, table["background"][attrs["background"]])
-    return _pick(rng, _FLOWER_TRAIN_SKELETONS).format(flower=flower, details=details, bg=bg)
+    bg = _background_phrase(attrs, rng, table, NAMED_BACKGROUND_TRAIN)
+    return pick(rng, _FLOWER_TRAIN_SKELETONS).format(flower=flower, details=details, bg=bg)
 
 
 def _flower_heldout(attrs: dict, rng: np.random.Generator) -> str:
     table = FLOWER_HELDOUT
-    colour = _pick(rng, table["petal_colour"][attrs["petal_colour"]])
-    size = _pick(rng, table["size"][attrs["size"]])
-    noun = _pick(rng, FLOWER_HELDOUT_NOUNS)
+    colour = pick(rng, table["petal_colour"][attrs["petal_colour"]])
+    colour = attrs.get("petal_phrase", colour)
+    size = pick(rng, table["size"][attrs["size"]])
+    noun = pick(rng, FLOWER_HELDOUT_NOUNS)
     colour_on_flower = rng.random() < 0.5
     front = [size, colour, noun] if colour_on_flower else [size, noun]
     flower = f"{_article(size)} {' '.join(front)}"
-    petal_words = [_pick(rng, table["petal_count"][attrs["petal_count"]]["num"]),
-                   _pick(rng, table["petal_shape"][attrs["petal_shape"]])]
+    petal_words = [pick(rng, table["petal_count"][attrs["petal_count"]]["num"]),
+                   pick(rng, table["petal_shape"][attrs["petal_shape"]])]
     if not colour_on_flower:
         petal_words.append(colour)
     petals = " ".join(petal_words) + " petals"
-    c = _pick(rng, table["centre_colour"][attrs["centre_colour"]])
-    centre = f"{_article(c)} {c} {_pick(rng, FLOWER_HELDOUT_CENTRE_NOUNS)}"
-    bg = _pick(rng, table["background"][attrs["background"]])
-    text = _pick(rng, _FLOWER_HELDOUT_SKELETONS).format(
+    c = pick(rng, table["centre_colour"][attrs["centre_colour"]])
+    c = attrs.get("centre_phrase", c)
+    centre = f"{_article(c)} {c} {pick(rng, FLOWER_HELDOUT_CENTRE_NOUNS)}"
+    bg = _background_phrase(attrs, rng, table, NAMED_BACKGROUND_HELDOUT)
+    text = pick(rng, _FLOWER_HELDOUT_SKELETONS).format(
         flower=flower, petals=petals, centre=centre, bg=bg)
     return text[0].upper() + text[1:]
 
@@ -350,31 +367,31 @@ def _landscape_train(attrs: dict, rng: np.random.Generator, mentioned: set) -> s
     table, omit = LANDSCAPE_TRAIN, TRAIN_OMIT["landscape"]
     say = {k: rng.random() >= p for k, p in omit.items()}
     mentioned.update(k for k, v in say.items() if v)
-    time = _pick(rng, table["time_of_day"][attrs["time_of_day"]])
+    time = pick(rng, table["time_of_day"][attrs["time_of_day"]])
     season = table["season"][attrs["season"]]
-    noun = _pick(rng, LANDSCAPE_TRAIN_NOUNS)
-    adj = _pick(rng, season["adj"])
+    noun = pick(rng, LANDSCAPE_TRAIN_NOUNS)
+    adj = pick(rng, season["adj"])
     scene_adj = f"{_article(adj)} {adj} {noun}"
-    season_pp = _pick(rng, season["pp"])
+    season_pp = pick(rng, season["pp"])
     scene_pp = f"{_article(noun)} {noun} {season_pp}"
-    items = [_pick(rng, table[k][attrs[k]]) for k in ("sky_object", "mountains", "water", "trees")
+    items = [pick(rng, table[k][attrs[k]]) for k in ("sky_object", "mountains", "water", "trees")
              if say[k]]
     rng.shuffle(items)
-    skeleton = _pick(rng, _LANDSCAPE_TRAIN_SKELETONS)
+    skeleton = pick(rng, _LANDSCAPE_TRAIN_SKELETONS)
     if not items:
-        skeleton = _pick(rng, ("{scene_adj} {time}", "{time}, {scene_pp}"))
+        skeleton = pick(rng, ("{scene_adj} {time}", "{time}, {scene_pp}"))
     return skeleton.format(scene_adj=scene_adj, scene_pp=scene_pp, season_pp=season_pp,
                            time=time, items=_join(items, rng))
 
 
 def _landscape_heldout(attrs: dict, rng: np.random.Generator) -> str:
     table = LANDSCAPE_HELDOUT
-    time = _pick(rng, table["time_of_day"][attrs["time_of_day"]])
-    season = _pick(rng, table["season"][attrs["season"]]["pp"])
-    items = [_pick(rng, table[k][attrs[k]]) for k in ("sky_object", "mountains", "water", "trees")]
+    time = pick(rng, table["time_of_day"][attrs["time_of_day"]])
+    season = pick(rng, table["season"][attrs["season"]]["pp"])
+    items = [pick(rng, table[k][attrs[k]]) for k in ("sky_object", "mountains", "water", "trees")]
     rng.shuffle(items)
-    text = _pick(rng, _LANDSCAPE_HELDOUT_SKELETONS).format(
-        noun=_pick(rng, LANDSCAPE_HELDOUT_NOUNS), time=time, season=season, items=_join(items))
+    text = pick(rng, _LANDSCAPE_HELDOUT_SKELETONS).format(
+        noun=pick(rng, LANDSCAPE_HELDOUT_NOUNS), time=time, season=season, items=_join(items))
     return text[0].upper() + text[1:]
 
 

@@ -129,13 +129,14 @@ def sample_attributes(domain: str, rng: np.random.Generator, split: str = "train
 # ---------------------------------------------------------------- labels
 
 def labels_vector(domain: str, attrs: dict) -> np.ndarray:
-    """int64 [len(LABEL_HEADS)]: domain index, then each head's value index (-1: other domain)."""
+    """int64 [len(LABEL_HEADS)]: domain index, then each head's value index (-1: other domain,
+    or a head in ``attrs["unlabelled"]``)."""
     _check_attrs(domain, attrs)
     out = np.full(len(LABEL_HEADS), -1, dtype=np.int64)
     out[0] = DOMAINS.index(domain)
     for i, (head, _) in enumerate(LABEL_HEADS[1:], start=1):
         head_domain, name = head.split(".", 1)
-        if head_domain == domain:
+        if head_domain == domain and name not in attrs.get("unlabelled", ()):
             out[i] = ATTRIBUTES[domain][name].index(attrs[name])
     return out
 
@@ -270,20 +271,32 @@ def _jitter(colour: np.ndarray, z: np.ndarray, amount: float = 7.0) -> np.ndarra
 
 # ---------------------------------------------------------------- flower
 
-_PETAL_RGB = {
+PETAL_PALETTE = {
     "red": _rgb(215, 28, 35), "orange": _rgb(250, 135, 15), "yellow": _rgb(250, 218, 40),
     "blue": _rgb(40, 85, 225), "purple": _rgb(128, 42, 178), "pink": _rgb(250, 132, 192),
     "white": _rgb(246, 246, 243),
 }
-_CENTRE_RGB = {
+CENTRE_PALETTE = {
     "yellow": _rgb(242, 192, 18), "brown": _rgb(108, 62, 26), "black": _rgb(22, 18, 18),
     "white": _rgb(250, 250, 248),
 }
-_FLOWER_BG_RGB = {
+FLOWER_BACKGROUND_PALETTE = {
     "grass": _rgb(70, 140, 50), "sky": _rgb(120, 182, 236), "black": _rgb(15, 15, 18),
     "cream": _rgb(232, 214, 172), "soil": _rgb(112, 74, 44),
 }
 _STEM_RGB = _rgb(48, 118, 40)
+
+
+NAMED_JITTER = 2.0   # levels per channel around a named colour (a palette colour moves more)
+
+
+def _slot_colour(attrs: dict, slot: str, palette_colour, z, amount: float) -> np.ndarray:
+    """The colour of a flower part: ``attrs[slot + "_rgb"]`` when named exactly (see
+    colour_names.py), else its category's palette colour; jittered by z."""
+    rgb = attrs.get(f"{slot}_rgb")
+    if rgb is not None:
+        return _jitter(_rgb(*rgb), z, NAMED_JITTER)
+    return _jitter(palette_colour, z, amount)
 
 
 def _flower_background(cv: _Canvas, name: str, base: np.ndarray, noise_lo, noise_hi) -> None:
@@ -300,7 +313,7 @@ def _flower_background(cv: _Canvas, name: str, base: np.ndarray, noise_lo, noise
     elif name == "black":  # faint vignette
         d2 = (cv.x - 0.5) ** 2 + (y - 0.5) ** 2
         cv.img[:] = base * (1.5 - 1.5 * d2)
-    elif name == "cream":  # paper grain
+    elif name in ("cream", "plain"):  # paper grain (plain: any named colour)
         cv.img[:] = base * (1.0 + 0.025 * _smooth_noise(noise_lo, n, n))
     else:  # soil: speckled earth
         tex = 1.0 + 0.12 * _smooth_noise(noise_hi.T[:8, :8] * 1.5, n, n) \
@@ -316,10 +329,11 @@ def _render_flower(attrs: dict, size: int, rng: np.random.Generator) -> np.ndarr
     noise_hi = rng.standard_normal((4, 26)).astype(np.float32)
 
     cv = _Canvas(size)
-    petal = _jitter(_PETAL_RGB[attrs["petal_colour"]], z[0])
-    centre = _jitter(_CENTRE_RGB[attrs["centre_colour"]], z[1])
-    bg_name = attrs["background"]
-    bg = _jitter(_FLOWER_BG_RGB[bg_name], z[2], 2.0 if bg_name == "black" else 5.0)
+    petal = _slot_colour(attrs, "petal", PETAL_PALETTE[attrs["petal_colour"]], z[0], 7.0)
+    centre = _slot_colour(attrs, "centre", CENTRE_PALETTE[attrs["centre_colour"]], z[1], 7.0)
+    bg_name = "plain" if "background_rgb" in attrs else attrs["background"]
+    bg = _slot_colour(attrs, "background", FLOWER_BACKGROUND_PALETTE.get(bg_name), z[2],
+                      2.0 if bg_name == "black" else 5.0)
     _flower_background(cv, bg_name, bg, noise_lo, noise_hi)
 
     large = attrs["size"] == "large"
@@ -684,21 +698,23 @@ def render(domain: str, attrs: dict, size: int, rng: np.random.Generator) -> np.
     return _render_landscape(attrs, size, rng)
 
 
-def _make_item(domain, i, size, seed, split, captions_per_image):
+def _make_item(domain, i, size, seed, split, captions_per_image, extra=None):
     rng = np.random.default_rng([seed, i])
     attrs = sample_attributes(domain, rng, split)
+    if extra is not None:    # its own stream: the layout and captions' rng stay as without it
+        attrs = extra(domain, attrs, np.random.default_rng([seed, i, 1]), split)
     image = render(domain, attrs, size, rng)
     caps = [make_caption(domain, attrs, rng, split) for _ in range(captions_per_image)]
     return image, attrs, caps
 
 
 def _make_chunk(args):
-    start, stop, size, seed, domains, split, captions_per_image = args
+    start, stop, size, seed, domains, split, captions_per_image, extra = args
     images = np.empty((stop - start, size, size, 3), dtype=np.uint8)
     attrs_list, caps_list = [], []
     for j, i in enumerate(range(start, stop)):
         image, attrs, caps = _make_item(domains[i % len(domains)], i, size, seed, split,
-                                        captions_per_image)
+                                        captions_per_image, extra)
         images[j] = image
         attrs_list.append(attrs)
         caps_list.append(caps)
@@ -706,8 +722,12 @@ def _make_chunk(args):
 
 
 def make_dataset_arrays(n: int, size: int, seed: int, domains=DOMAINS, split: str = "train",
-                        captions_per_image: int = 4, workers: int = 1) -> dict:
+                        captions_per_image: int = 4, workers: int = 1, extra=None) -> dict:
     """Pre-render n captioned images; image i uses domains[i % len(domains)] and seed (seed, i).
+
+    ``extra(domain, attrs, rng, split) -> attrs`` (picklable; for example
+    ``colour_names.add_named_colours_to_flowers``) may add exact colours to each image's
+    attributes, from its own random stream (seed, i, 1).
 
     Returns {"images": uint8 [n,size,size,3], "labels": int64 [n,len(LABEL_HEADS)],
     "domain": int64 [n] (index into DOMAINS), "captions": list of captions_per_image strings
@@ -721,7 +741,7 @@ def make_dataset_arrays(n: int, size: int, seed: int, domains=DOMAINS, split: st
     n, size = int(n), int(size)
     workers = max(1, int(workers))
     chunk = max(1, -(-n // (workers * 4)))
-    jobs = [(s, min(n, s + chunk), size, seed, domains, split, captions_per_image)
+    jobs = [(s, min(n, s + chunk), size, seed, domains, split, captions_per_image, extra)
             for s in range(0, n, chunk)]
     if workers > 1 and len(jobs) > 1:
         # fork: the children inherit the loaded package (it is not importable by name)

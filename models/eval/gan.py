@@ -226,10 +226,12 @@ def kid(a: np.ndarray, b: np.ndarray, subsets: int = 20, size: int = 200, seed: 
     return float(np.mean(vals))
 
 
-def draw(model, sentences: torch.Tensor, seeds: list[int], truncation: float = 1.0) -> torch.Tensor:
-    """-> images [N,3,R,R] in [-1,1] for sentences [N,D], one seed per image, drawn by the
-    nodes' own generation path (``generate.generate``)."""
-    return generate(model, latent_for_sentences(model, sentences, seeds, truncation), chunk=64)
+def draw(model, sentences: torch.Tensor, seeds: list[int], truncation: float = 1.0,
+         words: torch.Tensor | None = None) -> torch.Tensor:
+    """-> images [N,3,R,R] in [-1,1] for sentences [N,D] (and their colour words [N,M,D+4]),
+    one seed per image, drawn by the nodes' own generation path (``generate.generate``)."""
+    return generate(model, latent_for_sentences(model, sentences, seeds, truncation, words),
+                    chunk=64)
 
 
 @torch.no_grad()
@@ -267,8 +269,9 @@ def real_renders(prompts: list[dict], size: int, seed: int) -> torch.Tensor:
 def evaluate_model(model, net, n_per_domain: int = 100, seed: int = 0,
                    truncation: float = 1.0) -> dict:
     prompts = procedural.heldout_prompts(n_per_domain)
-    s = encode_prompts([p["prompt"] for p in prompts]).sentence
-    images = draw(model, s, [seed + i for i in range(len(prompts))], truncation)
+    e = encode_prompts([p["prompt"] for p in prompts])
+    s, w = e.sentence, e.colour_words()
+    images = draw(model, s, [seed + i for i in range(len(prompts))], truncation, w)
     real = real_renders(prompts, 64, seed + 10_000)
     real_feats = features_of(net, real)
     out = {"n_prompts": len(prompts)}
@@ -277,16 +280,18 @@ def evaluate_model(model, net, n_per_domain: int = 100, seed: int = 0,
     out["classifier_on_real"] = evaluate_images(real, prompts, net)["accuracy"]
     # diversity: same prompt, 8 seeds, 16 prompts
     few = list(range(0, len(prompts), max(1, len(prompts) // 16)))[:16]
-    rep_s = s[[i for i in few for _ in range(8)]]
-    rep_imgs = draw(model, rep_s, [seed + 50_000 + k for k in range(len(rep_s))])
+    rep_rows = [i for i in few for _ in range(8)]
+    rep_imgs = draw(model, s[rep_rows], [seed + 50_000 + k for k in range(len(rep_rows))],
+                    words=w[rep_rows])
     rep_real = real_renders([prompts[i] for i in few for _ in range(8)], 64, seed + 20_000)
     out["diversity"] = round(_pairwise(features_of(net, rep_imgs), 8), 3)
     out["diversity_real"] = round(_pairwise(features_of(net, rep_real), 8), 3)
     # text sensitivity: only the prompt changes vs only the noise changes
     z_same = [seed + 7] * len(few)
-    a = draw(model, s[few], z_same)
-    b = draw(model, s[few[1:] + few[:1]], z_same)
-    c = draw(model, s[few], [seed + 99 + i for i in range(len(few))])
+    shifted = few[1:] + few[:1]
+    a = draw(model, s[few], z_same, words=w[few])
+    b = draw(model, s[shifted], z_same, words=w[shifted])
+    c = draw(model, s[few], [seed + 99 + i for i in range(len(few))], words=w[few])
     out["text_sensitivity"] = round((a - b).abs().mean().item(), 4)
     out["noise_sensitivity"] = round((a - c).abs().mean().item(), 4)
     return out
@@ -298,8 +303,9 @@ def train_phrasing_accuracy(model, net, n_per_domain: int = 100, seed: int = 0) 
     rng = np.random.default_rng(seed + 7)
     prompts = [dict(p, prompt=procedural.make_caption(p["domain"], p["attrs"], rng, "any"))
                for p in procedural.heldout_prompts(n_per_domain)]
-    s = encode_prompts([p["prompt"] for p in prompts]).sentence
-    images = draw(model, s, [seed + i for i in range(len(prompts))])
+    e = encode_prompts([p["prompt"] for p in prompts])
+    images = draw(model, e.sentence, [seed + i for i in range(len(prompts))],
+                  words=e.colour_words())
     return evaluate_images(images, prompts, net)
 
 
@@ -373,8 +379,10 @@ def write_grid(model, path, seeds: int = 6, prompts: list[str] | None = None, sc
     """Rows of images, one row per prompt, ``seeds`` seeds each (seed k for column k); the
     prompts are written beside the PNG as a .txt."""
     prompts = prompts or SAMPLE_PROMPTS
-    s = encode_prompts(prompts).sentence
-    rows = draw(model, s.repeat_interleave(seeds, 0), [k for _ in prompts for k in range(seeds)])
+    e = encode_prompts(prompts)
+    rows = draw(model, e.sentence.repeat_interleave(seeds, 0),
+                [k for _ in prompts for k in range(seeds)],
+                words=e.colour_words().repeat_interleave(seeds, 0))
     if scale > 1:
         rows = F.interpolate(rows, scale_factor=scale, mode="nearest")
     save_image_grid(rows, path, nrow=seeds, captions=prompts)

@@ -44,10 +44,11 @@ from ..checkpoint import (
 from ..cli import add_recipe_flag, add_threads_flag, argv_per_stage, parse_with_recipe
 from ..data import procedural
 from ..data.captions import SAMPLE_PROMPTS
+from ..data.colour_names import add_named_colours_to_flowers
 from ..data.folder import load_image_folder
 from ..data.text_probe import fit_text_head
 from ..fast_paths import cpu_has_native_bf16
-from ..text_encoder import encode_prompts, encode_sentences, load_encoder
+from ..text_encoder import encode_prompts, load_encoder
 from ..text_head import why_no_text_head
 from ..vocabulary import vocabulary_of
 from .utils import (
@@ -70,16 +71,18 @@ log = logging.getLogger("PromptGAN")
 # ---------------------------------------------------------------------------------------------
 
 class CaptionedImages:
-    """images uint8 [N,R,R,3]; captions flattened with per-image offsets; labels [N,H] or None."""
+    """images uint8 [N,R,R,3]; captions flattened with per-image offsets; labels [N,H] or None;
+    per caption its sentence embedding [C, D] and colour words [C, M, D + 4] (fp16)."""
 
     def __init__(self, images: np.ndarray, captions: list[list[str]], embeds: torch.Tensor,
-                 labels: np.ndarray | None, encoder_id: str):
+                 labels: np.ndarray | None, encoder_id: str, words: torch.Tensor):
         self.images = torch.from_numpy(np.ascontiguousarray(images))
         counts = [len(c) for c in captions]
         self.offsets = torch.tensor(np.concatenate([[0], np.cumsum(counts)[:-1]]), dtype=torch.long)
         self.counts = torch.tensor(counts, dtype=torch.long)
         self.captions = [c for cs in captions for c in cs]
         self.embeds = embeds                                          # [sum(counts), D]
+        self.words = words                                            # [sum(counts), M, D+4]
         self.labels = None if labels is None else torch.from_numpy(labels).long()
         self.encoder_id = encoder_id
 
@@ -92,15 +95,21 @@ class CaptionedImages:
         cap = self.offsets[idx] + pick
         x = self.images[idx].permute(0, 3, 1, 2).float().div(127.5).sub(1)   # [n,3,R,R] in [-1,1]
         labels = None if self.labels is None else self.labels[idx]
-        return x, self.embeds[cap], labels
+        return x, self.embeds[cap], labels, self.words[cap].float()
 
 
-def _encode_all(captions: list[str], device) -> tuple[torch.Tensor, str]:
+def _encode_all(captions: list[str], device) -> tuple[torch.Tensor, torch.Tensor, str]:
+    """Sentence embeddings [C, D] and colour words [C, M, D + 4] (fp16) of every caption."""
     encoder = load_encoder(device=device)
     bar = make_progress(len(captions), desc="encode captions")
-    embeds = encode_sentences(captions, encoder=encoder, progress=bar.update)
+    sentences, words = [], []
+    for i in range(0, len(captions), 256):
+        e = encoder.encode(captions[i:i + 256])
+        sentences.append(e.sentence)
+        words.append(e.colour_words().half())
+        bar.update(len(e))
     bar.close()
-    return embeds, encoder.encoder_id
+    return torch.cat(sentences), torch.cat(words), encoder.encoder_id
 
 
 DATA_CACHE_KIND = "train-data-cache"
@@ -116,7 +125,8 @@ def _read_data_cache(path: Path) -> CaptionedImages | None:
         ck = load_checkpoint(path, kind=DATA_CACHE_KIND)
         meta = json.loads(bytes(ck.tensors["captions_json"].tolist()).decode("utf-8"))
         return CaptionedImages(ck.tensors["images"].numpy(), meta["captions"], ck.tensors["embeds"],
-                               ck.tensors["labels"].numpy(), meta["encoder_id"])
+                               ck.tensors["labels"].numpy(), meta["encoder_id"],
+                               ck.tensors["words"])
     except (CheckpointError, KeyError, ValueError, TypeError) as exc:
         log.warning("data cache %s is unusable (%s); deleting it and rendering again", path, exc)
         path.unlink(missing_ok=True)
@@ -124,12 +134,13 @@ def _read_data_cache(path: Path) -> CaptionedImages | None:
 
 
 def _write_data_cache(path: Path, images: np.ndarray, captions: list[list[str]],
-                      embeds: torch.Tensor, labels: np.ndarray, encoder_id: str) -> None:
+                      embeds: torch.Tensor, labels: np.ndarray, encoder_id: str,
+                      words: torch.Tensor) -> None:
     """One file, written atomically: a kill leaves the old cache or none, never half of one."""
     meta = json.dumps({"captions": captions, "encoder_id": encoder_id}).encode("utf-8")
     try:
         save_checkpoint(path, {"images": torch.from_numpy(images), "embeds": embeds,
-                               "labels": torch.from_numpy(labels),
+                               "labels": torch.from_numpy(labels), "words": words,
                                "captions_json": torch.frombuffer(bytearray(meta), dtype=torch.uint8)},
                         kind=DATA_CACHE_KIND, config={})
     except (OSError, CheckpointError) as exc:  # a cache is an optimisation: training goes on
@@ -137,9 +148,12 @@ def _write_data_cache(path: Path, images: np.ndarray, captions: list[list[str]],
 
 
 def load_training_data(spec: str, resolution: int, n_images: int, seed: int, cache_dir: Path,
-                       device, captions_per_image: int = 2) -> CaptionedImages:
-    """spec: 'procedural', 'flowers', 'landscapes' or 'folder:PATH'."""
-    fingerprint = f"{spec}|{resolution}|{n_images}|{seed}|{captions_per_image}|v3"
+                       device, captions_per_image: int = 2,
+                       named_colours: bool = False) -> CaptionedImages:
+    """spec: 'procedural', 'flowers', 'landscapes' or 'folder:PATH'. ``named_colours``: flowers
+    take exact colours named from the colour lexicon (data/colour_names.py)."""
+    fingerprint = (f"{spec}|{resolution}|{n_images}|{seed}|{captions_per_image}|v4"
+                   + ("|named" if named_colours else ""))
     key = hashlib.sha1(fingerprint.encode()).hexdigest()[:12]
     cache = cache_dir / f"data_{key}.safetensors"
     if spec.startswith("folder:"):
@@ -159,14 +173,16 @@ def load_training_data(spec: str, resolution: int, n_images: int, seed: int, cac
             return cached
         arr = procedural.make_dataset_arrays(n_images, resolution, seed, domains=domains,
                                              split="train", captions_per_image=captions_per_image,
-                                             workers=max(1, torch.get_num_threads()))
+                                             workers=max(1, torch.get_num_threads()),
+                                             extra=(add_named_colours_to_flowers if named_colours
+                                                    else None))
         images, captions, labels = arr["images"], arr["captions"], arr["labels"]
     flat = [c for cs in captions for c in cs]
-    embeds, encoder_id = _encode_all(flat, device)
+    embeds, words, encoder_id = _encode_all(flat, device)
     embeds = embeds.cpu()
     if not spec.startswith("folder:"):
-        _write_data_cache(cache, images, captions, embeds, labels, encoder_id)
-    return CaptionedImages(images, captions, embeds, labels, encoder_id)
+        _write_data_cache(cache, images, captions, embeds, labels, encoder_id, words)
+    return CaptionedImages(images, captions, embeds, labels, encoder_id, words)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -219,6 +235,12 @@ def build_parser() -> argparse.ArgumentParser:
     size.add_argument("--n-images", type=int, default=12000, help="procedural images to render")
     size.add_argument("--captions-per-image", type=int, default=2,
                    help="procedural captions per image (each encoded once, then cached)")
+    size.add_argument("--named-colours", action="store_true",
+                   help="procedural flowers take exact colours named from the colour lexicon "
+                        "(XKCD, CSS4, color-name-list, hex codes), 15%% of names held out")
+    size.add_argument("--colour-queries", type=int, default=0,
+                   help="parts the generator's colour reader binds exact colours to (word-level "
+                        "attention over the prompt's colour words; 0 = no reader)")
     size.add_argument("--resolution", type=int, default=64, choices=[32, 64, 128, 256])
     size.add_argument("--ngf", type=int, default=32)
     size.add_argument("--ndf", type=int, default=32)
@@ -458,7 +480,7 @@ def build_nets(args, data: CaptionedImages, device: torch.device) -> Nets:
     use_aux = bool(heads) and args.aux_weight > 0
     text_dim, text_scale = data.embeds.shape[1], text_scale_for(data.embeds)
     gcfg = gan.GeneratorConfig(resolution=args.resolution, ngf=args.ngf, text_dim=text_dim,
-                               text_scale=text_scale)
+                               text_scale=text_scale, colour_queries=args.colour_queries)
     dcfg = gan.DiscriminatorConfig(resolution=args.resolution, ndf=args.ndf, text_dim=text_dim,
                                    label_heads=heads if use_aux else [], text_scale=text_scale)
     G, D = gan.Generator(gcfg).to(device), gan.Discriminator(dcfg).to(device)
@@ -482,8 +504,15 @@ def warm_start(nets: Nets, init_path: str, fresh_d: bool, device: torch.device) 
     weights rescaled so each network computes what it did at the new text scale."""
     init = gan.load_gan(init_path, device=device)
     new_scale = nets.G.cfg.text_scale
+    weights = init.generator.state_dict()
+    if nets.G.colour_reader is not None and init.generator.colour_reader is None:
+        # a new colour reader keeps its fresh weights; its output layer is zero, so G still
+        # draws what the shipped file drew
+        log.info("--init: %s has no colour reader; a new one starts at zero", init_path)
+        weights.update({k: v for k, v in nets.G.state_dict().items()
+                        if k.startswith("colour_reader.")})
     for net in (nets.G, nets.G_ema):
-        load_state_strict(net, init.generator.state_dict(), source=f"{init_path} [generator]")
+        load_state_strict(net, weights, source=f"{init_path} [generator]")
         gan.rescale_text_weights(net, init.generator.cfg.text_scale, new_scale)
     if fresh_d:
         log.info("--fresh-d: the discriminator starts from scratch")
@@ -518,7 +547,9 @@ def recipe_name(args, nets: Nets) -> str:
             + (f"+colourSWD@{args.colour_size}px" if args.colour_weight > 0 else "")
             + ("+code-readout" if nets.code_head is not None else "")
             + ("+mode-seeking" if args.diversity_weight > 0 else "")
-            + ("+angular" if args.angular_weight > 0 else ""))
+            + ("+angular" if args.angular_weight > 0 else "")
+            + (f"+colour-reader{nets.G.cfg.colour_queries}" if nets.G.colour_reader else "")
+            + ("+named-colours" if args.named_colours else ""))
 
 
 def magp_penalty(D: gan.Discriminator, x: torch.Tensor, s: torch.Tensor, weight: float,
@@ -537,6 +568,7 @@ class Batch(NamedTuple):
     s: torch.Tensor                  # their captions' sentence embeddings [B,D]
     labels: torch.Tensor | None      # attribute labels [B,H] (procedural data)
     z: torch.Tensor                  # noise [B,nz]
+    w: torch.Tensor                  # their captions' colour words [B,M,D+4]
 
 
 class GANTraining:
@@ -563,7 +595,9 @@ class GANTraining:
         self.autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16)
         self.sample_prompts = choose_sample_prompts(
             args.sample_prompts, args.data, [data.captions[int(o)] for o in data.offsets])
-        self.sample_s = encode_prompts(self.sample_prompts).sentence.to(device)
+        sample = encode_prompts(self.sample_prompts)
+        self.sample_s = sample.sentence.to(device)
+        self.sample_w = sample.colour_words().to(device)
         self.sample_z = gan.seeded_noise(list(range(len(self.sample_s))), nets.G.cfg.nz).to(device)
         self.stats: dict[str, float] = {}
         self.vocabulary = vocabulary_of(data.captions)
@@ -572,20 +606,20 @@ class GANTraining:
         return diff_augment(images, self.gen, self.args.translation, self.args.cutout)
 
     def next_batch(self) -> Batch:
-        x, s, labels = self.data.batch(self.args.batch, self.gen)
-        x, s = x.to(self.device), s.to(self.device)
+        x, s, labels, w = self.data.batch(self.args.batch, self.gen)
+        x, s, w = x.to(self.device), s.to(self.device), w.to(self.device)
         if self.device.type == "cpu":
             x = x.contiguous(memory_format=torch.channels_last)
         labels = None if labels is None else labels.to(self.device)
         z = torch.randn(self.args.batch, self.nets.G.cfg.nz, generator=self.gen).to(self.device)
-        return Batch(x, s, labels, z)
+        return Batch(x, s, labels, z, w)
 
     def discriminator_step(self, b: Batch) -> tuple[torch.Tensor, dict[str, float]]:
         """Hinge loss on real, mismatched-text and fake pairs (+ AC-GAN term, + lazy MA-GP)."""
         args, n, stats = self.args, self.nets, self.stats
         with self.autocast:
             with torch.no_grad():
-                fake = n.G(b.z, b.s)
+                fake = n.G(b.z, b.s, b.w)
             real_out, mis_out, aux_logits = n.D(self.aug(b.x), b.s, b.s.roll(1, 0))
             fake_out = n.D(self.aug(fake), b.s)[0]
         real_out, mis_out, fake_out = real_out.float(), mis_out.float(), fake_out.float()
@@ -611,7 +645,7 @@ class GANTraining:
         """D's verdict on G's images plus the paired terms that carry the caption to G."""
         args, n, stats = self.args, self.nets, self.stats
         with self.autocast:
-            fake = n.G(b.z, b.s)
+            fake = n.G(b.z, b.s, b.w)
             g_out, _, aux_logits = n.D(self.aug(fake), b.s)
             loss_g = -g_out.float().mean()
             if n.use_aux:
@@ -625,12 +659,12 @@ class GANTraining:
                 F.adaptive_avg_pool2d(b.x, args.recon_size))))
         if n.code_head is not None:
             terms.append(("code", args.code_weight,
-                          gan.aux_loss(n.code_head(n.G.text_code(b.s)), b.labels, n.heads)))
+                          gan.aux_loss(n.code_head(n.G.text_code(b.s, b.w)), b.labels, n.heads)))
         if args.diversity_weight > 0:
             k = max(1, args.batch // 4)     # a batch of 1 still has one pair
             z2 = torch.randn(k, n.G.cfg.nz, generator=self.gen).to(self.device)
             with self.autocast:
-                fake2 = n.G(z2, b.s[:k])
+                fake2 = n.G(z2, b.s[:k], b.w[:k])
             terms.append(("diversity", args.diversity_weight,
                           mode_seeking_term(fake[:k].float(), fake2.float(), b.z[:k], z2)))
         if args.colour_weight > 0:
@@ -681,7 +715,7 @@ class GANTraining:
 
     def sample_grid(self) -> None:
         with torch.no_grad():
-            grid = self.nets.G_ema(self.sample_z, self.sample_s)
+            grid = self.nets.G_ema(self.sample_z, self.sample_s, self.sample_w)
         save_image_grid(grid, self.out / "samples" / f"step_{self.step:06d}.png", nrow=8,
                         captions=self.sample_prompts)
 
@@ -737,7 +771,8 @@ def main(argv=None) -> int:
     torch.manual_seed(args.seed + rank)
     out = prepare_run_folder(args.out) if rank == 0 else Path(args.out)
     data = load_training_data(args.data, args.resolution, args.n_images, args.seed,
-                              Path(args.cache_dir), device, args.captions_per_image)
+                              Path(args.cache_dir), device, args.captions_per_image,
+                              args.named_colours)
     nets = build_nets(args, data, device)
     GANTraining(args, argv, nets, data, out, device, rank, world).run()
     return 0

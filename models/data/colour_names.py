@@ -1,0 +1,114 @@
+"""Flower colours named from the colour lexicon, for training captions and the evaluation.
+
+``add_named_colours`` gives a flower's petals, centre and (sometimes) background an exact sRGB
+colour and the phrase that names it, chosen once per image so that every caption of the image
+names the colour it shows:
+- a synonym of the attribute's category from the caption tables, drawn in the lexicon's colour
+  for that synonym ("crimson" petals are XKCD crimson, not the renderer's red), or
+- a name from the lexicon (XKCD, CSS4, color-name-list) or a hex code, drawn in its colour.
+
+The category attribute becomes the nearest palette colour (CIELAB distance), so the held-out
+combination rules still apply; the auxiliary label of a slot is kept only where a synonym's
+colour is still nearest to its own category (``attrs["unlabelled"]`` lists the others).
+Lexicon names come from the training 85 % (``split="train"``) or the held-out 15 %
+(``split="heldout"``) of ``colour_lexicon.is_heldout_name``.
+"""
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+from .. import colour_lexicon as lex
+from . import captions, procedural
+
+# what a slot's colour is drawn from: (category synonym, lexicon name, hex code)
+SLOT_CHOICES = {"petal": (0.45, 0.47, 0.08), "centre": (0.45, 0.47, 0.08),
+                "background": (0.55, 0.40, 0.05)}
+SOURCE_WEIGHTS = {"xkcd": 0.5, "css4": 0.15, "color-name-list": 0.35}
+_PALETTES = {"petal": procedural.PETAL_PALETTE, "centre": procedural.CENTRE_PALETTE,
+             "background": procedural.FLOWER_BACKGROUND_PALETTE}
+CATEGORY = {"petal": "petal_colour", "centre": "centre_colour", "background": "background"}
+
+
+@functools.lru_cache(maxsize=2)
+def names_by_source(split: str) -> dict[str, tuple[tuple[str, tuple[int, int, int]], ...]]:
+    """{source: ((name, rgb), ...)} of the split's lexicon names that find_colours finds alone."""
+    if split not in ("train", "heldout"):
+        raise ValueError(f"split must be 'train' or 'heldout', got {split!r}")
+    out: dict[str, list] = {s: [] for s in SOURCE_WEIGHTS}
+    for name, (rgb, source) in lex.lexicon().items():
+        if source not in out or lex.is_heldout_name(name) != (split == "heldout"):
+            continue
+        if " " not in name and name in lex.NOT_A_COLOUR_ALONE:
+            continue
+        out[source].append((name, rgb))
+    return {s: tuple(v) for s, v in out.items()}
+
+
+@functools.lru_cache(maxsize=4)
+def _palette_lab(slot: str) -> tuple[tuple[str, ...], np.ndarray]:
+    names = tuple(_PALETTES[slot])
+    return names, lex.srgb_to_lab(np.stack([_PALETTES[slot][n].reshape(3) for n in names]))
+
+
+def nearest_category(slot: str, rgb) -> str:
+    names, labs = _palette_lab(slot)
+    d = np.linalg.norm(labs - lex.srgb_to_lab(rgb), axis=1)
+    return names[int(np.argmin(d))]
+
+
+def lexicon_name(rng: np.random.Generator, split: str) -> tuple[str, tuple[int, int, int]]:
+    table = names_by_source(split)
+    sources = [s for s in SOURCE_WEIGHTS if table[s]]
+    w = np.array([SOURCE_WEIGHTS[s] for s in sources])
+    source = sources[int(rng.choice(len(sources), p=w / w.sum()))]
+    return table[source][int(rng.integers(len(table[source])))]
+
+
+def _synonym(slot: str, category: str, rng: np.random.Generator, split: str):
+    """(phrase, rgb) of a caption-table synonym of the category, in the lexicon's colour."""
+    table = captions.FLOWER_TRAIN if split == "train" else captions.FLOWER_HELDOUT
+    phrase = captions.pick(rng, table[CATEGORY[slot]][category])
+    rgb = lex.phrase_colour(phrase)
+    if rgb is None:
+        rgb = tuple(int(round(float(v))) for v in _PALETTES[slot][category].reshape(3))
+    return phrase, rgb
+
+
+def add_named_colours(attrs: dict, rng: np.random.Generator, split: str = "train",
+                      slots=("petal", "centre", "background")) -> dict:
+    """A copy of flower attrs with ``{slot}_rgb`` and ``{slot}_phrase`` for some slots."""
+    attrs = dict(attrs)
+    unlabelled = []
+    for slot in slots:
+        kind = int(rng.choice(3, p=SLOT_CHOICES[slot]))
+        category = attrs[CATEGORY[slot]]
+        if kind == 0:
+            phrase, rgb = _synonym(slot, category, rng, split)
+        elif kind == 1:
+            phrase, rgb = lexicon_name(rng, split)
+        else:
+            rgb = tuple(int(v) for v in rng.integers(0, 256, 3))
+            phrase = "#{:02x}{:02x}{:02x}".format(*rgb)
+        nearest = nearest_category(slot, rgb)
+        if kind != 0 and split == "train" and procedural.is_heldout_combination(
+                "flower", {**attrs, CATEGORY[slot]: nearest}):
+            kind = 0            # a held-out combination stays out of training: name the category
+            phrase, rgb = _synonym(slot, category, rng, split)
+            nearest = nearest_category(slot, rgb)
+        if slot == "background" and kind == 0:
+            continue            # a textured background of its category, named per caption
+        if kind != 0 or nearest != category:
+            unlabelled.append(CATEGORY[slot])
+        attrs[CATEGORY[slot]] = category if kind == 0 else nearest
+        attrs[f"{slot}_rgb"], attrs[f"{slot}_phrase"] = tuple(int(v) for v in rgb), phrase
+    if unlabelled:
+        attrs["unlabelled"] = tuple(unlabelled)
+    return attrs
+
+
+def add_named_colours_to_flowers(domain: str, attrs: dict, rng: np.random.Generator,
+                                 split: str = "train") -> dict:
+    """``make_dataset_arrays``'s ``extra``: named colours for flowers, landscapes unchanged."""
+    return add_named_colours(attrs, rng, split) if domain == "flower" else attrs
