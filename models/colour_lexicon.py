@@ -95,9 +95,10 @@ def lexicon() -> dict[str, tuple[tuple[int, int, int], str]]:
 
 
 def is_heldout_name(name: str) -> bool:
-    """True for the fixed 15 % of non-basic names that training captions never use."""
+    """True for the fixed 15 % of the lexicon's non-basic names that training captions never
+    use (False for anything else: basic words, hex codes, words outside the lexicon)."""
     key = normalise(name)
-    if lexicon().get(key, (None, ""))[1] == "basic":
+    if lexicon().get(key, (None, "basic"))[1] == "basic":
         return False
     return int(hashlib.sha1(key.encode("utf-8")).hexdigest()[:8], 16) % 100 < HELDOUT_PERCENT
 
@@ -115,7 +116,8 @@ def find_colours(prompt: str) -> list[ColourSpan]:
         for n in range(min(MAX_PHRASE_WORDS, len(words) - i), 0, -1):
             key = " ".join(w for _, _, w in words[i:i + n])
             hit = table.get(key)
-            if hit is None or (n == 1 and hit[1] != "basic" and key in NOT_A_COLOUR_ALONE):
+            if hit is None or (n == 1 and hit[1] != "basic"
+                               and (key in NOT_A_COLOUR_ALONE or key.isdigit())):
                 continue
             spans.append(ColourSpan(words[i][0], words[i + n - 1][1], key, hit[0], hit[1]))
             i += n

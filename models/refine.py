@@ -211,8 +211,12 @@ def refine_latent(model, latent: GANLatent, sentence: torch.Tensor | None = None
                   noise: float = DEFAULT_NOISE, *, attribute_weight: float = DEFAULT_ATTRIBUTE_WEIGHT,
                   seed: int = 0, device="cpu", chunk: int = 16, progress=None,
                   check_interrupt=None, start_sentence: torch.Tensor | None = None,
-                  anchor: torch.Tensor | None = None, anchor_weight: float = 0.0) -> GANLatent:
+                  anchor: torch.Tensor | None = None, anchor_weight: float = 0.0,
+                  words: torch.Tensor | None = None) -> GANLatent:
     """Discriminator gradient flow on the latent's noise (see the module docstring).
+
+    ``words`` [B,M,D+4] (or broadcastable): the colour words the generator draws with (a model
+    with a colour reader); default the latent's own.
 
     ``sentence`` [B,D] (or broadcastable, see ``broadcast_rows``): the prompt the discriminator
     judges against and the generator draws with; default the latent's own. Returns a new latent
@@ -237,6 +241,8 @@ def refine_latent(model, latent: GANLatent, sentence: torch.Tensor | None = None
         nz = g.cfg.nz
         s_all = broadcast_rows(plain(latent.sentence if sentence is None else sentence).float(), b)
         s0_all = None if start_sentence is None else broadcast_rows(plain(start_sentence).float(), b)
+        w_all = latent.words if words is None else words
+        w_all = None if w_all is None else broadcast_rows(plain(w_all).float(), b, "colour words")
         x0_all = None if anchor is None or anchor_weight <= 0 else plain(anchor).float()
         z_all = plain(latent.z).float()
         steps = max(int(steps), 0)
@@ -250,6 +256,7 @@ def refine_latent(model, latent: GANLatent, sentence: torch.Tensor | None = None
             s = s_all[start:start + chunk].to(device)
             xi = xi_all[start:start + chunk].to(device)
             s0 = None if s0_all is None else s0_all[start:start + chunk].to(device)
+            w = None if w_all is None else w_all[start:start + chunk].to(device)
             x0 = None if x0_all is None else x0_all[start:start + chunk].to(device)
             radius = z.norm(dim=1, keepdim=True)
             asked = None
@@ -263,7 +270,7 @@ def refine_latent(model, latent: GANLatent, sentence: torch.Tensor | None = None
                         head_device = head.linear.weight.device
                         asked = plain(head(s_t.to(head_device))).to(device)      # [b, labels]
                 z = z.detach().requires_grad_(True)
-                x = g(z, s_t)
+                x = g(z, s_t, w)
                 h = d.features(x)
                 objective = d.score(h, s_t)                                      # [b]
                 if asked is not None:
@@ -283,7 +290,7 @@ def refine_latent(model, latent: GANLatent, sentence: torch.Tensor | None = None
             out.append(z.detach().cpu())
         z_new = torch.cat(out) if out else z_all
         return GANLatent(z_new, s_all.cpu(), list(latent.prompts), list(latent.seeds),
-                         latent.encoder_id, latent.model_id)
+                         latent.encoder_id, latent.model_id, w_all)
 
 
 def domain_names(label_heads: list) -> list[str]:
@@ -323,12 +330,13 @@ def prompt_attribute_ce(image_logits: torch.Tensor, prompt_logits: torch.Tensor,
 
 
 def refine_image(model, latent, sentence, original, mask, steps: int, step_size: float, *,
-                 seed: int, device, progress, check_interrupt):
+                 seed: int, device, progress, check_interrupt, words=None):
     """Refine mode end to end: the refined latent, drawn at the original's size (when there is
     one, [b,3,H,W] in [-1,1]) and composited into it inside ``mask`` (the latent drawn again
     when only a latent is given). -> (images [b,3,H,W] in [-1,1], new latent)."""
     new_latent = refine_latent(model, latent, sentence, steps, step_size, seed=seed,
-                               device=device, progress=progress, check_interrupt=check_interrupt)
+                               device=device, progress=progress, check_interrupt=check_interrupt,
+                               words=words)
     out = generate(model, new_latent, device)
     if original is None and mask is not None:
         original = generate(model, latent, device)
@@ -366,7 +374,7 @@ def edit(model, source, new_sentence: torch.Tensor, strength: float = 1.0,
          new_prompts: list[str] | None = None, invert_steps: int = 50, encoder=None, seed: int = 0,
          feather: float = DEFAULT_FEATHER, preserve: float = DEFAULT_PRESERVE,
          edit_steps: int = DEFAULT_EDIT_STEPS, device="cpu", progress=None,
-         check_interrupt=None) -> tuple[torch.Tensor, GANLatent]:
+         check_interrupt=None, new_words: torch.Tensor | None = None) -> tuple[torch.Tensor, GANLatent]:
     """Redraw with the conditioning moved towards ``new_sentence``, starting from the same noise.
 
     source: a GANLatent (exact) or images [B,3,H,W] in [-1,1] (inverted first: approximate;
@@ -378,6 +386,8 @@ def edit(model, source, new_sentence: torch.Tensor, strength: float = 1.0,
     preserve: weight of the edge-keeping guided transition (module docstring; needs the
       discriminator); 0 swaps the sentence on the same noise (one generator pass).
     edit_steps: steps of that transition.
+    new_words: the new prompt's colour words [B,M,D+4] or broadcastable (a model with a colour
+      reader draws the edit with them from the first step; the sentence still moves gradually).
     progress(done, total): over the inversion's steps and then the transition's.
     -> (images [B,3,H,W] in [-1,1] at the source's size, the edited latent).
     """
@@ -396,7 +406,7 @@ def edit(model, source, new_sentence: torch.Tensor, strength: float = 1.0,
         if not from_image:
             latent = GANLatent(plain(source.z).float(), plain(source.sentence).float(),
                                list(source.prompts), list(source.seeds), source.encoder_id,
-                               source.model_id)
+                               source.model_id, source.words)
             original = None if image is None else plain(image).float()
         else:
             original = plain(source).float()
@@ -416,8 +426,11 @@ def edit(model, source, new_sentence: torch.Tensor, strength: float = 1.0,
         prompts = list(new_prompts) if new_prompts is not None else list(latent.prompts)
         if len(prompts) != b:
             prompts = [prompts[i * len(prompts) // b] for i in range(b)] if prompts else [""] * b
+        words = latent.words
+        if new_words is not None and model.reads_colour_names:
+            words = broadcast_rows(plain(new_words).float(), b, "new colour words")
         edited_latent = GANLatent(latent.z, mixed, prompts, list(latent.seeds), latent.encoder_id,
-                                  latent.model_id)
+                                  latent.model_id, words)
         if n_guided:
             # the edges to keep: the image itself when one was given, else the latent's drawing
             anchor = fit_to_model(original, r) if from_image else generate(model, latent, device)
@@ -426,7 +439,7 @@ def edit(model, source, new_sentence: torch.Tensor, strength: float = 1.0,
                                   check_interrupt=check_interrupt, start_sentence=latent.sentence,
                                   anchor=anchor, anchor_weight=float(preserve) * EDGE_WEIGHT)
             edited_latent = GANLatent(moved.z, mixed, prompts, list(latent.seeds),
-                                      latent.encoder_id, latent.model_id)
+                                      latent.encoder_id, latent.model_id, words)
         edited = generate(model, edited_latent, device)
         if original is None:
             original = generate(model, latent, device) if mask is not None else None

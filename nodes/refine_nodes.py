@@ -240,13 +240,16 @@ class PromptGAN_Refine:
         with torch.inference_mode(False), torch.enable_grad():
             x = None if x is None else plain(x)
             new_s = None if embeds is None else plain(embeds.sentence).float()
+            new_w = None if embeds is None or not model.reads_colour_names \
+                else embeds.colour_words()
             m = None if mask is None else plain(mask).float()
             if mode == "edit":
                 out, new_latent = edit(
                     model, latent if latent is not None else x, new_s, strength, m,
                     image=x if latent is not None else None, new_prompts=list(embeds.prompts),
                     invert_steps=invert_steps, encoder=encoder, seed=int(seed), preserve=preserve,
-                    device=device, progress=_phase(bar, 0, total, total), check_interrupt=interrupt)
+                    device=device, progress=_phase(bar, 0, total, total), check_interrupt=interrupt,
+                    new_words=new_w)
             else:
                 sentence = None if new_s is None else broadcast_rows(new_s, b, "embeds")
                 if latent is None:
@@ -257,7 +260,8 @@ class PromptGAN_Refine:
                 out, new_latent = refine_image(
                     model, latent, sentence, x, m, steps, DEFAULT_STEP_SIZE * strength,
                     seed=int(seed), device=device, progress=_phase(bar, invert_steps, steps, total),
-                    check_interrupt=interrupt)
+                    check_interrupt=interrupt,
+                    words=None if new_w is None else broadcast_rows(new_w, b, "embeds"))
         bar(total, total)
         _finite(out, f"Refine's output (model '{model.name}')")
         return (to_comfy_image(out).to(runtime.intermediate_device()), new_latent)

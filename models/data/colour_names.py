@@ -11,7 +11,8 @@ The category attribute becomes the nearest palette colour (CIELAB distance), so 
 combination rules still apply; the auxiliary label of a slot is kept only where a synonym's
 colour is still nearest to its own category (``attrs["unlabelled"]`` lists the others).
 Lexicon names come from the training 85 % (``split="train"``) or the held-out 15 %
-(``split="heldout"``) of ``colour_lexicon.is_heldout_name``.
+(``split="heldout"``) of ``colour_lexicon.is_heldout_name``; the held-out pool leaves out the
+few held-out names that the caption tables use as synonyms (``caption_table_names``).
 """
 from __future__ import annotations
 
@@ -31,6 +32,28 @@ _PALETTES = {"petal": procedural.PETAL_PALETTE, "centre": procedural.CENTRE_PALE
 CATEGORY = {"petal": "petal_colour", "centre": "centre_colour", "background": "background"}
 
 
+@functools.lru_cache(maxsize=1)
+def caption_table_names() -> frozenset[str]:
+    """Lexicon names inside the caption tables' own phrases ("crimson", "on a beige
+    background"): training captions use them whatever their hash says, so the evaluation's
+    held-out pool leaves them out."""
+    found = set()
+
+    def walk(node):
+        if isinstance(node, dict):
+            for v in node.values():
+                walk(v)
+        elif isinstance(node, (tuple, list)):
+            for v in node:
+                walk(v)
+        elif isinstance(node, str):
+            found.update(span.name for span in lex.find_colours(node))
+
+    walk([captions.FLOWER_TRAIN, captions.LANDSCAPE_TRAIN, captions.NAMED_BACKGROUND_TRAIN,
+          list(captions.FLOWER_TRAIN_NOUNS), list(captions.LANDSCAPE_TRAIN_NOUNS)])
+    return frozenset(found)
+
+
 @functools.lru_cache(maxsize=2)
 def names_by_source(split: str) -> dict[str, tuple[tuple[str, tuple[int, int, int]], ...]]:
     """{source: ((name, rgb), ...)} of the split's lexicon names that find_colours finds alone."""
@@ -40,7 +63,9 @@ def names_by_source(split: str) -> dict[str, tuple[tuple[str, tuple[int, int, in
     for name, (rgb, source) in lex.lexicon().items():
         if source not in out or lex.is_heldout_name(name) != (split == "heldout"):
             continue
-        if " " not in name and name in lex.NOT_A_COLOUR_ALONE:
+        if " " not in name and (name in lex.NOT_A_COLOUR_ALONE or name.isdigit()):
+            continue
+        if split == "heldout" and name in caption_table_names():
             continue
         out[source].append((name, rgb))
     return {s: tuple(v) for s, v in out.items()}

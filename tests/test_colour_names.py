@@ -1,0 +1,156 @@
+"""Named colours: the lexicon, the per-token colour channel, the renderer's exact colours, the
+generator's colour reader and the evaluation's colour reader."""
+import gzip
+
+import numpy as np
+import pytest
+import torch
+
+from promptgan.models import colour_lexicon as lex
+from promptgan.models import gan
+from promptgan.models.colour_words import MAX_COLOUR_WORDS, colour_words
+from promptgan.models.data import colour_names, procedural
+from promptgan.models.eval import colours as colour_eval
+from promptgan.models.generate import generate, make_latent
+from promptgan.models.text_encoder import encode_prompts
+from promptgan.models.vocabulary import report
+
+
+def test_the_shipped_lexicon_holds_the_four_sources_and_a_fixed_held_out_share():
+    table = lex.lexicon()
+    sources = {}
+    for _, source in table.values():
+        sources[source] = sources.get(source, 0) + 1
+    assert sources["xkcd"] > 900 and sources["css4"] > 90 and sources["color-name-list"] > 30_000
+    assert table["red"] == (tuple(int(v) for v in procedural.PETAL_PALETTE["red"].reshape(3)),
+                            "basic")
+    assert table["burgundy"] == ((97, 0, 35), "xkcd")        # XKCD wins over later sources
+    assert lex.TABLE_PATH.with_name("LICENSE-color-name-list.txt").read_text().startswith("MIT")
+    with gzip.open(lex.TABLE_PATH, "rt") as f:               # normalised keys, one per line
+        assert all(lex.normalise(line.split("\t")[0]) == line.split("\t")[0] for line in f)
+    share = np.mean([lex.is_heldout_name(k) for k in table])
+    assert 0.14 < share < 0.16
+    assert not lex.is_heldout_name("red")                    # basic words are never held out
+    assert lex.is_heldout_name("Cerulean") == lex.is_heldout_name("cerulean")
+
+
+def test_find_colours_takes_the_longest_name_hex_codes_and_skips_words_that_are_things():
+    spans = lex.find_colours("A Sky-Blue flower, a #8A2BE2 centre, on dusty rose; grass at night")
+    assert [(s.name, s.source) for s in spans] == [
+        ("sky blue", "xkcd"), ("#8a2be2", "hex"), ("dusty rose", "xkcd")]
+    assert spans[1].rgb == (138, 43, 226)
+    prompt = "petals of #abc"
+    assert lex.find_colours(prompt)[0].rgb == (170, 187, 204)
+    assert prompt[slice(*(lambda s: (s.start, s.end))(lex.find_colours(prompt)[0]))] == "#abc"
+    assert lex.find_colours("a 5-petal flower on the grass under the sky") == []
+    assert lex.phrase_colour("silvery white") == lex.lexicon()["white"][0]
+
+
+def test_srgb_to_lab_matches_known_values():
+    np.testing.assert_allclose(lex.srgb_to_lab([255, 255, 255]), [100, 0, 0], atol=0.01)
+    np.testing.assert_allclose(lex.srgb_to_lab([0, 0, 0]), [0, 0, 0], atol=0.01)
+    np.testing.assert_allclose(lex.srgb_to_lab([255, 0, 0]), [53.24, 80.09, 67.20], atol=0.05)
+
+
+def test_every_token_of_a_colour_phrase_carries_its_lab_and_the_words_keep_prompt_order():
+    e = encode_prompts(["navy petals on a dusty rose background", "a flower on grass"])
+    flags = e.colours[..., 3]
+    assert flags[1].sum() == 0
+    words = e.colour_words()
+    assert words.shape == (2, MAX_COLOUR_WORDS, e.dim + 4)
+    lab_navy = torch.tensor(lex.colour_code(lex.lexicon()["navy"][0]))
+    lab_rose = torch.tensor(lex.colour_code(lex.lexicon()["dusty rose"][0]))
+    n = int(flags[0].sum())
+    assert n == 3                                          # navy, dusty, rose
+    torch.testing.assert_close(words[0, 0, -4:], lab_navy)
+    torch.testing.assert_close(words[0, 1, -4:], lab_rose)
+    torch.testing.assert_close(words[0, 2, -4:], lab_rose)
+    assert words[0, n:].abs().sum() == 0 and words[1].abs().sum() == 0
+    # the hidden state of each colour token, in prompt order
+    t = torch.nonzero(flags[0]).flatten()
+    torch.testing.assert_close(words[0, :n, :-4], e.tokens[0, t])
+    many = colour_words(e.tokens, e.colours, e.mask, max_words=2)
+    assert many.shape[1] == 2
+
+
+def test_named_colours_are_drawn_exactly_and_named_in_every_caption():
+    rng = np.random.default_rng(0)
+    found = 0
+    for i in range(40):
+        attrs = colour_names.add_named_colours(procedural.sample_attributes("flower", rng), rng)
+        assert not procedural.is_heldout_combination("flower", attrs)
+        caption = procedural.make_caption("flower", attrs, np.random.default_rng(i))
+        for part in ("petal", "centre", "background"):
+            if f"{part}_phrase" in attrs:
+                found += 1
+                phrase = attrs[f"{part}_phrase"]
+                assert phrase in caption or part == "centre"      # a centre may go unsaid
+                assert (not lex.is_heldout_name(phrase)
+                        or lex.normalise(phrase) in colour_names.caption_table_names())
+                named = lex.phrase_colour(phrase)     # None: a synonym the lexicon lacks
+                if named is not None:
+                    assert named == attrs[f"{part}_rgb"]
+    assert found > 60
+    # the reader of the evaluation reads a render's named colours back closely
+    attrs = dict(procedural.sample_attributes("flower", np.random.default_rng(3)), size="large",
+                 petal_rgb=(97, 0, 35), centre_rgb=(250, 250, 240), background_rgb=(30, 160, 200))
+    img = procedural.render("flower", attrs, 64, np.random.default_rng(5))
+    read = colour_eval.read_flower_colours(img)
+    for part in ("petal", "centre", "background"):
+        de = colour_eval.ciede2000(lex.srgb_to_lab(attrs[f"{part}_rgb"]), lex.srgb_to_lab(read[part]))
+        assert de < 8, (part, de, read[part])
+    labels = procedural.labels_vector("flower", dict(attrs, unlabelled=("petal_colour",)))
+    assert labels[1 + 0] == -1 and labels[2] >= 0
+
+
+def test_the_colour_reader_starts_at_zero_and_old_files_load_without_it(tmp_path):
+    torch.manual_seed(0)
+    base = gan.Generator(gan.GeneratorConfig(resolution=32, ngf=4))
+    with torch.no_grad():       # FiLM starts as the identity: give the condition some effect
+        for p in base.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    with_reader = gan.Generator(gan.GeneratorConfig(resolution=32, ngf=4, colour_queries=4))
+    missing, unexpected = with_reader.load_state_dict(base.state_dict(), strict=False)
+    assert all(k.startswith("colour_reader.") for k in missing) and not unexpected
+    e = encode_prompts(["burgundy petals on black", "a flower"])
+    z = torch.randn(2, 100)
+    with torch.no_grad():
+        torch.testing.assert_close(with_reader(z, e.sentence, e.colour_words()), base(z, e.sentence))
+    # once trained, the reader moves the picture; the sentence-only call still runs
+    with torch.no_grad():
+        with_reader.colour_reader.out[-1].weight.normal_()
+        assert (with_reader(z, e.sentence, e.colour_words()) - base(z, e.sentence)).abs().max() > 1e-3
+        with_reader(z, e.sentence)
+    path = tmp_path / "old.safetensors"
+    gan.save_gan(path, base, None, encoder_id="x", provenance={})
+    old = gan.load_gan(path)
+    assert not old.reads_colour_names and old.generator.cfg.colour_queries == 0
+    path2 = tmp_path / "new.safetensors"
+    gan.save_gan(path2, with_reader, None, encoder_id=old.encoder_id, provenance={})
+    new = gan.load_gan(path2)
+    assert new.reads_colour_names
+    new.encoder_id = e.encoder_id
+    latent = make_latent(new, e, seed=3, per_prompt=2)
+    assert latent.words.shape == (4, MAX_COLOUR_WORDS, 388)
+    one = generate(new, latent)
+    two = generate(new, make_latent(new, e.select([0]), seed=3, per_prompt=2))
+    torch.testing.assert_close(one[:2], two)                 # same seed, same image, any batch
+
+
+def test_a_colour_reading_model_counts_lexicon_colours_as_known():
+    vocab = ["a", "flower", "petals", "red"]
+    assert report(["a flower with cerulean petals"], vocab) == [
+        "cerulean: unknown to this model"]
+    assert report(["a flower with cerulean petals", "a flower with glorp petals"], vocab,
+                  reads_colour_names=True) == ["", "glorp: unknown to this model"]
+
+
+@pytest.mark.parametrize("split", ["train", "heldout"])
+def test_lexicon_names_of_a_split_never_cross(split):
+    names = colour_names.names_by_source(split)
+    for rows in names.values():
+        assert all(lex.is_heldout_name(n) == (split == "heldout") for n, _ in rows[:500])
+    if split == "heldout":      # no evaluation name is a word the training captions use
+        taught = colour_names.caption_table_names()
+        assert "crimson" in taught and lex.is_heldout_name("crimson")
+        assert not taught & {n for rows in names.values() for n, _ in rows}
