@@ -94,6 +94,12 @@ def lexicon() -> dict[str, tuple[tuple[int, int, int], str]]:
     return table
 
 
+@functools.lru_cache(maxsize=1)
+def table_digest() -> str:
+    """A short hash of the shipped table (caches of encoded captions depend on it)."""
+    return hashlib.sha1(TABLE_PATH.read_bytes()).hexdigest()[:12]
+
+
 def is_heldout_name(name: str) -> bool:
     """True for the fixed 15 % of the lexicon's non-basic names that training captions never
     use (False for anything else: basic words, hex codes, words outside the lexicon)."""

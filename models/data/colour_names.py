@@ -94,7 +94,11 @@ def lexicon_name(rng: np.random.Generator, split: str) -> tuple[str, tuple[int, 
 def _synonym(slot: str, category: str, rng: np.random.Generator, split: str):
     """(phrase, rgb) of a caption-table synonym of the category, in the lexicon's colour."""
     table = captions.FLOWER_TRAIN if split == "train" else captions.FLOWER_HELDOUT
-    phrase = captions.pick(rng, table[CATEGORY[slot]][category])
+    options = table[CATEGORY[slot]][category]
+    if split == "train":        # no held-out lexicon name in a training caption
+        options = tuple(o for o in options
+                        if not any(lex.is_heldout_name(s.name) for s in lex.find_colours(o)))
+    phrase = captions.pick(rng, options)
     rgb = lex.phrase_colour(phrase)
     if rgb is None:
         rgb = tuple(int(round(float(v))) for v in _PALETTES[slot][category].reshape(3))

@@ -33,7 +33,7 @@ import torch.distributed as dist
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .. import gan
+from .. import colour_lexicon, gan
 from ..checkpoint import (
     CheckpointError,
     load_checkpoint,
@@ -152,8 +152,9 @@ def load_training_data(spec: str, resolution: int, n_images: int, seed: int, cac
                        named_colours: bool = False) -> CaptionedImages:
     """spec: 'procedural', 'flowers', 'landscapes' or 'folder:PATH'. ``named_colours``: flowers
     take exact colours named from the colour lexicon (data/colour_names.py)."""
-    fingerprint = (f"{spec}|{resolution}|{n_images}|{seed}|{captions_per_image}|v4"
-                   + ("|named" if named_colours else ""))
+    # the colour channel of every caption depends on the colour lexicon and its matching rules
+    fingerprint = (f"{spec}|{resolution}|{n_images}|{seed}|{captions_per_image}|v5|"
+                   f"{colour_lexicon.table_digest()}" + ("|named" if named_colours else ""))
     key = hashlib.sha1(fingerprint.encode()).hexdigest()[:12]
     cache = cache_dir / f"data_{key}.safetensors"
     if spec.startswith("folder:"):
