@@ -35,30 +35,38 @@ def thumbnails(paths) -> list[list]:
     return out
 
 
+# float32 (a CPU with native bf16 would otherwise run Enhance under bf16, up to 1.5 levels off)
+# and one thread per call (the thread policy gives fewer threads on a busy machine, and Refine's
+# gradient flow magnifies the different rounding of another thread count)
+PINNED_ENV = {"PROMPTGAN_FP32": "1", "PROMPTGAN_THREADS": "1"}
+
+
 def run_all() -> dict:
-    """Thumbnails of every bundled workflow's images, in float32 (PROMPTGAN_FP32=1: a CPU with
-    native bf16 would otherwise run Enhance under bf16, up to 1.5 levels off)."""
+    """Thumbnails of every bundled workflow's images, under PINNED_ENV."""
+    return run_workflows(sorted(p.stem for p in (ROOT / "workflows" / "api").glob("*.json")))
+
+
+def run_workflows(names: list[str]) -> dict:
+    """{name: thumbnails} of the bundled workflows ``names``, under PINNED_ENV."""
     import os
 
     from promptgan.nodes import headless
 
-    previous = os.environ.get("PROMPTGAN_FP32")
-    os.environ["PROMPTGAN_FP32"] = "1"
+    previous = {k: os.environ.get(k) for k in PINNED_ENV}
+    os.environ.update(PINNED_ENV)
     try:
-        return _run_all(headless)
+        result = {}
+        for name in names:
+            wf = ROOT / "workflows" / "api" / f"{name}.json"
+            with tempfile.TemporaryDirectory() as tmp:
+                result[name] = thumbnails(headless.run_workflow(json.loads(wf.read_text()), tmp))
+        return result
     finally:
-        if previous is None:
-            del os.environ["PROMPTGAN_FP32"]
-        else:
-            os.environ["PROMPTGAN_FP32"] = previous
-
-
-def _run_all(headless) -> dict:
-    result = {}
-    for wf in sorted((ROOT / "workflows" / "api").glob("*.json")):
-        with tempfile.TemporaryDirectory() as tmp:
-            result[wf.stem] = thumbnails(headless.run_workflow(json.loads(wf.read_text()), tmp))
-    return result
+        for k, v in previous.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def weights_digest() -> dict:

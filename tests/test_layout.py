@@ -194,17 +194,25 @@ def test_bundled_workflows_still_produce_their_recorded_outputs():
                 assert_close(name, outputs[name], recorded[name])
 
 
-def test_refine_workflows_reproduce_on_this_kind_of_cpu():
-    """The workflows with a Refine node against what this kind of CPU recorded (the gradient
-    flow magnifies rounding differences, so each vector unit has its own reference)."""
-    outputs, by_cpu, kind = workflow_outputs()
-    if kind not in by_cpu:
-        pytest.skip(f"no reference recorded on a {kind} CPU (recorded: {sorted(by_cpu)}); "
-                    "run tests/record_workflow_outputs.py here")
+def test_refine_workflows_give_the_same_pictures_run_after_run():
+    """The workflows with a Refine node, run again, give the same pictures (same seed, same
+    image), of the recorded shapes. They are not held to a recording: Refine's gradient flow
+    magnifies rounding differences between machines (a 1e-7 change in z moved refined pixels by
+    up to 243 levels, even in float64), and two Intel AVX-512 machines with the same torch
+    disagreed by up to 71 levels on edit_by_text."""
+    import sys
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    import record_workflow_outputs as rec
+
+    outputs, by_cpu, _ = workflow_outputs()
     flows = [name for name in outputs if refines(name)]
     assert flows, "no bundled workflow uses Refine"
+    again = rec.run_workflows(flows)
     for name in flows:
-        assert_close(name, outputs[name], by_cpu[kind][name])
+        assert np.array(again[name]).shape == np.array(outputs[name]).shape
+        assert all(np.array(outputs[name]).shape == np.array(r[name]).shape for r in by_cpu.values())
+        assert again[name] == outputs[name], name
 
 
 def test_a_recipe_sets_defaults_the_command_line_overrides(tmp_path):
