@@ -42,6 +42,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from ..checkpoint import WEIGHTS_DIR
 from ..cli import add_threads_flag, command_line, dump_json, set_threads
+from ..colour_lexicon import COLOUR_CHANNELS
+from ..colour_words import MAX_COLOUR_WORDS
 from ..gan import Generator, GeneratorConfig, config_dict, load_gan, seeded_noise
 from ..text_encoder import DEFAULT_ENCODER_ID, TransformersTextEncoder, default_encoder_path
 
@@ -116,19 +118,27 @@ def matmul_rate(dtype: torch.dtype = torch.float32, n: int = 2048, reps: int = 3
     return 2.0 * n ** 3 / best / 1e9
 
 
-def make_inputs(cfg: GeneratorConfig, batch: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Seeded noise [B, nz] (as generation makes it) and unit sentence vectors [B, text_dim]."""
+def make_inputs(cfg: GeneratorConfig, batch: int, seed: int = 0):
+    """Seeded noise [B, nz] (as generation makes it), unit sentence vectors [B, text_dim] and,
+    for a generator with a colour reader, colour words [B, MAX_COLOUR_WORDS, text_dim + 4] with
+    three colour words per prompt (else None)."""
+    gen = torch.Generator().manual_seed(seed)
     z = seeded_noise(list(range(seed, seed + batch)), cfg.nz)
-    s = torch.randn(batch, cfg.text_dim, generator=torch.Generator().manual_seed(seed))
-    return z, F.normalize(s, dim=1)
+    s = F.normalize(torch.randn(batch, cfg.text_dim, generator=gen), dim=1)
+    if not cfg.colour_queries:
+        return z, s, None
+    words = torch.zeros(batch, MAX_COLOUR_WORDS, cfg.text_dim + COLOUR_CHANNELS)
+    words[:, :3, :cfg.text_dim] = torch.randn(batch, 3, cfg.text_dim, generator=gen)
+    words[:, :3, cfg.text_dim:] = torch.tensor([0.5, 0.2, -0.3, 1.0])
+    return z, s, words
 
 
 def flops_per_image(g: Generator) -> int:
     """FLOPs of one forward at batch 1 (FlopCounterMode: convolutions and matmuls)."""
-    z, s = make_inputs(g.cfg, 1)
+    z, s, w = make_inputs(g.cfg, 1)
     counter = FlopCounterMode(display=False)
     with torch.no_grad(), counter:
-        g(z, s)
+        g(z, s, w)
     return int(counter.get_total_flops())
 
 
@@ -146,7 +156,7 @@ def time_generator(g: Generator, batch: int, dtype: str = "fp32", compiled: bool
     g = g.eval()
     if channels_last:
         g = g.to(memory_format=torch.channels_last)
-    z, s = make_inputs(g.cfg, batch)
+    z, s, w = make_inputs(g.cfg, batch)
     fn = g
     if compiled:
         # a cold compile per configuration, and no fallback to eager at the recompile limit
@@ -156,7 +166,7 @@ def time_generator(g: Generator, batch: int, dtype: str = "fp32", compiled: bool
     def call():
         ctx = torch.autocast("cpu", dtype=torch.bfloat16) if dtype == "bf16" else nullcontext()
         with torch.inference_mode(), ctx:
-            return fn(z, s)
+            return fn(z, s, w)
 
     t0 = time.perf_counter()
     out = call()
