@@ -87,9 +87,10 @@ class PromptGAN_GANGenerate:
                        "use Enhance to go bigger).",
                        "Noise, embeddings and model identity of each image, for Refine.",
                        "The prompt words this model never saw in training, one line per prompt "
-                       "that has any ('cerulean: unknown to this model'): the model guesses "
-                       "what they mean. Empty when it knows every word (or its file records "
-                       "no vocabulary).")
+                       "that has any ('glorp: unknown to this model'): the model guesses "
+                       "what they mean. A model with a colour reader knows every colour name "
+                       "of the lexicon and every hex code. Empty when it knows every word (or "
+                       "its file records no vocabulary).")
 
     @classmethod
     def INPUT_TYPES(cls):

@@ -47,7 +47,9 @@ class PromptGAN_TextEncode:
     RETURN_TYPES = ("PROMPTGAN_EMBEDS",)
     RETURN_NAMES = ("embeds",)
     OUTPUT_TOOLTIPS = ("Sentence embeddings [B, D], token embeddings [B, T, D] with their mask, "
-                       "the encoder id and the prompts; feed GANGenerate, Refine or Enhance.",)
+                       "each token's exact colour where it names one (32,000 colour names and "
+                       "hex codes such as #8a2be2), the encoder id and the prompts; feed "
+                       "GANGenerate, Refine or Enhance.",)
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -56,8 +58,10 @@ class PromptGAN_TextEncode:
                 "text": ("STRING", {
                     "multiline": True, "default": "a red flower with five round petals",
                     "tooltip": "The prompt. Several lines make a batch: one prompt per line, "
-                               "one image per prompt. Text past the encoder's length (512 "
-                               "tokens for MiniLM) is cut off with a warning."}),
+                               "one image per prompt. Colours may be any of 32,000 names "
+                               "('burgundy petals', 'on dusty rose') or hex codes ('#8a2be2'). "
+                               "Text past the encoder's length (512 tokens for MiniLM) is cut "
+                               "off with a warning."}),
                 "encoder": (encoder_choices(), {
                     "default": DEFAULT_CHOICE,
                     "tooltip": "Language model: the bundled MiniLM, the one the connected model "
