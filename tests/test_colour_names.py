@@ -154,3 +154,34 @@ def test_lexicon_names_of_a_split_never_cross(split):
         taught = colour_names.caption_table_names()
         assert "crimson" in taught and lex.is_heldout_name("crimson")
         assert not taught & {n for rows in names.values() for n, _ in rows}
+
+
+def test_styles_keep_the_layout_and_are_named_in_captions():
+    from promptgan.models.data import styles
+
+    rng = np.random.default_rng(1)
+    attrs = procedural.sample_attributes("flower", rng)
+    plain = procedural.render("flower", attrs, 64, np.random.default_rng(7))
+    seen = set()
+    for style in styles.STYLES[1:]:
+        img = procedural.render("flower", dict(attrs, style=style), 64, np.random.default_rng(7))
+        assert img.shape == plain.shape and img.dtype == np.uint8
+        assert np.abs(img.astype(int) - plain).mean() > 3, style       # it looks different
+        caption = procedural.make_caption("flower", dict(attrs, style=style),
+                                          np.random.default_rng(2))
+        assert any(p in caption for p in styles.STYLE_TRAIN[style]), caption
+        held = procedural.make_caption("flower", dict(attrs, style=style),
+                                       np.random.default_rng(2), "heldout")
+        assert any(p in held for p in styles.STYLE_HELDOUT[style]), held
+        seen.add(style)
+    pencil = procedural.render("flower", dict(attrs, style="pencil"), 64, np.random.default_rng(7))
+    assert np.ptp(pencil.astype(int), axis=-1).max() == 0               # no colour
+    # the plain style draws nothing more: old data sets are unchanged
+    assert procedural.make_caption("flower", attrs, np.random.default_rng(2)) == \
+        procedural.make_caption("flower", dict(attrs, style="plain"), np.random.default_rng(2))
+    with pytest.raises(ValueError, match="unknown style"):
+        styles.apply_style(plain, "cubist", rng)
+    train_words = {w for ps in styles.STYLE_TRAIN.values() for p in ps for w in p.split()}
+    for ps in styles.STYLE_HELDOUT.values():                  # held-out phrases are new
+        assert all(p not in q for p in ps for qs in styles.STYLE_TRAIN.values() for q in qs)
+    assert "pixel" in train_words

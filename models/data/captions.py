@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .styles import STYLE_HELDOUT, STYLE_TRAIN
+
 # ---------------------------------------------------------------- phrase tables
 
 _COUNT_WORDS = {"4": "four", "5": "five", "6": "six", "8": "eight"}
@@ -404,11 +406,29 @@ def compose_caption(domain: str, attrs: dict, rng: np.random.Generator, split: s
     if split == "heldout":
         mentioned.update(TRAIN_OMIT[domain])
         text = (_flower_heldout if domain == "flower" else _landscape_heldout)(attrs, rng)
-        return _tidy(text)
+        return _tidy(_with_style(text, attrs, rng, split))
     if split not in ("train", "any"):
         raise ValueError(f"unknown caption split {split!r}; expected 'train' or 'heldout'")
     text = (_flower_train if domain == "flower" else _landscape_train)(attrs, rng, mentioned)
-    return _finish(text, rng)
+    return _finish(_with_style(text, attrs, rng, split), rng)
+
+
+_STYLE_FORMS = {"train": ("{text}, {style}", "{style}: {text}", "{style} of {text}"),
+                "heldout": ("{text}, rendered as {style}", "{style} depicting {text}")}
+
+
+def _with_style(text: str, attrs: dict, rng: np.random.Generator, split: str) -> str:
+    """The caption with its style phrase (none for the plain style: no draw from rng)."""
+    style = attrs.get("style", "plain")
+    if style == "plain":
+        return text
+    table = STYLE_HELDOUT if split == "heldout" else STYLE_TRAIN
+    forms = _STYLE_FORMS["heldout" if split == "heldout" else "train"]
+    phrase = pick(rng, table[style])
+    if split == "heldout":
+        text = text.rstrip(".")
+        text = text[0].lower() + text[1:]
+    return pick(rng, forms).format(text=text, style=phrase)
 
 
 # the fixed prompts of the training grids and the evaluator's sample sheet

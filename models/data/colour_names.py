@@ -21,7 +21,7 @@ import functools
 import numpy as np
 
 from .. import colour_lexicon as lex
-from . import captions, procedural
+from . import captions, procedural, styles
 
 # what a slot's colour is drawn from: (category synonym, lexicon name, hex code)
 SLOT_CHOICES = {"petal": (0.45, 0.47, 0.08), "centre": (0.45, 0.47, 0.08),
@@ -141,3 +141,10 @@ def add_named_colours_to_flowers(domain: str, attrs: dict, rng: np.random.Genera
                                  split: str = "train") -> dict:
     """``make_dataset_arrays``'s ``extra``: named colours for flowers, landscapes unchanged."""
     return add_named_colours(attrs, rng, split) if domain == "flower" else attrs
+
+
+def add_named_colours_and_style(domain: str, attrs: dict, rng: np.random.Generator,
+                                split: str = "train") -> dict:
+    """``make_dataset_arrays``'s ``extra`` for --named-colours with --styles: both."""
+    attrs = add_named_colours_to_flowers(domain, attrs, rng, split)
+    return styles.add_style(domain, attrs, rng, split)

@@ -31,6 +31,7 @@ import numpy as np
 from PIL import Image
 
 from . import captions as _captions
+from . import styles
 
 __all__ = [
     "ATTRIBUTES", "DOMAINS", "HELDOUT_FLOWER_BACKGROUND", "HELDOUT_FLOWER_COUNT",
@@ -688,14 +689,19 @@ def _tree(cv, tx, by, h, season, light, v, size) -> None:
 # ---------------------------------------------------------------- public rendering
 
 def render(domain: str, attrs: dict, size: int, rng: np.random.Generator) -> np.ndarray:
-    """uint8 [size, size, 3] image of attrs. Same rng state + other attrs = same layout."""
+    """uint8 [size, size, 3] image of attrs. Same rng state + other attrs = same layout.
+
+    Optional keys: ``{petal,centre,background}_rgb`` (exact colours, colour_names.py) and
+    ``style`` (one of styles.STYLES; "plain" when absent)."""
     _check_attrs(domain, attrs)
     size = int(size)
     if size < 8:
         raise ValueError(f"size must be at least 8 pixels, got {size}")
-    if domain == "flower":
-        return _render_flower(attrs, size, rng)
-    return _render_landscape(attrs, size, rng)
+    image = (_render_flower if domain == "flower" else _render_landscape)(attrs, size, rng)
+    style = attrs.get("style", "plain")
+    if style != "plain":        # after the layout's draws: a styled image keeps its layout
+        image = styles.apply_style(image, style, np.random.default_rng(rng.integers(2 ** 32)))
+    return image
 
 
 def _make_item(domain, i, size, seed, split, captions_per_image, extra=None):

@@ -44,8 +44,9 @@ from ..checkpoint import (
 from ..cli import add_recipe_flag, add_threads_flag, argv_per_stage, parse_with_recipe
 from ..data import procedural
 from ..data.captions import SAMPLE_PROMPTS
-from ..data.colour_names import add_named_colours_to_flowers
+from ..data.colour_names import add_named_colours_and_style, add_named_colours_to_flowers
 from ..data.folder import load_image_folder
+from ..data.styles import add_style_only
 from ..data.text_probe import fit_text_head
 from ..fast_paths import cpu_has_native_bf16
 from ..text_encoder import encode_prompts, load_encoder
@@ -147,14 +148,22 @@ def _write_data_cache(path: Path, images: np.ndarray, captions: list[list[str]],
         log.warning("could not write the data cache %s (%s); the next run renders again", path, exc)
 
 
+def _extra_attributes(named_colours: bool, styles: bool):
+    """The ``make_dataset_arrays`` extra for the data flags (None: the plain renders)."""
+    return {(True, False): add_named_colours_to_flowers, (False, True): add_style_only,
+            (True, True): add_named_colours_and_style}.get((named_colours, styles))
+
+
 def load_training_data(spec: str, resolution: int, n_images: int, seed: int, cache_dir: Path,
                        device, captions_per_image: int = 2,
-                       named_colours: bool = False) -> CaptionedImages:
+                       named_colours: bool = False, styles: bool = False) -> CaptionedImages:
     """spec: 'procedural', 'flowers', 'landscapes' or 'folder:PATH'. ``named_colours``: flowers
-    take exact colours named from the colour lexicon (data/colour_names.py)."""
+    take exact colours named from the colour lexicon (data/colour_names.py); ``styles``: half
+    the images are drawn in one of the rendering styles (data/styles.py)."""
     # the colour channel of every caption depends on the colour lexicon and its matching rules
     fingerprint = (f"{spec}|{resolution}|{n_images}|{seed}|{captions_per_image}|v5|"
-                   f"{colour_lexicon.table_digest()}" + ("|named" if named_colours else ""))
+                   f"{colour_lexicon.table_digest()}" + ("|named" if named_colours else "")
+                   + ("|styles" if styles else ""))
     key = hashlib.sha1(fingerprint.encode()).hexdigest()[:12]
     cache = cache_dir / f"data_{key}.safetensors"
     if spec.startswith("folder:"):
@@ -175,8 +184,7 @@ def load_training_data(spec: str, resolution: int, n_images: int, seed: int, cac
         arr = procedural.make_dataset_arrays(n_images, resolution, seed, domains=domains,
                                              split="train", captions_per_image=captions_per_image,
                                              workers=max(1, torch.get_num_threads()),
-                                             extra=(add_named_colours_to_flowers if named_colours
-                                                    else None))
+                                             extra=_extra_attributes(named_colours, styles))
         images, captions, labels = arr["images"], arr["captions"], arr["labels"]
     flat = [c for cs in captions for c in cs]
     embeds, words, encoder_id = _encode_all(flat, device)
@@ -239,6 +247,9 @@ def build_parser() -> argparse.ArgumentParser:
     size.add_argument("--named-colours", action="store_true",
                    help="procedural flowers take exact colours named from the colour lexicon "
                         "(XKCD, CSS4, color-name-list, hex codes), 15%% of names held out")
+    size.add_argument("--styles", action="store_true",
+                   help="procedural images: half drawn in one of five rendering styles (flat, "
+                        "ink, watercolour, pixel art, pencil), named in their captions")
     size.add_argument("--colour-queries", type=int, default=0,
                    help="parts the generator's colour reader binds exact colours to (word-level "
                         "attention over the prompt's colour words; 0 = no reader)")
@@ -550,7 +561,8 @@ def recipe_name(args, nets: Nets) -> str:
             + ("+mode-seeking" if args.diversity_weight > 0 else "")
             + ("+angular" if args.angular_weight > 0 else "")
             + (f"+colour-reader{nets.G.cfg.colour_queries}" if nets.G.colour_reader else "")
-            + ("+named-colours" if args.named_colours else ""))
+            + ("+named-colours" if args.named_colours else "")
+            + ("+styles" if args.styles else ""))
 
 
 def magp_penalty(D: gan.Discriminator, x: torch.Tensor, s: torch.Tensor, weight: float,
@@ -773,7 +785,7 @@ def main(argv=None) -> int:
     out = prepare_run_folder(args.out) if rank == 0 else Path(args.out)
     data = load_training_data(args.data, args.resolution, args.n_images, args.seed,
                               Path(args.cache_dir), device, args.captions_per_image,
-                              args.named_colours)
+                              args.named_colours, args.styles)
     nets = build_nets(args, data, device)
     GANTraining(args, argv, nets, data, out, device, rank, world).run()
     return 0
