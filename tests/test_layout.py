@@ -263,7 +263,8 @@ def test_the_default_recipe_rebuilds_the_shipped_model_at_tiny_size(tmp_path, mo
 
 RECIPE_OF = {"promptgan_default.safetensors": "default", "enhance_x4.safetensors": "enhance_x4",
              "promptgan_default_inverter.safetensors": "inverter",
-             "attribute_classifier.safetensors": "classifier"}
+             "attribute_classifier.safetensors": "classifier",
+             "style_classifier.safetensors": "style_classifier"}
 
 
 def test_every_shipped_file_has_a_recipe_its_command_accepts(capsys):

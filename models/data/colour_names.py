@@ -110,13 +110,14 @@ def add_named_colours(attrs: dict, rng: np.random.Generator, split: str = "train
     """A copy of flower attrs with ``{slot}_rgb`` and ``{slot}_phrase`` for some slots."""
     attrs = dict(attrs)
     unlabelled = []
+    names = "heldout" if split == "heldout" else "train"     # "any": training names
     for slot in slots:
         kind = int(rng.choice(3, p=SLOT_CHOICES[slot]))
         category = attrs[CATEGORY[slot]]
         if kind == 0:
-            phrase, rgb = _synonym(slot, category, rng, split)
+            phrase, rgb = _synonym(slot, category, rng, names)
         elif kind == 1:
-            phrase, rgb = lexicon_name(rng, split)
+            phrase, rgb = lexicon_name(rng, names)
         else:
             rgb = tuple(int(v) for v in rng.integers(0, 256, 3))
             phrase = "#{:02x}{:02x}{:02x}".format(*rgb)
@@ -124,7 +125,7 @@ def add_named_colours(attrs: dict, rng: np.random.Generator, split: str = "train
         if kind != 0 and split == "train" and procedural.is_heldout_combination(
                 "flower", {**attrs, CATEGORY[slot]: nearest}):
             kind = 0            # a held-out combination stays out of training: name the category
-            phrase, rgb = _synonym(slot, category, rng, split)
+            phrase, rgb = _synonym(slot, category, rng, names)
             nearest = nearest_category(slot, rgb)
         if slot == "background" and kind == 0:
             continue            # a textured background of its category, named per caption

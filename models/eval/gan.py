@@ -125,6 +125,32 @@ def _augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     return x.clamp(-1, 1)
 
 
+def fit_classifier(x: np.ndarray, y: torch.Tensor, heads: list, epochs: int, batch: int,
+                   seed: int, desc: str = "train-classifier") -> AttributeClassifier:
+    """An AttributeClassifier for ``heads`` fitted on renders x uint8 [N,64,64,3] with labels y
+    [N,H] (-1: no label), AdamW with a one-cycle schedule; returned in eval mode."""
+    net = AttributeClassifier(ClassifierConfig(label_heads=heads))
+    opt = torch.optim.AdamW(net.parameters(), lr=2e-3, weight_decay=1e-4)
+    steps = epochs * (len(x) // batch)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=2e-3, total_steps=steps)
+    gen = torch.Generator().manual_seed(seed)
+    bar = make_progress(steps, desc=desc)
+    for _ in range(epochs):
+        perm = torch.randperm(len(x), generator=gen)
+        for i in range(len(x) // batch):
+            idx = perm[i * batch:(i + 1) * batch]
+            xb = _augment(to_model_range(x[idx.numpy()]), gen)
+            loss = aux_loss(net(xb)[1], y[idx], heads)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+    bar.close()
+    return net.eval()
+
+
 def train_classifier(argv=None) -> int:
     p = argparse.ArgumentParser(prog="train-classifier",
                                 description="Train the evaluator's attribute classifier on renders.")
@@ -148,26 +174,7 @@ def train_classifier(argv=None) -> int:
     y = torch.from_numpy(np.concatenate([train["train"]["labels"], train["heldout"]["labels"]]))
     test = procedural.make_dataset_arrays(args.n_test, 64, args.seed + 99, split="heldout",
                                  captions_per_image=1)
-    net = AttributeClassifier(ClassifierConfig(label_heads=heads))
-    opt = torch.optim.AdamW(net.parameters(), lr=2e-3, weight_decay=1e-4)
-    steps = args.epochs * (len(x) // args.batch)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=2e-3, total_steps=steps)
-    gen = torch.Generator().manual_seed(args.seed)
-    bar = make_progress(steps, desc="train-classifier")
-    for _ in range(args.epochs):
-        perm = torch.randperm(len(x), generator=gen)
-        for i in range(len(x) // args.batch):
-            idx = perm[i * args.batch:(i + 1) * args.batch]
-            xb = _augment(to_model_range(x[idx.numpy()]), gen)
-            loss = aux_loss(net(xb)[1], y[idx], heads)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-            bar.update(1)
-            bar.set_postfix(loss=f"{loss.item():.3f}")
-    bar.close()
-    net.eval()
+    net = fit_classifier(x, y, heads, args.epochs, args.batch, args.seed)
     acc = classifier_accuracy(net, test["images"], test["labels"])
     print(json.dumps(acc, indent=1))
     save_checkpoint(args.out, net.state_dict(), kind=CLASSIFIER_KIND, config=asdict(net.cfg),

@@ -1,0 +1,131 @@
+"""Does a prompt's style reach the picture?
+
+    python3 . train-style-classifier             # the reader (models/weights/style_classifier...)
+    python3 . evaluate-styles --model FILE
+
+The reader is a small CNN (the attribute classifier's architecture with one head over
+styles.STYLES) trained on procedural renders of both domains in every style, named colours
+included; its accuracy on further renders is its ceiling. The evaluation draws each style from
+prompts in training wording and in held-out wording (STYLE_HELDOUT and the held-out sentence
+frames, never in a training caption) and reports the share the reader reads as asked.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..checkpoint import WEIGHTS_DIR, build_network, load_checkpoint, save_checkpoint
+from ..cli import add_recipe_flag, add_threads_flag, command_line, parse_with_recipe, set_threads
+from ..data import colour_names, procedural, styles
+from ..gan import load_gan
+from ..text_encoder import encode_prompts
+from .gan import (
+    CLASSIFIER_KIND,
+    AttributeClassifier,
+    ClassifierConfig,
+    classifier_accuracy,
+    draw,
+    fit_classifier,
+)
+
+STYLE_CLASSIFIER_PATH = WEIGHTS_DIR / "style_classifier.safetensors"
+HEADS = [["style", len(styles.STYLES)]]
+
+
+def style_renders(n: int, seed: int, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """n renders (both domains, named colours on flowers), styles in turn -> (images, labels)."""
+    extra = colour_names.add_named_colours_to_flowers
+    arr = procedural.make_dataset_arrays(n, 64, seed, split=split, captions_per_image=1,
+                                         extra=extra, workers=max(1, torch.get_num_threads()))
+    rng = np.random.default_rng([seed, 5])
+    images, labels = arr["images"].copy(), np.zeros((n, 1), dtype=np.int64)
+    for i in range(n):
+        k = i % len(styles.STYLES)
+        images[i] = styles.apply_style(images[i], styles.STYLES[k], rng)
+        labels[i, 0] = k
+    return images, labels
+
+
+def train_style_classifier(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="train-style-classifier", description=__doc__.split("\n")[0])
+    add_recipe_flag(p)
+    p.add_argument("--out", default=str(STYLE_CLASSIFIER_PATH))
+    p.add_argument("--n-train", type=int, default=12000)
+    p.add_argument("--n-test", type=int, default=1200)
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--batch", type=int, default=64)
+    add_threads_flag(p)
+    p.add_argument("--seed", type=int, default=11)
+    args = parse_with_recipe(p, argv)
+    set_threads(args.threads)
+    torch.manual_seed(args.seed)
+    x, y = style_renders(args.n_train, args.seed, "any")
+    tx, ty = style_renders(args.n_test, args.seed + 99, "any")
+    net = fit_classifier(x, torch.from_numpy(y), HEADS, args.epochs, args.batch, args.seed,
+                         desc="train-style-classifier")
+    acc = classifier_accuracy(net, tx, ty)
+    print(json.dumps(acc))
+    save_checkpoint(args.out, net.state_dict(), kind=CLASSIFIER_KIND, config=asdict(net.cfg),
+                    resolution=64, provenance={"command": command_line("train-style-classifier", argv),
+                                               "test_accuracy": acc,
+                                               "date": time.strftime("%Y-%m-%d")})
+    print(f"saved {args.out}")
+    return 0
+
+
+def load_style_classifier(path=STYLE_CLASSIFIER_PATH) -> AttributeClassifier:
+    ck = load_checkpoint(path, kind=CLASSIFIER_KIND)
+    net = build_network(lambda: AttributeClassifier(ClassifierConfig(**ck.config)), ck.tensors,
+                        source=str(path))
+    if net.cfg.label_heads != HEADS:
+        raise ValueError(f"{path} reads {net.cfg.label_heads}, not the styles {HEADS}")
+    return net.eval().requires_grad_(False)
+
+
+def style_prompts(per_style: int, wording: str, seed: int = 55) -> list[dict]:
+    """per_style prompts of each style (both domains in turn), in "train" or "heldout" wording."""
+    rng = np.random.default_rng([seed, 0 if wording == "train" else 1])
+    out = []
+    for k, style in enumerate(styles.STYLES):
+        for i in range(per_style):
+            domain = procedural.DOMAINS[i % 2]
+            attrs = dict(procedural.sample_attributes(domain, rng, "any"), style=style)
+            out.append({"style": k, "prompt": procedural.make_caption(
+                domain, attrs, rng, "any" if wording == "train" else "heldout")})
+    return out
+
+
+@torch.no_grad()
+def evaluate(model, net, per_style: int = 40, seed: int = 0) -> dict:
+    out = {}
+    for wording in ("train", "heldout"):
+        prompts = style_prompts(per_style, wording)
+        e = encode_prompts([p["prompt"] for p in prompts])
+        images = draw(model, e.sentence, [seed + i for i in range(len(prompts))],
+                      words=e.colour_words())
+        pred = torch.cat([net.predict(images[i:i + 256])[:, 0] for i in range(0, len(images), 256)])
+        want = torch.tensor([p["style"] for p in prompts])
+        out[wording] = {s: round(float((pred[want == k] == k).float().mean()), 3)
+                        for k, s in enumerate(styles.STYLES)}
+    return out
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="evaluate-styles", description=__doc__.split("\n")[0])
+    p.add_argument("--model", default=str(WEIGHTS_DIR / "promptgan_default.safetensors"))
+    p.add_argument("--classifier", default=str(STYLE_CLASSIFIER_PATH))
+    p.add_argument("--per-style", type=int, default=40)
+    p.add_argument("--out", default=None, help="write the figures as JSON here")
+    args = p.parse_args(argv)
+    result = evaluate(load_gan(args.model), load_style_classifier(args.classifier), args.per_style)
+    for wording, acc in result.items():
+        print(f"{wording} wording: " + ", ".join(f"{k} {v:.2f}" for k, v in acc.items()))
+    if args.out:
+        Path(args.out).write_text(json.dumps(dict(result, model=args.model), indent=1) + "\n")
+    return 0
