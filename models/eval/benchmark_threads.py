@@ -100,11 +100,11 @@ def measure(min_time: float, counts: list[int]) -> list[dict]:
             for row, (_, _, fn) in zip(rows, named):
                 for n in counts:
                     torch.set_num_threads(n)
-                    row["ms"][f"{condition}_{n}"] = round(median_ms(fn, min_time), 2)
+                    row["ms"][f"{condition}_{n}"] = round(median_ms(fn, min_time), 4)
                 torch.set_num_threads(default)
                 row["policy"][condition] = n = threads_for_call()
                 torch.set_num_threads(n)
-                row["ms"][f"{condition}_policy"] = round(median_ms(fn, min_time), 2)
+                row["ms"][f"{condition}_policy"] = round(median_ms(fn, min_time), 4)
         finally:
             torch.set_num_threads(default)
             if competitor is not None:
