@@ -142,9 +142,13 @@ class ColourReader(nn.Module):
         none = self.none_logit[None, :, None].expand(logits.shape[0], -1, 1)
         return torch.softmax(torch.cat([none, logits], dim=-1), dim=-1)[..., 1:]
 
+    def pooled(self, words: torch.Tensor) -> torch.Tensor:
+        """[B, M, D + 4] -> each query's colour [B, Q, 4] (its last value: how much colour it
+        found; 0 where it chose "none")."""
+        return self.attention(words) @ words[..., -COLOUR_CHANNELS:]
+
     def forward(self, words: torch.Tensor) -> torch.Tensor:
-        pooled = self.attention(words) @ words[..., -COLOUR_CHANNELS:]    # [B, Q, 4]
-        return self.out(pooled.flatten(1))                               # [B, cond_dim]
+        return self.out(self.pooled(words).flatten(1))                   # [B, cond_dim]
 
 
 class Generator(nn.Module):

@@ -185,3 +185,22 @@ def test_styles_keep_the_layout_and_are_named_in_captions():
     for ps in styles.STYLE_HELDOUT.values():                  # held-out phrases are new
         assert all(p not in q for p in ps for qs in styles.STYLE_TRAIN.values() for q in qs)
     assert "pixel" in train_words
+
+
+def test_the_readers_targets_follow_what_each_caption_says():
+    attrs = dict(procedural.sample_attributes("flower", np.random.default_rng(0)),
+                 petal_rgb=(97, 0, 35), petal_phrase="burgundy", centre_rgb=(250, 250, 240),
+                 centre_phrase="tan")
+    targets, mask = colour_names.part_targets("flower", attrs, "A burgundy flower standing on grass")
+    np.testing.assert_allclose(targets[0], lex.colour_code((97, 0, 35)))
+    assert mask.tolist() == [1, 1, 0]              # centre unsaid ("standing" is not "tan")
+    assert targets[1].tolist() == [0, 0, 0, 0]
+    assert colour_names.part_targets("landscape", {}, "a red sunset")[1].sum() == 0
+    # the binding term is zero when the reader finds exactly the named colours
+    from promptgan.models.train.gan import binding_loss
+
+    g = gan.Generator(gan.GeneratorConfig(resolution=32, ngf=4, colour_queries=4))
+    e = encode_prompts(["burgundy petals"])
+    pooled = g.colour_reader.pooled(e.colour_words())
+    assert binding_loss(g, e.colour_words(), pooled[:, :3].detach(), torch.ones(1, 3)) == 0
+    assert binding_loss(g, e.colour_words(), pooled[:, :3].detach() + 1, torch.ones(1, 3)) > 0

@@ -17,6 +17,7 @@ few held-out names that the caption tables use as synonyms (``caption_table_name
 from __future__ import annotations
 
 import functools
+import re
 
 import numpy as np
 
@@ -149,3 +150,27 @@ def add_named_colours_and_style(domain: str, attrs: dict, rng: np.random.Generat
     """``make_dataset_arrays``'s ``extra`` for --named-colours with --styles: both."""
     attrs = add_named_colours_to_flowers(domain, attrs, rng, split)
     return styles.add_style(domain, attrs, rng, split)
+
+
+PARTS = ("petal", "centre", "background")
+
+
+def part_targets(domain: str, attrs: dict, caption: str) -> tuple[np.ndarray, np.ndarray]:
+    """What the colour reader's first three queries should find in ``caption``: float32 [3, 4]
+    colour channels (colour_lexicon.colour_code) of the petals, centre and background, and a
+    float32 [3] mask of the parts whose answer is known. A part named exactly in the caption
+    wants its colour; a flower part the caption leaves out wants "none" (zeros); a textured
+    background and every landscape part are unknown (mask 0)."""
+    targets = np.zeros((3, lex.COLOUR_CHANNELS), dtype=np.float32)
+    mask = np.zeros(3, dtype=np.float32)
+    if domain != "flower":
+        return targets, mask
+    text = caption.lower()
+    for k, part in enumerate(PARTS):
+        phrase = attrs.get(f"{part}_phrase")
+        if phrase is not None and re.search(
+                rf"(?<![a-z0-9]){re.escape(phrase.lower())}(?![a-z0-9])", text):
+            targets[k], mask[k] = lex.colour_code(attrs[f"{part}_rgb"]), 1.0
+        elif part != "background":
+            mask[k] = 1.0       # not said: nothing for this part (the category's colour)
+    return targets, mask

@@ -101,7 +101,8 @@ def read_flower_colours(image: np.ndarray) -> dict[str, np.ndarray]:
 # ---------------------------------------------------------------- prompts
 
 def named_prompts(n: int, seed: int = 4321, split: str = "heldout") -> list[dict]:
-    """n flower prompts whose three parts are named from the split's lexicon names."""
+    """n flower prompts whose three parts are named from the split's lexicon names, in the
+    split's wording (held-out sentence frames, or training captions' for "train")."""
     rng = np.random.default_rng([seed, 16])
     out = []
     for _ in range(n):
@@ -110,8 +111,9 @@ def named_prompts(n: int, seed: int = 4321, split: str = "heldout") -> list[dict
             name, rgb = colour_names.lexicon_name(rng, split)
             attrs[colour_names.CATEGORY[part]] = colour_names.nearest_category(part, rgb)
             attrs[f"{part}_rgb"], attrs[f"{part}_phrase"] = tuple(rgb), name
+        wording = "heldout" if split == "heldout" else "any"
         out.append({"attrs": attrs, "prompt": procedural.make_caption("flower", attrs, rng,
-                                                                      "heldout")})
+                                                                      wording)})
     return out
 
 
@@ -197,6 +199,9 @@ def evaluate(model, n: int = 100, seeds: int = 4, seed: int = 0) -> dict:
            "reader_ceiling": summarise(part_errors(render_real(named, seed), named, 1)),
            "heldout_names": summarise(part_errors(generate_images(model, named, seeds, seed),
                                                   named, seeds))}
+    taught = named_prompts(n, seed + 1, split="train")
+    out["training_names"] = summarise(part_errors(generate_images(model, taught, seeds, seed),
+                                                  taught, seeds))
     pairs = binding_prompts(n // 2)
     flat = [p for pair in pairs for p in pair]
     err = part_errors(generate_images(model, flat, seeds, seed), flat, seeds,
@@ -216,6 +221,7 @@ def format_report(r: dict) -> str:
              "| --- | --- | --- | --- | --- |"]
     for key, label in (("reader_ceiling", "real renders (reader's ceiling)"),
                        ("heldout_names", "held-out lexicon names"),
+                       ("training_names", "training names, training wording"),
                        ("basic_words", "basic colour words, new frames")):
         for part, v in r[key].items():
             if isinstance(v, dict):

@@ -44,7 +44,11 @@ from ..checkpoint import (
 from ..cli import add_recipe_flag, add_threads_flag, argv_per_stage, parse_with_recipe
 from ..data import procedural
 from ..data.captions import SAMPLE_PROMPTS
-from ..data.colour_names import add_named_colours_and_style, add_named_colours_to_flowers
+from ..data.colour_names import (
+    add_named_colours_and_style,
+    add_named_colours_to_flowers,
+    part_targets,
+)
 from ..data.folder import load_image_folder
 from ..data.styles import add_style_only
 from ..data.text_probe import fit_text_head
@@ -84,6 +88,8 @@ class CaptionedImages:
         self.captions = [c for cs in captions for c in cs]
         self.embeds = embeds                                          # [sum(counts), D]
         self.words = words                                            # [sum(counts), M, D+4]
+        self.parts = None       # [sum(counts), 3, 4] and mask [sum(counts), 3]: attach_parts
+        self.parts_mask = None
         self.labels = None if labels is None else torch.from_numpy(labels).long()
         self.encoder_id = encoder_id
 
@@ -96,7 +102,16 @@ class CaptionedImages:
         cap = self.offsets[idx] + pick
         x = self.images[idx].permute(0, 3, 1, 2).float().div(127.5).sub(1)   # [n,3,R,R] in [-1,1]
         labels = None if self.labels is None else self.labels[idx]
-        return x, self.embeds[cap], labels, self.words[cap].float()
+        parts = None if self.parts is None else (self.parts[cap], self.parts_mask[cap])
+        return x, self.embeds[cap], labels, self.words[cap].float(), parts
+
+    def attach_parts(self, domains: list[str], attrs: list[dict]) -> None:
+        """Per caption, what the colour reader should find (colour_names.part_targets)."""
+        rows = [part_targets(d, a, self.captions[int(o) + j])
+                for i, (d, a, o, n) in enumerate(zip(domains, attrs, self.offsets, self.counts))
+                for j in range(int(n))]
+        self.parts = torch.from_numpy(np.stack([t for t, _ in rows]))
+        self.parts_mask = torch.from_numpy(np.stack([m for _, m in rows]))
 
 
 def _encode_all(captions: list[str], device) -> tuple[torch.Tensor, torch.Tensor, str]:
@@ -180,6 +195,9 @@ def load_training_data(spec: str, resolution: int, n_images: int, seed: int, cac
         remove_stale_temporaries(cache_dir, older_than=STALE_CACHE_SECONDS)
         cached = _read_data_cache(cache)
         if cached is not None:
+            if named_colours:
+                _attach_named_parts(cached, domains, resolution, n_images, seed,
+                                    captions_per_image, styles)
             return cached
         arr = procedural.make_dataset_arrays(n_images, resolution, seed, domains=domains,
                                              split="train", captions_per_image=captions_per_image,
@@ -191,7 +209,24 @@ def load_training_data(spec: str, resolution: int, n_images: int, seed: int, cac
     embeds = embeds.cpu()
     if not spec.startswith("folder:"):
         _write_data_cache(cache, images, captions, embeds, labels, encoder_id, words)
-    return CaptionedImages(images, captions, embeds, labels, encoder_id, words)
+    data = CaptionedImages(images, captions, embeds, labels, encoder_id, words)
+    if named_colours:
+        data.attach_parts([procedural.DOMAINS[d] for d in arr["domain"]], arr["attrs"])
+    return data
+
+
+def _attach_named_parts(data: CaptionedImages, domains, resolution, n_images, seed,
+                        captions_per_image, styles) -> None:
+    """The reader's targets for cached data: the attributes are drawn again (the cache holds
+    captions, not attributes; drawing them costs seconds) and must give the cached captions."""
+    arr = procedural.make_dataset_arrays(n_images, resolution, seed, domains=domains,
+                                         split="train", captions_per_image=captions_per_image,
+                                         workers=max(1, torch.get_num_threads()),
+                                         extra=_extra_attributes(True, styles))
+    if [c for cs in arr["captions"] for c in cs] != data.captions:
+        raise CheckpointError("the data cache's captions differ from the renderer's; delete "
+                              "the cache and run again")
+    data.attach_parts([procedural.DOMAINS[d] for d in arr["domain"]], arr["attrs"])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -285,6 +320,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="weight of a rotation- and translation-free structure term: L1 between the "
                         "angular harmonics of G's image's power spectrum and of its caption's real "
                         "image, which carry N-fold symmetry such as the petal count (0 = off)")
+    terms.add_argument("--binding-weight", type=float, default=0.0,
+                   help="with --named-colours and a colour reader: weight of a term that teaches "
+                        "its first three queries to find the petal, centre and background colours "
+                        "each caption names (0 = off)")
     terms.add_argument("--colour-size", type=int, default=32,
                    help="resolution at which the colour term compares pixels")
     terms.add_argument("--translation", type=float, default=0.125, help="DiffAugment translation")
@@ -451,6 +490,15 @@ def mode_seeking_term(fake_a: torch.Tensor, fake_b: torch.Tensor, z_a: torch.Ten
     return (1.0 / (ratio + eps)).mean()
 
 
+def binding_loss(G: gan.Generator, words: torch.Tensor, targets: torch.Tensor,
+                 mask: torch.Tensor) -> torch.Tensor:
+    """Squared error between the colour reader's first three queries' colours [B,3,4] and the
+    petal, centre and background colours the captions name (mask [B,3]: known parts)."""
+    pooled = G.colour_reader.pooled(words.float())[:, :3]
+    err = (pooled - targets).pow(2).sum(-1) * mask
+    return err.sum() / mask.sum().clamp_min(1.0)
+
+
 def ema_decay(step: int, target: float) -> float:
     """Ramp-up: early on the EMA follows G closely, later it averages over ~1/(1-target)."""
     return min(target, (1 + step) / (10 + step))
@@ -561,6 +609,7 @@ def recipe_name(args, nets: Nets) -> str:
             + ("+mode-seeking" if args.diversity_weight > 0 else "")
             + ("+angular" if args.angular_weight > 0 else "")
             + (f"+colour-reader{nets.G.cfg.colour_queries}" if nets.G.colour_reader else "")
+            + ("+binding" if args.binding_weight > 0 else "")
             + ("+named-colours" if args.named_colours else "")
             + ("+styles" if args.styles else ""))
 
@@ -582,6 +631,7 @@ class Batch(NamedTuple):
     labels: torch.Tensor | None      # attribute labels [B,H] (procedural data)
     z: torch.Tensor                  # noise [B,nz]
     w: torch.Tensor                  # their captions' colour words [B,M,D+4]
+    parts: tuple | None              # what the colour reader should find ([B,3,4], mask [B,3])
 
 
 class GANTraining:
@@ -619,13 +669,14 @@ class GANTraining:
         return diff_augment(images, self.gen, self.args.translation, self.args.cutout)
 
     def next_batch(self) -> Batch:
-        x, s, labels, w = self.data.batch(self.args.batch, self.gen)
+        x, s, labels, w, parts = self.data.batch(self.args.batch, self.gen)
         x, s, w = x.to(self.device), s.to(self.device), w.to(self.device)
+        parts = None if parts is None else tuple(t.to(self.device) for t in parts)
         if self.device.type == "cpu":
             x = x.contiguous(memory_format=torch.channels_last)
         labels = None if labels is None else labels.to(self.device)
         z = torch.randn(self.args.batch, self.nets.G.cfg.nz, generator=self.gen).to(self.device)
-        return Batch(x, s, labels, z, w)
+        return Batch(x, s, labels, z, w, parts)
 
     def discriminator_step(self, b: Batch) -> tuple[torch.Tensor, dict[str, float]]:
         """Hinge loss on real, mismatched-text and fake pairs (+ AC-GAN term, + lazy MA-GP)."""
@@ -683,6 +734,8 @@ class GANTraining:
         if args.colour_weight > 0:
             terms.append(("colour", args.colour_weight,
                           colour_distance(fake.float(), b.x, args.colour_size, self.gen)))
+        if args.binding_weight > 0 and n.G.colour_reader is not None and b.parts is not None:
+            terms.append(("binding", args.binding_weight, binding_loss(n.G, b.w, *b.parts)))
         if args.angular_weight > 0:
             terms.append(("angular", args.angular_weight,
                           F.l1_loss(angular_spectrum(fake.float()), angular_spectrum(b.x))))
