@@ -204,3 +204,14 @@ def test_the_readers_targets_follow_what_each_caption_says():
     pooled = g.colour_reader.pooled(e.colour_words())
     assert binding_loss(g, e.colour_words(), pooled[:, :3].detach(), torch.ones(1, 3)) == 0
     assert binding_loss(g, e.colour_words(), pooled[:, :3].detach() + 1, torch.ones(1, 3)) > 0
+
+
+def test_the_shipped_style_reader_reads_every_style_of_new_renders():
+    from promptgan.models.eval import styles as style_eval
+    from promptgan.models.eval.gan import CLASSIFIER_PATH, classifier_accuracy
+
+    net = style_eval.load_style_classifier()
+    images, labels = style_eval.style_renders(60, seed=2024, split="any")
+    assert classifier_accuracy(net, images, labels)["style"] >= 0.95
+    with pytest.raises(ValueError, match="not the styles"):
+        style_eval.load_style_classifier(CLASSIFIER_PATH)
