@@ -263,36 +263,8 @@ def diff_augment(x: torch.Tensor, gen: torch.Generator, translation: float = 0.1
 # training
 # ---------------------------------------------------------------------------------------------
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="train-gan", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    run = p.add_argument_group("the run")
-    add_recipe_flag(run)
-    size = p.add_argument_group("model size, data and hardware")
-    terms = p.add_argument_group(
-        "recipe terms", "set by a recipe (models/recipes/default.toml); the defaults give the "
-        "DF-GAN recipe with the paired L1 and the attribute head")
-    ckpt = p.add_argument_group("checkpoints and samples")
-    run.add_argument("--out", required=True, help="run folder (state, samples, log, model)")
-    run.add_argument("--data", default="procedural",
-                   help="procedural | flowers | landscapes | folder:PATH (a.png + a.txt)")
-    size.add_argument("--n-images", type=int, default=12000, help="procedural images to render")
-    size.add_argument("--captions-per-image", type=int, default=2,
-                   help="procedural captions per image (each encoded once, then cached)")
-    size.add_argument("--named-colours", action="store_true",
-                   help="procedural flowers take exact colours named from the colour lexicon "
-                        "(XKCD, CSS4, color-name-list, hex codes), 15%% of names held out")
-    size.add_argument("--styles", action="store_true",
-                   help="procedural images: half drawn in one of five rendering styles (flat, "
-                        "ink, watercolour, pixel art, pencil), named in their captions")
-    size.add_argument("--colour-queries", type=int, default=0,
-                   help="parts the generator's colour reader binds exact colours to (word-level "
-                        "attention over the prompt's colour words; 0 = no reader)")
-    size.add_argument("--resolution", type=int, default=64, choices=[32, 64, 128, 256])
-    size.add_argument("--ngf", type=int, default=32)
-    size.add_argument("--ndf", type=int, default=32)
-    size.add_argument("--batch", type=int, default=32, help="batch size per process")
-    run.add_argument("--steps", type=int, default=20000, help="total steps (resume continues)")
+def _add_recipe_terms(terms) -> None:
+    """The loss terms and their settings (what a recipe sets)."""
     terms.add_argument("--lr-g", type=float, default=2e-4)
     terms.add_argument("--lr-d", type=float, default=4e-4)
     terms.add_argument("--gp-weight", type=float, default=2.0, help="MA-GP weight (k)")
@@ -331,11 +303,44 @@ def build_parser() -> argparse.ArgumentParser:
     terms.add_argument("--translation", type=float, default=0.125, help="DiffAugment translation")
     terms.add_argument("--cutout", type=float, default=0.25, help="DiffAugment cutout size")
     terms.add_argument("--ema", type=float, default=0.999, help="EMA decay (after ramp-up)")
+    terms.add_argument("--seed", type=int, default=0)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="train-gan", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    run = p.add_argument_group("the run")
+    add_recipe_flag(run)
+    size = p.add_argument_group("model size, data and hardware")
+    terms = p.add_argument_group(
+        "recipe terms", "set by a recipe (models/recipes/default.toml); the defaults give the "
+        "DF-GAN recipe with the paired L1 and the attribute head")
+    ckpt = p.add_argument_group("checkpoints and samples")
+    _add_recipe_terms(terms)
+    run.add_argument("--out", required=True, help="run folder (state, samples, log, model)")
+    run.add_argument("--data", default="procedural",
+                   help="procedural | flowers | landscapes | folder:PATH (a.png + a.txt)")
+    size.add_argument("--n-images", type=int, default=12000, help="procedural images to render")
+    size.add_argument("--captions-per-image", type=int, default=2,
+                   help="procedural captions per image (each encoded once, then cached)")
+    size.add_argument("--named-colours", action="store_true",
+                   help="procedural flowers take exact colours named from the colour lexicon "
+                        "(XKCD, CSS4, color-name-list, hex codes), 15%% of names held out")
+    size.add_argument("--styles", action="store_true",
+                   help="procedural images: half drawn in one of five rendering styles (flat, "
+                        "ink, watercolour, pixel art, pencil), named in their captions")
+    size.add_argument("--colour-queries", type=int, default=0,
+                   help="parts the generator's colour reader binds exact colours to (word-level "
+                        "attention over the prompt's colour words; 0 = no reader)")
+    size.add_argument("--resolution", type=int, default=64, choices=[32, 64, 128, 256])
+    size.add_argument("--ngf", type=int, default=32)
+    size.add_argument("--ndf", type=int, default=32)
+    size.add_argument("--batch", type=int, default=32, help="batch size per process")
+    run.add_argument("--steps", type=int, default=20000, help="total steps (resume continues)")
     size.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None,
                    help="bf16 autocast for the forward passes (default: on where the hardware "
                         "has fast bf16: CUDA, or a CPU with AVX512-BF16/AMX)")
     add_threads_flag(size)
-    terms.add_argument("--seed", type=int, default=0)
     run.add_argument("--init", default=None,
                    help="warm start from a shipped model (G from its EMA weights, D as shipped)")
     run.add_argument("--fresh-d", action="store_true",
