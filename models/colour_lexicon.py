@@ -109,6 +109,12 @@ def is_heldout_name(name: str) -> bool:
     return int(hashlib.sha1(key.encode("utf-8")).hexdigest()[:8], 16) % 100 < HELDOUT_PERCENT
 
 
+def counts_alone(word: str, source: str) -> bool:
+    """Whether a one-word name is a colour by itself: basic words always; others unless the
+    word usually names something else (NOT_A_COLOUR_ALONE) or is a number."""
+    return source == "basic" or not (word in NOT_A_COLOUR_ALONE or word.isdigit())
+
+
 def find_colours(prompt: str) -> list[ColourSpan]:
     """The colour phrases of a prompt, left to right, longest match first."""
     table = lexicon()
@@ -122,8 +128,7 @@ def find_colours(prompt: str) -> list[ColourSpan]:
         for n in range(min(MAX_PHRASE_WORDS, len(words) - i), 0, -1):
             key = " ".join(w for _, _, w in words[i:i + n])
             hit = table.get(key)
-            if hit is None or (n == 1 and hit[1] != "basic"
-                               and (key in NOT_A_COLOUR_ALONE or key.isdigit())):
+            if hit is None or (n == 1 and not counts_alone(key, hit[1])):
                 continue
             spans.append(ColourSpan(words[i][0], words[i + n - 1][1], key, hit[0], hit[1]))
             i += n

@@ -30,6 +30,7 @@ SLOT_CHOICES = {"petal": (0.45, 0.47, 0.08), "centre": (0.45, 0.47, 0.08),
 SOURCE_WEIGHTS = {"xkcd": 0.5, "css4": 0.15, "color-name-list": 0.35}
 _PALETTES = {"petal": procedural.PETAL_PALETTE, "centre": procedural.CENTRE_PALETTE,
              "background": procedural.FLOWER_BACKGROUND_PALETTE}
+PARTS = ("petal", "centre", "background")
 CATEGORY = {"petal": "petal_colour", "centre": "centre_colour", "background": "background"}
 
 
@@ -64,7 +65,7 @@ def names_by_source(split: str) -> dict[str, tuple[tuple[str, tuple[int, int, in
     for name, (rgb, source) in lex.lexicon().items():
         if source not in out or lex.is_heldout_name(name) != (split == "heldout"):
             continue
-        if " " not in name and (name in lex.NOT_A_COLOUR_ALONE or name.isdigit()):
+        if " " not in name and not lex.counts_alone(name, source):
             continue
         if split == "heldout" and name in caption_table_names():
             continue
@@ -107,7 +108,7 @@ def _synonym(slot: str, category: str, rng: np.random.Generator, split: str):
 
 
 def add_named_colours(attrs: dict, rng: np.random.Generator, split: str = "train",
-                      slots=("petal", "centre", "background")) -> dict:
+                      slots=PARTS) -> dict:
     """A copy of flower attrs with ``{slot}_rgb`` and ``{slot}_phrase`` for some slots."""
     attrs = dict(attrs)
     unlabelled = []
@@ -150,9 +151,6 @@ def add_named_colours_and_style(domain: str, attrs: dict, rng: np.random.Generat
     """``make_dataset_arrays``'s ``extra`` for --named-colours with --styles: both."""
     attrs = add_named_colours_to_flowers(domain, attrs, rng, split)
     return styles.add_style(domain, attrs, rng, split)
-
-
-PARTS = ("petal", "centre", "background")
 
 
 def part_targets(domain: str, attrs: dict, caption: str) -> tuple[np.ndarray, np.ndarray]:

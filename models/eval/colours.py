@@ -25,11 +25,11 @@ import torch
 
 from .. import colour_lexicon as lex
 from ..data import colour_names, procedural
+from ..data.colour_names import PARTS
 from ..gan import load_gan
 from ..text_encoder import encode_prompts
 from .gan import draw
 
-PARTS = ("petal", "centre", "background")
 # the 11 basic colour terms (Berlin and Kay), at their XKCD survey colours
 BASIC_TERMS = ("red", "orange", "yellow", "green", "blue", "purple", "pink", "brown", "black",
                "white", "grey")
