@@ -77,10 +77,12 @@ log = logging.getLogger("PromptGAN")
 
 class CaptionedImages:
     """images uint8 [N,R,R,3]; captions flattened with per-image offsets; labels [N,H] or None;
-    per caption its sentence embedding [C, D] and colour words [C, M, D + 4] (fp16)."""
+    per caption its sentence embedding [C, D] and colour words [C, M, D + 4] (fp16); attrs, the
+    procedural attributes per image (None for a folder)."""
 
     def __init__(self, images: np.ndarray, captions: list[list[str]], embeds: torch.Tensor,
-                 labels: np.ndarray | None, encoder_id: str, words: torch.Tensor):
+                 labels: np.ndarray | None, encoder_id: str, words: torch.Tensor,
+                 attrs: list[dict] | None = None):
         self.images = torch.from_numpy(np.ascontiguousarray(images))
         counts = [len(c) for c in captions]
         self.offsets = torch.tensor(np.concatenate([[0], np.cumsum(counts)[:-1]]), dtype=torch.long)
@@ -88,6 +90,7 @@ class CaptionedImages:
         self.captions = [c for cs in captions for c in cs]
         self.embeds = embeds                                          # [sum(counts), D]
         self.words = words                                            # [sum(counts), M, D+4]
+        self.attrs = attrs
         self.parts = None       # [sum(counts), 3, 4] and mask [sum(counts), 3]: attach_parts
         self.parts_mask = None
         self.labels = None if labels is None else torch.from_numpy(labels).long()
@@ -105,10 +108,12 @@ class CaptionedImages:
         parts = None if self.parts is None else (self.parts[cap], self.parts_mask[cap])
         return x, self.embeds[cap], labels, self.words[cap].float(), parts
 
-    def attach_parts(self, domains: list[str], attrs: list[dict]) -> None:
-        """Per caption, what the colour reader should find (colour_names.part_targets)."""
+    def attach_parts(self) -> None:
+        """Per caption, what the colour reader should find (colour_names.part_targets), from
+        the images' attributes and domains (labels[:, 0])."""
+        domains = [procedural.DOMAINS[int(d)] for d in self.labels[:, 0]]
         rows = [part_targets(d, a, self.captions[int(o) + j])
-                for i, (d, a, o, n) in enumerate(zip(domains, attrs, self.offsets, self.counts))
+                for d, a, o, n in zip(domains, self.attrs, self.offsets, self.counts)
                 for j in range(int(n))]
         self.parts = torch.from_numpy(np.stack([t for t, _ in rows]))
         self.parts_mask = torch.from_numpy(np.stack([m for _, m in rows]))
@@ -142,7 +147,7 @@ def _read_data_cache(path: Path) -> CaptionedImages | None:
         meta = json.loads(bytes(ck.tensors["captions_json"].tolist()).decode("utf-8"))
         return CaptionedImages(ck.tensors["images"].numpy(), meta["captions"], ck.tensors["embeds"],
                                ck.tensors["labels"].numpy(), meta["encoder_id"],
-                               ck.tensors["words"])
+                               ck.tensors["words"], meta["attrs"])
     except (CheckpointError, KeyError, ValueError, TypeError) as exc:
         log.warning("data cache %s is unusable (%s); deleting it and rendering again", path, exc)
         path.unlink(missing_ok=True)
@@ -151,9 +156,10 @@ def _read_data_cache(path: Path) -> CaptionedImages | None:
 
 def _write_data_cache(path: Path, images: np.ndarray, captions: list[list[str]],
                       embeds: torch.Tensor, labels: np.ndarray, encoder_id: str,
-                      words: torch.Tensor) -> None:
+                      words: torch.Tensor, attrs: list[dict]) -> None:
     """One file, written atomically: a kill leaves the old cache or none, never half of one."""
-    meta = json.dumps({"captions": captions, "encoder_id": encoder_id}).encode("utf-8")
+    meta = json.dumps({"captions": captions, "encoder_id": encoder_id,
+                       "attrs": attrs}).encode("utf-8")
     try:
         save_checkpoint(path, {"images": torch.from_numpy(images), "embeds": embeds,
                                "labels": torch.from_numpy(labels), "words": words,
@@ -176,14 +182,14 @@ def load_training_data(spec: str, resolution: int, n_images: int, seed: int, cac
     take exact colours named from the colour lexicon (data/colour_names.py); ``styles``: half
     the images are drawn in one of the rendering styles (data/styles.py)."""
     # the colour channel of every caption depends on the colour lexicon and its matching rules
-    fingerprint = (f"{spec}|{resolution}|{n_images}|{seed}|{captions_per_image}|v5|"
+    fingerprint = (f"{spec}|{resolution}|{n_images}|{seed}|{captions_per_image}|v6|"
                    f"{colour_lexicon.table_digest()}" + ("|named" if named_colours else "")
                    + ("|styles" if styles else ""))
     key = hashlib.sha1(fingerprint.encode()).hexdigest()[:12]
     cache = cache_dir / f"data_{key}.safetensors"
     if spec.startswith("folder:"):
         found = load_image_folder(spec[len("folder:"):], resolution)
-        images, captions, labels = found["images"], found["captions"], None
+        images, captions, labels, attrs = found["images"], found["captions"], None, None
         skipped = found.get("skipped", {})
         log.warning("image folder: %d images used, %s", len(images),
                     ", ".join(f"{len(v)} skipped ({k})" for k, v in skipped.items()) or "none skipped")
@@ -193,40 +199,25 @@ def load_training_data(spec: str, resolution: int, n_images: int, seed: int, cac
         if domains is None:
             raise ValueError(f"--data {spec!r}: use procedural, flowers, landscapes or folder:PATH")
         remove_stale_temporaries(cache_dir, older_than=STALE_CACHE_SECONDS)
-        cached = _read_data_cache(cache)
-        if cached is not None:
+        data = _read_data_cache(cache)
+        if data is not None:
             if named_colours:
-                _attach_named_parts(cached, domains, resolution, n_images, seed,
-                                    captions_per_image, styles)
-            return cached
+                data.attach_parts()
+            return data
         arr = procedural.make_dataset_arrays(n_images, resolution, seed, domains=domains,
                                              split="train", captions_per_image=captions_per_image,
                                              workers=max(1, torch.get_num_threads()),
                                              extra=_extra_attributes(named_colours, styles))
-        images, captions, labels = arr["images"], arr["captions"], arr["labels"]
+        images, captions, labels, attrs = arr["images"], arr["captions"], arr["labels"], arr["attrs"]
     flat = [c for cs in captions for c in cs]
     embeds, words, encoder_id = _encode_all(flat, device)
     embeds = embeds.cpu()
     if not spec.startswith("folder:"):
-        _write_data_cache(cache, images, captions, embeds, labels, encoder_id, words)
-    data = CaptionedImages(images, captions, embeds, labels, encoder_id, words)
+        _write_data_cache(cache, images, captions, embeds, labels, encoder_id, words, attrs)
+    data = CaptionedImages(images, captions, embeds, labels, encoder_id, words, attrs)
     if named_colours:
-        data.attach_parts([procedural.DOMAINS[d] for d in arr["domain"]], arr["attrs"])
+        data.attach_parts()
     return data
-
-
-def _attach_named_parts(data: CaptionedImages, domains, resolution, n_images, seed,
-                        captions_per_image, styles) -> None:
-    """The reader's targets for cached data: the attributes are drawn again (the cache holds
-    captions, not attributes; drawing them costs seconds) and must give the cached captions."""
-    arr = procedural.make_dataset_arrays(n_images, resolution, seed, domains=domains,
-                                         split="train", captions_per_image=captions_per_image,
-                                         workers=max(1, torch.get_num_threads()),
-                                         extra=_extra_attributes(True, styles))
-    if [c for cs in arr["captions"] for c in cs] != data.captions:
-        raise CheckpointError("the data cache's captions differ from the renderer's; delete "
-                              "the cache and run again")
-    data.attach_parts([procedural.DOMAINS[d] for d in arr["domain"]], arr["attrs"])
 
 
 # ---------------------------------------------------------------------------------------------
