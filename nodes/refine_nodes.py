@@ -261,7 +261,7 @@ class PromptGAN_Refine:
                     model, latent, sentence, x, m, steps, DEFAULT_STEP_SIZE * strength,
                     seed=int(seed), device=device, progress=_phase(bar, invert_steps, steps, total),
                     check_interrupt=interrupt,
-                    words=None if new_w is None else broadcast_rows(new_w, b, "embeds"))
+                    words=new_w)
         bar(total, total)
         _finite(out, f"Refine's output (model '{model.name}')")
         return (to_comfy_image(out).to(runtime.intermediate_device()), new_latent)
