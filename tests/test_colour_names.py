@@ -137,6 +137,40 @@ def test_the_colour_reader_starts_at_zero_and_old_files_load_without_it(tmp_path
     torch.testing.assert_close(one[:2], two)                 # same seed, same image, any batch
 
 
+def test_refine_and_its_evaluation_draw_with_the_new_prompts_colour_words(tmp_path):
+    from promptgan.models import refine
+    from promptgan.models.eval import refine as refine_eval
+    torch.manual_seed(1)
+    G = gan.Generator(gan.GeneratorConfig(resolution=32, ngf=4, colour_queries=4))
+    D = gan.Discriminator(gan.DiscriminatorConfig(resolution=32, ndf=4))
+    with torch.no_grad():
+        for p in G.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    path = tmp_path / "reader.safetensors"
+    old, new = ["a flower with red petals"], ["a flower with burgundy petals, on cream"]
+    gan.save_gan(path, G, D, encoder_id=encode_prompts(old).encoder_id, provenance={})
+    model = gan.load_gan(path)
+    s_old, w_old = refine_eval._encode(old)
+    s_new, w_new = refine_eval._encode(new)
+    lat = refine_eval._latent(model, s_old, w_old, old, [5])
+    torch.testing.assert_close(lat.words, w_old)
+    swapped, moved = refine.edit(model, lat, s_new, 1.0, preserve=0.0, new_words=w_new)
+    torch.testing.assert_close(moved.words, w_new)
+    want = generate(model, refine_eval._latent(model, s_new, w_new, new, [5]))
+    torch.testing.assert_close(swapped, want)
+    without = generate(model, refine_eval.GANLatent(lat.z, s_new, new, [5], lat.encoder_id,
+                                                    lat.model_id))
+    assert (without - want).abs().max() > 1e-3          # the words change the picture
+
+
+def test_edits_to_named_colours_ask_for_held_out_names_of_another_colour():
+    for pair in colour_eval.named_edit_pairs(20):
+        name = pair["new_attrs"]["petal_phrase"]
+        assert lex.is_heldout_name(name) and name in pair["new_prompt"].lower()
+        assert pair["new_attrs"]["petal_colour"] != pair["attrs"]["petal_colour"]
+        assert "petal_phrase" not in pair["attrs"]
+
+
 def test_a_colour_reading_model_counts_lexicon_colours_as_known():
     vocab = ["a", "flower", "petals", "red"]
     assert report(["a flower with cerulean petals"], vocab) == [

@@ -5,7 +5,8 @@
 Prompts (deterministic): flowers whose petals, centre and background are named from the held-out
 15 % of the colour lexicon (names no training caption uses, ``colour_lexicon.is_heldout_name``)
 in the held-out sentence frames; a binding test (two colours swapped between petals and
-background); and the basic colour words in the same new frames.
+background); the basic colour words in the same new frames; and Refine's text edits to
+held-out names ("... with <name> petals" from the same picture with other petals).
 
 The reader (``read_flower_colours``) knows nothing of the generator: the background is the
 median of the image's top, left and right borders; the flower is what differs from it (opened
@@ -24,11 +25,13 @@ import numpy as np
 import torch
 
 from .. import colour_lexicon as lex
+from .. import refine as R
 from ..data import colour_names, procedural
 from ..data.colour_names import PARTS
-from ..gan import load_gan
+from ..gan import load_gan, seeded_noise
+from ..generate import GANLatent, generate, model_id
 from ..text_encoder import encode_prompts
-from .gan import draw
+from .gan import CLASSIFIER_PATH, draw, load_classifier
 
 # the 11 basic colour terms (Berlin and Kay), at their XKCD survey colours
 BASIC_TERMS = ("red", "orange", "yellow", "green", "blue", "purple", "pink", "brown", "black",
@@ -158,6 +161,27 @@ def basic_word_prompts(seed: int = 4323, per_pair: int = 2) -> list[dict]:
     return out
 
 
+def named_edit_pairs(n: int, seed: int = 4324) -> list[dict]:
+    """n (source, target) prompts in the same held-out frame: the target names the petals with a
+    held-out lexicon name, the source with a category synonym of another basic colour."""
+    rng = np.random.default_rng([seed, 19])
+    pairs = []
+    while len(pairs) < n:
+        attrs = procedural.sample_attributes("flower", rng, "any")
+        name, rgb = colour_names.lexicon_name(rng, "heldout")
+        category = colour_names.nearest_category("petal", rgb)
+        if category == attrs["petal_colour"]:
+            continue
+        new = dict(attrs, petal_colour=category, petal_rgb=tuple(rgb), petal_phrase=name)
+        k = int(rng.integers(2 ** 31))
+        pairs.append({"attrs": attrs, "new_attrs": new,
+                      "prompt": procedural.make_caption("flower", attrs, np.random.default_rng(k),
+                                                        "heldout"),
+                      "new_prompt": procedural.make_caption("flower", new,
+                                                            np.random.default_rng(k), "heldout")})
+    return pairs
+
+
 # ---------------------------------------------------------------- scoring
 
 def render_real(prompts: list[dict], seed: int) -> np.ndarray:
@@ -170,7 +194,7 @@ def generate_images(model, prompts: list[dict], seeds_per_prompt: int, seed: int
     rows = [i for i in range(len(prompts)) for _ in range(seeds_per_prompt)]
     images = draw(model, e.sentence[rows], [seed + k for k in range(len(rows))],
                   words=e.colour_words()[rows])
-    return ((images.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy()
+    return to_uint8(images)
 
 
 def part_errors(images: np.ndarray, prompts: list[dict], per_prompt: int, parts=PARTS) -> dict:
@@ -184,6 +208,33 @@ def part_errors(images: np.ndarray, prompts: list[dict], per_prompt: int, parts=
         de = ciede2000(lex.srgb_to_lab(asked), lex.srgb_to_lab(drawn))
         out[part] = (de, basic_term(asked) == basic_term(drawn))
     return out
+
+
+def to_uint8(images: torch.Tensor) -> np.ndarray:
+    return ((images.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy()
+
+
+def named_edits(model, n: int, seed: int, classifier=CLASSIFIER_PATH) -> dict:
+    """Refine's text edit (the node's defaults) from a generated picture to held-out petal names:
+    how close the petals come (CIEDE2000, read as above) and, by today's attribute classifier,
+    the share of the flower's other attributes that read the same before and after."""
+    pairs = named_edit_pairs(n)
+    old, new = (encode_prompts([p[k] for p in pairs]) for k in ("prompt", "new_prompt"))
+    seeds = [seed + 700 + i for i in range(n)]
+    lat = GANLatent(seeded_noise(seeds, model.generator.cfg.nz), old.sentence,
+                    [p["prompt"] for p in pairs], seeds, model.encoder_id, model_id(model),
+                    old.colour_words() if model.reads_colour_names else None)
+    original = generate(model, lat)
+    edited, _ = R.edit(model, lat, new.sentence, 1.0, new_words=new.colour_words())
+    targets = [{"attrs": p["new_attrs"]} for p in pairs]
+    out = summarise(part_errors(to_uint8(edited), targets, 1, ("petal",)))["petal"]
+    net = load_classifier(classifier)
+    heads = [h for h, _ in net.cfg.label_heads]
+    others = [i for i, h in enumerate(heads) if h.startswith("flower.") and h != "flower.petal_colour"]
+    with torch.no_grad():
+        kept = (net.predict(edited)[:, others] == net.predict(original)[:, others]).float()
+    return dict(out, n=n, preserved=round(kept.mean().item(), 4),
+                examples=[[p["prompt"], p["new_prompt"]] for p in pairs[:3]])
 
 
 def summarise(errors: dict) -> dict:
@@ -213,6 +264,8 @@ def evaluate(model, n: int = 100, seeds: int = 4, seed: int = 0) -> dict:
     err = part_errors(generate_images(model, basic, seeds, seed), basic, seeds,
                       ("petal", "background"))
     out["basic_words"] = dict(summarise(err), n_prompts=len(basic))
+    if model.discriminator is not None:
+        out["edits_to_heldout_names"] = named_edits(model, n, seed)
     return out
 
 
@@ -230,6 +283,11 @@ def format_report(r: dict) -> str:
     b = r["binding"]
     lines.append(f"\nbinding ({b['n_pairs']} swapped pairs x {r['seeds']} seeds): both prompts "
                  f"right {b['both_right']}, each prompt {b['per_prompt_both_right']}")
+    e = r.get("edits_to_heldout_names")
+    if e:
+        lines.append(f"Refine edits to held-out petal names ({e['n']}): median CIEDE2000 "
+                     f"{e['median_de2000']}, 90th pct {e['p90_de2000']}, basic colour right "
+                     f"{e['basic_accuracy']}; other flower attributes kept {e['preserved']}")
     return "\n".join(lines)
 
 

@@ -37,7 +37,7 @@ from ..data import procedural
 from ..gan import load_gan, seeded_noise
 from ..generate import GANLatent, generate, model_id
 from ..invert import find_inverter, invert, load_inverter
-from ..text_encoder import encode_sentences
+from ..text_encoder import encode_prompts
 from .gan import CLASSIFIER_PATH, evaluate_images, features_of, load_classifier, real_renders
 from .invert import reconstruction_psnr
 
@@ -56,13 +56,17 @@ def _disc(resolution: int, radius: float) -> torch.Tensor:
     return (((yy - c) ** 2 + (xx - c) ** 2).float().sqrt() <= radius * resolution).float()
 
 
-def _encode(prompts: list[str]) -> torch.Tensor:
-    return encode_sentences(prompts)
+def _encode(prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    """-> (sentence embeddings [N,D], colour words [N,M,D+4]) of the prompts."""
+    e = encode_prompts(prompts)
+    return e.sentence, e.colour_words()
 
 
-def _latent(model, s: torch.Tensor, prompts: list[str], seeds: list[int]) -> GANLatent:
+def _latent(model, s: torch.Tensor, words: torch.Tensor, prompts: list[str],
+            seeds: list[int]) -> GANLatent:
+    """The latent GANGenerate makes: a model with a colour reader draws with the words."""
     return GANLatent(seeded_noise(seeds, model.generator.cfg.nz), s, prompts, seeds,
-                     model.encoder_id, model_id(model))
+                     model.encoder_id, model_id(model), words if model.reads_colour_names else None)
 
 
 def _timed(fn, *args, **kw):
@@ -79,8 +83,9 @@ def _timed(fn, *args, **kw):
 def eval_refinement(model, net, n_per_domain: int, seed: int, steps: int, step_size: float,
                     noise: float, attribute_weight: float = R.DEFAULT_ATTRIBUTE_WEIGHT) -> dict:
     prompts = procedural.heldout_prompts(n_per_domain)
-    s = _encode([p["prompt"] for p in prompts])
-    lat = _latent(model, s, [p["prompt"] for p in prompts], [seed + i for i in range(len(prompts))])
+    s, w = _encode([p["prompt"] for p in prompts])
+    lat = _latent(model, s, w, [p["prompt"] for p in prompts],
+                  [seed + i for i in range(len(prompts))])
     before = generate(model, lat)
     kw = dict(steps=steps, step_size=step_size, noise=noise, attribute_weight=attribute_weight,
               seed=seed)
@@ -109,7 +114,8 @@ def eval_refinement(model, net, n_per_domain: int, seed: int, steps: int, step_s
 
 def _sub(lat: GANLatent, idx: list[int]) -> GANLatent:
     return GANLatent(lat.z[idx], lat.sentence[idx], [lat.prompts[i] for i in idx],
-                     [lat.seeds[i] for i in idx], lat.encoder_id, lat.model_id)
+                     [lat.seeds[i] for i in idx], lat.encoder_id, lat.model_id,
+                     None if lat.words is None else lat.words[idx])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -187,9 +193,10 @@ def eval_edits(model, net, n: int, seed: int, strengths: list[float], invert_n: 
     results = {}
     for domain, attribute in EDITS:
         pairs = edit_pairs(domain, attribute, n, seed, wording)
-        s_old = _encode([p["prompt"] for p in pairs])
-        s_new = _encode([p["new_prompt"] for p in pairs])
-        lat = _latent(model, s_old, [p["prompt"] for p in pairs], [seed + 500 + i for i in range(n)])
+        s_old, w_old = _encode([p["prompt"] for p in pairs])
+        s_new, w_new = _encode([p["new_prompt"] for p in pairs])
+        lat = _latent(model, s_old, w_old, [p["prompt"] for p in pairs],
+                      [seed + 500 + i for i in range(n)])
         original = generate(model, lat)
         key = f"{domain}.{attribute}"
         results[key] = {"n": n, "examples": [[p["prompt"], p["new_prompt"]] for p in pairs[:3]]}
@@ -197,7 +204,8 @@ def eval_edits(model, net, n: int, seed: int, strengths: list[float], invert_n: 
         if preserve > 0:      # the one-pass swap beside it, to show what the guided edit adds
             runs.append(("swap_strength_1", 1.0, 0.0))
         for name, t, keep in runs:
-            (edited, _), seconds = _timed(R.edit, model, lat, s_new, t, preserve=keep)
+            (edited, _), seconds = _timed(R.edit, model, lat, s_new, t, preserve=keep,
+                                          new_words=w_new)
             row = _ssims(domain, original, edited)
             row["seconds_per_image_batched"] = round(seconds / n, 4)
             if net is not None:
@@ -205,11 +213,13 @@ def eval_edits(model, net, n: int, seed: int, strengths: list[float], invert_n: 
             results[key][name] = row
         if attribute == "petal_colour" and "strength_1" in results[key]:
             # batch 1, as a single image in a workflow
-            one = [_timed(R.edit, model, _sub(lat, [i]), s_new[i:i + 1], 1.0, preserve=preserve)[1]
+            one = [_timed(R.edit, model, _sub(lat, [i]), s_new[i:i + 1], 1.0, preserve=preserve,
+                          new_words=w_new[i:i + 1])[1]
                    for i in range(min(3, n))]
             results[key]["strength_1"]["seconds_per_image_batch1"] = round(float(np.median(one)), 4)
             mask = _disc(model.resolution, FLOWER_RADIUS)[None]
-            edited, _ = R.edit(model, lat, s_new, 1.0, mask, preserve=preserve)
+            edited, _ = R.edit(model, lat, s_new, 1.0, mask, preserve=preserve,
+                               new_words=w_new)
             row = _ssims(domain, original, edited, mask)
             if net is not None:
                 row.update(_edit_scores(net, domain, attribute, pairs, original, edited))
@@ -225,7 +235,8 @@ def eval_edits(model, net, n: int, seed: int, strengths: list[float], invert_n: 
                     inv_lat = invert(model, original[:k], None if encoder else s_new[:k], invert_steps,
                                      encoder, seed=seed)
                     secs = (time.perf_counter() - t0) / k
-                edited, _ = R.edit(model, inv_lat, s_new[:k], 1.0, preserve=preserve)
+                edited, _ = R.edit(model, inv_lat, s_new[:k], 1.0, preserve=preserve,
+                                   new_words=w_new[:k])
                 recon = generate(model, inv_lat)
                 row = {"n": k, "invert_steps": invert_steps, "seconds_per_image": round(secs, 3),
                        "inverter": str(found) if found is not None else None,
