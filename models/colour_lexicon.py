@@ -40,6 +40,8 @@ mountains peak peaks lake water river sea ocean forest tree trees wood woods sun
 stars night day sunset dusk dawn evening morning noon summer autumn fall winter spring snow
 ice rain cloud clouds small large big tiny huge little round pointed one two three four five
 six eight many few bright dark light pale deep soft plain simple colour color colours colors
+bare calm still end icy jumbo blazing treeless cloudless autumnal midsummer springtime
+summertime darkness
 """.split())
 
 _WORD = re.compile(r"[0-9A-Za-z\u00C0-\u024F']+")
@@ -96,8 +98,10 @@ def lexicon() -> dict[str, tuple[tuple[int, int, int], str]]:
 
 @functools.lru_cache(maxsize=1)
 def table_digest() -> str:
-    """A short hash of the shipped table (caches of encoded captions depend on it)."""
-    return hashlib.sha1(TABLE_PATH.read_bytes()).hexdigest()[:12]
+    """A short hash of the shipped table and the matching rules (caches of encoded captions
+    depend on both)."""
+    rules = " ".join(sorted(NOT_A_COLOUR_ALONE)).encode()
+    return hashlib.sha1(TABLE_PATH.read_bytes() + rules).hexdigest()[:12]
 
 
 def is_heldout_name(name: str) -> bool:
@@ -109,14 +113,17 @@ def is_heldout_name(name: str) -> bool:
     return int(hashlib.sha1(key.encode("utf-8")).hexdigest()[:8], 16) % 100 < HELDOUT_PERCENT
 
 
-def counts_alone(word: str, source: str) -> bool:
-    """Whether a one-word name is a colour by itself: basic words always; others unless the
-    word usually names something else (NOT_A_COLOUR_ALONE) or is a number."""
-    return source == "basic" or not (word in NOT_A_COLOUR_ALONE or word.isdigit())
+def names_a_colour(name: str, source: str) -> bool:
+    """Whether a lexicon name counts as a colour in a prompt: basic words always; others unless
+    every word of it usually names something else (NOT_A_COLOUR_ALONE) or is a number
+    ("sky", "night sky", "the end"; "sky blue" counts)."""
+    return source == "basic" or not all(w in NOT_A_COLOUR_ALONE or w.isdigit()
+                                        for w in name.split())
 
 
 def find_colours(prompt: str) -> list[ColourSpan]:
-    """The colour phrases of a prompt, left to right, longest match first."""
+    """The colour phrases of a prompt, left to right, longest match first. A name made only of
+    words that name other things ("night sky", "the end") is not a colour."""
     table = lexicon()
     spans = [ColourSpan(m.start(), m.end(), m.group().lower(), parse_hex(m.group()), "hex")
              for m in _HEX.finditer(prompt)]
@@ -128,7 +135,7 @@ def find_colours(prompt: str) -> list[ColourSpan]:
         for n in range(min(MAX_PHRASE_WORDS, len(words) - i), 0, -1):
             key = " ".join(w for _, _, w in words[i:i + n])
             hit = table.get(key)
-            if hit is None or (n == 1 and not counts_alone(key, hit[1])):
+            if hit is None or not names_a_colour(key, hit[1]):
                 continue
             spans.append(ColourSpan(words[i][0], words[i + n - 1][1], key, hit[0], hit[1]))
             i += n

@@ -43,6 +43,9 @@ def test_find_colours_takes_the_longest_name_hex_codes_and_skips_words_that_are_
     assert lex.find_colours(prompt)[0].rgb == (170, 187, 204)
     assert prompt[slice(*(lambda s: (s.start, s.end))(lex.find_colours(prompt)[0]))] == "#abc"
     assert lex.find_colours("a 5-petal flower on the grass under the sky") == []
+    # names made only of words that name other things are not colours in a caption's scene
+    assert lex.find_colours("bare mountains, still water, under a night sky at the end of the "
+                            "day") == []
     assert lex.phrase_colour("silvery white") == lex.lexicon()["white"][0]
 
 
@@ -101,6 +104,42 @@ def test_named_colours_are_drawn_exactly_and_named_in_every_caption():
         assert de < 8, (part, de, read[part])
     labels = procedural.labels_vector("flower", dict(attrs, unlabelled=("petal_colour",)))
     assert labels[1 + 0] == -1 and labels[2] >= 0
+
+
+def test_landscape_skies_lakes_and_ground_take_named_colours_and_their_captions_say_so():
+    seen = set()
+    for i in range(30):
+        rng = np.random.default_rng([i, 1])
+        plain = procedural.sample_attributes("landscape", np.random.default_rng(i))
+        attrs = colour_names.add_named_colours_to_flowers("landscape", plain, rng)
+        caption = procedural.make_caption("landscape", attrs, np.random.default_rng(i))
+        targets, mask = colour_names.part_targets("landscape", attrs, caption)
+        for k, part in enumerate(colour_names.LANDSCAPE_PARTS):
+            phrase = attrs.get(f"{part}_phrase")
+            assert (phrase is not None) == bool(mask[k])
+            if phrase is not None:
+                seen.add(part)
+                assert phrase in caption and not lex.is_heldout_name(phrase)
+                assert any(caption[s.start:s.end] == phrase for s in lex.find_colours(caption))
+                np.testing.assert_allclose(targets[k], lex.colour_code(attrs[f"{part}_rgb"]))
+        if part == "water" and "water_phrase" in attrs:
+            assert attrs["water"] == "lake"
+        if not any(f"{p}_phrase" in attrs for p in colour_names.LANDSCAPE_PARTS):
+            # a landscape without named colours keeps the caption it had
+            assert caption == procedural.make_caption("landscape", plain, np.random.default_rng(i))
+    assert seen == {"sky", "water", "ground"}
+    # drawn as named: the evaluation reads them back; the rest of the picture keeps its layout
+    attrs = dict(procedural.sample_attributes("landscape", np.random.default_rng(4)),
+                 time_of_day="night", water="lake")
+    named = dict(attrs, sky_rgb=(255, 105, 180), water_rgb=(0, 128, 128), ground_rgb=(128, 0, 32))
+    before = procedural.render("landscape", attrs, 64, np.random.default_rng(5))
+    after = procedural.render("landscape", named, 64, np.random.default_rng(5))
+    read = colour_eval.read_landscape_colours(after)
+    for part in ("sky", "ground"):
+        de = colour_eval.ciede2000(lex.srgb_to_lab(named[f"{part}_rgb"]), lex.srgb_to_lab(read[part]))
+        assert de < 10, (part, de, read[part])
+    assert not np.array_equal(before, after)
+    assert (np.abs(after.astype(int) - (0, 128, 128)).sum(-1) < 40).sum() > 20     # the lake
 
 
 def test_the_colour_reader_starts_at_zero_and_old_files_load_without_it(tmp_path):
@@ -230,6 +269,9 @@ def test_the_readers_targets_follow_what_each_caption_says():
     assert mask.tolist() == [1, 1, 0]              # centre unsaid ("standing" is not "tan")
     assert targets[1].tolist() == [0, 0, 0, 0]
     assert colour_names.part_targets("landscape", {}, "a red sunset")[1].sum() == 0
+    sky = colour_names.part_targets("landscape", {"sky_phrase": "teal", "sky_rgb": (0, 128, 128)},
+                                    "a teal sky over a lake")
+    assert sky[1].tolist() == [1, 0, 0]
     # the binding term is zero when the reader finds exactly the named colours
     from promptgan.models.train.gan import binding_loss
 

@@ -121,6 +121,17 @@ FLOWER_HELDOUT = {
 NAMED_BACKGROUND_TRAIN = ("on {a} {n} background", "against {a} {n} background", "on {n}",
                           "against {n}", "on a plain {n} background", "on {a} {n} backdrop")
 NAMED_BACKGROUND_HELDOUT = ("set against a flat {n} ground", "over an even {n} wash")
+# a landscape part in a named colour ({n}, with its article {a}), an item of the scene
+NAMED_LANDSCAPE_TRAIN = {
+    "sky": ("{a} {n} sky", "a sky of {n}", "{a} {n} sky above"),
+    "water": ("{a} {n} lake", "a lake of {n} water", "{n} water"),
+    "ground": ("{n} ground", "{n} fields", "{n} earth"),
+}
+NAMED_LANDSCAPE_HELDOUT = {
+    "sky": ("heavens tinted {n}", "{a} {n} firmament"),
+    "water": ("a mere of {n}", "{n} waters"),
+    "ground": ("earth tinted {n}", "{n} lowlands"),
+}
 FLOWER_HELDOUT_NOUNS = ("flower", "wildflower")
 FLOWER_HELDOUT_CENTRE_NOUNS = ("heart", "core", "eye")
 
@@ -365,6 +376,24 @@ def _flower_heldout(attrs: dict, rng: np.random.Generator) -> str:
     return text[0].upper() + text[1:]
 
 
+def _named_landscape_items(attrs: dict, rng: np.random.Generator, items: list[str],
+                           table: dict) -> list[str]:
+    """The scene's items with its named sky, water and ground colours (``{part}_phrase``): the
+    water's phrase replaces the lake's, sky and ground are added. No rng draw for a landscape
+    without named colours, so its captions stay as they were."""
+    water = attrs.get("water_phrase")
+    if water is not None:
+        lake = table["water"]
+        items = [i for i in items if i not in LANDSCAPE_TRAIN["water"]["lake"]
+                 and i not in LANDSCAPE_HELDOUT["water"]["lake"]]
+        items.append(pick(rng, lake).format(a=_article(water), n=water))
+    for part in ("sky", "ground"):
+        name = attrs.get(f"{part}_phrase")
+        if name is not None:
+            items.append(pick(rng, table[part]).format(a=_article(name), n=name))
+    return items
+
+
 def _landscape_train(attrs: dict, rng: np.random.Generator, mentioned: set) -> str:
     table, omit = LANDSCAPE_TRAIN, TRAIN_OMIT["landscape"]
     say = {k: rng.random() >= p for k, p in omit.items()}
@@ -376,8 +405,10 @@ def _landscape_train(attrs: dict, rng: np.random.Generator, mentioned: set) -> s
     scene_adj = f"{_article(adj)} {adj} {noun}"
     season_pp = pick(rng, season["pp"])
     scene_pp = f"{_article(noun)} {noun} {season_pp}"
+    say["water"] = say["water"] or "water_phrase" in attrs
     items = [pick(rng, table[k][attrs[k]]) for k in ("sky_object", "mountains", "water", "trees")
              if say[k]]
+    items = _named_landscape_items(attrs, rng, items, NAMED_LANDSCAPE_TRAIN)
     rng.shuffle(items)
     skeleton = pick(rng, _LANDSCAPE_TRAIN_SKELETONS)
     if not items:
@@ -391,6 +422,7 @@ def _landscape_heldout(attrs: dict, rng: np.random.Generator) -> str:
     time = pick(rng, table["time_of_day"][attrs["time_of_day"]])
     season = pick(rng, table["season"][attrs["season"]]["pp"])
     items = [pick(rng, table[k][attrs[k]]) for k in ("sky_object", "mountains", "water", "trees")]
+    items = _named_landscape_items(attrs, rng, items, NAMED_LANDSCAPE_HELDOUT)
     rng.shuffle(items)
     text = pick(rng, _LANDSCAPE_HELDOUT_SKELETONS).format(
         noun=pick(rng, LANDSCAPE_HELDOUT_NOUNS), time=time, season=season, items=_join(items))

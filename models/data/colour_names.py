@@ -1,4 +1,4 @@
-"""Flower colours named from the colour lexicon, for training captions and the evaluation.
+"""Colours named from the colour lexicon, for training captions and the evaluation.
 
 ``add_named_colours`` gives a flower's petals, centre and (sometimes) background an exact sRGB
 colour and the phrase that names it, chosen once per image so that every caption of the image
@@ -31,6 +31,10 @@ SOURCE_WEIGHTS = {"xkcd": 0.5, "css4": 0.15, "color-name-list": 0.35}
 _PALETTES = {"petal": procedural.PETAL_PALETTE, "centre": procedural.CENTRE_PALETTE,
              "background": procedural.FLOWER_BACKGROUND_PALETTE}
 PARTS = ("petal", "centre", "background")
+# a landscape's named parts; the colour reader's first three queries take them in this order
+LANDSCAPE_PARTS = ("sky", "water", "ground")
+LANDSCAPE_NAMED_SHARE = 0.3     # per part: a named colour (else the time of day's or season's)
+LANDSCAPE_HEX_SHARE = 0.08      # of the named ones: a hex code
 CATEGORY = {"petal": "petal_colour", "centre": "centre_colour", "background": "background"}
 
 
@@ -52,6 +56,7 @@ def caption_table_names() -> frozenset[str]:
             found.update(span.name for span in lex.find_colours(node))
 
     walk([captions.FLOWER_TRAIN, captions.LANDSCAPE_TRAIN, captions.NAMED_BACKGROUND_TRAIN,
+          captions.NAMED_LANDSCAPE_TRAIN,
           list(captions.FLOWER_TRAIN_NOUNS), list(captions.LANDSCAPE_TRAIN_NOUNS)])
     return frozenset(found)
 
@@ -65,7 +70,7 @@ def names_by_source(split: str) -> dict[str, tuple[tuple[str, tuple[int, int, in
     for name, (rgb, source) in lex.lexicon().items():
         if source not in out or lex.is_heldout_name(name) != (split == "heldout"):
             continue
-        if " " not in name and not lex.counts_alone(name, source):
+        if not lex.names_a_colour(name, source):
             continue
         if split == "heldout" and name in caption_table_names():
             continue
@@ -140,10 +145,29 @@ def add_named_colours(attrs: dict, rng: np.random.Generator, split: str = "train
     return attrs
 
 
+def add_named_tints(attrs: dict, rng: np.random.Generator, split: str = "train") -> dict:
+    """A copy of landscape attrs with ``{part}_rgb`` and ``{part}_phrase`` for some of its sky,
+    water (only a lake) and ground: a lexicon name of the split or a hex code."""
+    attrs = dict(attrs)
+    names = "heldout" if split == "heldout" else "train"
+    for part in LANDSCAPE_PARTS:
+        draw = rng.random(2)            # drawn for every part: the same rng use whatever is named
+        if draw[0] >= LANDSCAPE_NAMED_SHARE or (part == "water" and attrs["water"] != "lake"):
+            continue
+        if draw[1] < LANDSCAPE_HEX_SHARE:
+            rgb = tuple(int(v) for v in rng.integers(0, 256, 3))
+            phrase = "#{:02x}{:02x}{:02x}".format(*rgb)
+        else:
+            phrase, rgb = lexicon_name(rng, names)
+        attrs[f"{part}_rgb"], attrs[f"{part}_phrase"] = tuple(int(v) for v in rgb), phrase
+    return attrs
+
+
 def add_named_colours_to_flowers(domain: str, attrs: dict, rng: np.random.Generator,
                                  split: str = "train") -> dict:
-    """``make_dataset_arrays``'s ``extra``: named colours for flowers, landscapes unchanged."""
-    return add_named_colours(attrs, rng, split) if domain == "flower" else attrs
+    """``make_dataset_arrays``'s ``extra``: named colours for flowers' petals, centres and
+    backgrounds and for landscapes' sky, water and ground."""
+    return (add_named_colours if domain == "flower" else add_named_tints)(attrs, rng, split)
 
 
 def add_named_colours_and_style(domain: str, attrs: dict, rng: np.random.Generator,
@@ -155,20 +179,19 @@ def add_named_colours_and_style(domain: str, attrs: dict, rng: np.random.Generat
 
 def part_targets(domain: str, attrs: dict, caption: str) -> tuple[np.ndarray, np.ndarray]:
     """What the colour reader's first three queries should find in ``caption``: float32 [3, 4]
-    colour channels (colour_lexicon.colour_code) of the petals, centre and background, and a
-    float32 [3] mask of the parts whose answer is known. A part named exactly in the caption
-    wants its colour; a flower part the caption leaves out wants "none" (zeros); a textured
-    background and every landscape part are unknown (mask 0)."""
+    colour channels (colour_lexicon.colour_code) of the petals, centre and background (a
+    landscape: its sky, water and ground), and a float32 [3] mask of the parts whose answer is
+    known. A part named exactly in the caption wants its colour; a flower's petals or centre
+    that the caption leaves out want "none" (zeros); a textured background and a landscape
+    part in its usual colours are unknown (mask 0)."""
     targets = np.zeros((3, lex.COLOUR_CHANNELS), dtype=np.float32)
     mask = np.zeros(3, dtype=np.float32)
-    if domain != "flower":
-        return targets, mask
     text = caption.lower()
-    for k, part in enumerate(PARTS):
+    for k, part in enumerate(PARTS if domain == "flower" else LANDSCAPE_PARTS):
         phrase = attrs.get(f"{part}_phrase")
         if phrase is not None and re.search(
                 rf"(?<![a-z0-9]){re.escape(phrase.lower())}(?![a-z0-9])", text):
             targets[k], mask[k] = lex.colour_code(attrs[f"{part}_rgb"]), 1.0
-        elif part != "background":
+        elif part in ("petal", "centre"):
             mask[k] = 1.0       # not said: nothing for this part (the category's colour)
     return targets, mask

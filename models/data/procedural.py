@@ -292,8 +292,8 @@ NAMED_JITTER = 2.0   # levels per channel around a named colour (a palette colou
 
 
 def _slot_colour(attrs: dict, slot: str, palette_colour, z, amount: float) -> np.ndarray:
-    """The colour of a flower part: ``attrs[slot + "_rgb"]`` when named exactly (see
-    colour_names.py), else its category's palette colour; jittered by z."""
+    """The colour of a part: ``attrs[slot + "_rgb"]`` when named exactly (see colour_names.py),
+    else its category's palette colour; jittered by z."""
     rgb = attrs.get(f"{slot}_rgb")
     if rgb is not None:
         return _jitter(_rgb(*rgb), z, NAMED_JITTER)
@@ -507,17 +507,19 @@ def _render_landscape(attrs: dict, size: int, rng: np.random.Generator) -> np.nd
     tod = attrs["time_of_day"]
     sc = _Scene(tod, attrs["season"], 0.56 + 0.06 * u[3], _LIGHT[tod])
 
-    haze = _landscape_sky(cv, sc, stars)
+    haze = _landscape_sky(cv, sc, stars, attrs.get("sky_rgb"))
     obj_pos = _sky_object(cv, attrs, sc.horizon, u[0:3])
     if attrs["mountains"] != "none":
         _mountains(cv, sc, attrs["mountains"] == "snowy", peaks, z[1], u[4])
-    gcol = _jitter(_GROUND[sc.season], z[2], 5.0)
-    _ground(cv, sc, gcol, haze, noise, speckle, u[5])
+    # a named ground or water colour is drawn as named: not relit by the time of day
+    ground_rgb = attrs.get("ground_rgb")
+    gcol = _slot_colour(attrs, "ground", _GROUND[sc.season], z[2], 5.0)
+    _ground(cv, sc, gcol, haze, noise, speckle, u[5], relight=ground_rgb is None)
     if attrs["trees"] == "forest":
         _forest(cv, sc, forest)
     lake = None
     if attrs["water"] == "lake":
-        lake = _lake(cv, sc, u[6:10], z[3], gcol, obj_pos)
+        lake = _lake(cv, sc, u[6:10], z[3], gcol, obj_pos, attrs.get("water_rgb"))
     if attrs["trees"] == "few":
         _few_trees(cv, sc, few, u[10], lake)
 
@@ -525,10 +527,15 @@ def _render_landscape(attrs: dict, size: int, rng: np.random.Generator) -> np.nd
     return cv.result()
 
 
-def _landscape_sky(cv: _Canvas, sc: _Scene, stars) -> np.ndarray:
-    """The sky, a three-stop vertical gradient, with stars at night. Returns its colour at the
-    horizon (the haze over the distant ground)."""
-    top, mid, low = _SKY[sc.tod]
+def _landscape_sky(cv: _Canvas, sc: _Scene, stars, named=None) -> np.ndarray:
+    """The sky, a three-stop vertical gradient, with stars at night. A named sky colour (sRGB)
+    is the gradient's middle stop, a little darker above and paler at the horizon. Returns
+    the colour at the horizon (the haze over the distant ground)."""
+    if named is None:
+        top, mid, low = _SKY[sc.tod]
+    else:
+        mid = _rgb(*named)
+        top, low = mid * 0.85, mid + (255.0 - mid) * 0.3
     t = np.clip(cv.y[:, 0] / sc.horizon, 0.0, 1.0)[None, :, None]  # (1, n, 1)
     cv.img[:] = np.where(t < 0.55, top + (mid - top) * (t / 0.55),
                          mid + (low - mid) * ((t - 0.55) / 0.45))
@@ -563,9 +570,12 @@ def _mountains(cv: _Canvas, sc: _Scene, snowy: bool, peaks, z_rock, u_snow) -> N
     cv.paint(sl, cover, colour)
 
 
-def _ground(cv: _Canvas, sc: _Scene, gcol, haze, noise, speckle, u_wave) -> None:
-    """The ground, lighter and hazier towards the horizon, with a little texture and speckles."""
-    horizon, light = sc.horizon, sc.light
+def _ground(cv: _Canvas, sc: _Scene, gcol, haze, noise, speckle, u_wave,
+            relight: bool = True) -> None:
+    """The ground, lighter and hazier towards the horizon, with a little texture and speckles
+    (``relight``: shaded by the time of day's light)."""
+    horizon = sc.horizon
+    light = sc.light if relight else _rgb(1.0, 1.0, 1.0)
     ground_top = horizon + 0.004 * np.sin(cv.x * 9.0 + 7 * u_wave)
     sl, xs, ys = cv.window(0, horizon - 0.01, 1, 1)
     depth = np.clip((ys - horizon) / (1.0 - horizon), 0, 1)
@@ -613,23 +623,26 @@ def _forest(cv: _Canvas, sc: _Scene, forest) -> None:
     cv.paint(sl, cover, np.minimum(colour * sc.light, 255))
 
 
-def _lake(cv: _Canvas, sc: _Scene, u, z_water, gcol, obj_pos) -> tuple[float, float, float, float]:
+def _lake(cv: _Canvas, sc: _Scene, u, z_water, gcol, obj_pos,
+          named=None) -> tuple[float, float, float, float]:
     """An ellipse below the horizon, reflecting the sky, with ripples and a dark shore; u: 4
-    uniforms. Returns (centre x, centre y, radius x, radius y)."""
+    uniforms; ``named``: the water's sRGB colour instead of the time of day's. Returns
+    (centre x, centre y, radius x, radius y)."""
     ry = 0.065 + 0.025 * u[0]
     rx = 0.3 + 0.12 * u[1]
     lx = 0.5 + 0.2 * (u[2] - 0.5)
     ly = sc.horizon + 0.055 + ry + 0.06 * u[3]
     sl, xs, ys = cv.window(lx - rx - 0.01, ly - ry - 0.01, lx + rx + 0.01, ly + ry + 0.01)
     sdf = _ellipse_sdf(xs - lx, ys - ly, rx, ry)
-    water = _jitter(_WATER[sc.tod], z_water, 5.0)
+    water = (_jitter(_WATER[sc.tod], z_water, 5.0) if named is None
+             else _jitter(_rgb(*named), z_water, NAMED_JITTER))
     ripple = 1.0 + 0.1 * np.sin(2 * np.pi * (ys * 36.0 + 0.25 * np.sin(xs * 11.0)))
     far = 1.12 - 0.24 * np.clip((ys - (ly - ry)) / (2 * ry), 0, 1)
     colour = water * (ripple * far)
     if obj_pos is not None:  # the reflection of the sun or moon
         glint = np.exp(-(((xs - obj_pos[0]) / 0.025) ** 2)) * (ripple > 1.0)
         colour = colour + (_rgb(250, 240, 210) - colour) * (0.45 * glint)
-    cv.paint(sl, cv.cover(sdf), gcol * 0.55 * sc.light)
+    cv.paint(sl, cv.cover(sdf), gcol * 0.55 * (sc.light if named is None else 1.0))
     cv.paint(sl, cv.cover(sdf - 1.2 / cv.size), np.minimum(colour, 255))
     return lx, ly, rx, ry
 
@@ -691,8 +704,9 @@ def _tree(cv, tx, by, h, season, light, v, size) -> None:
 def render(domain: str, attrs: dict, size: int, rng: np.random.Generator) -> np.ndarray:
     """uint8 [size, size, 3] image of attrs. Same rng state + other attrs = same layout.
 
-    Optional keys: ``{petal,centre,background}_rgb`` (exact colours, colour_names.py) and
-    ``style`` (one of styles.STYLES; "plain" when absent)."""
+    Optional keys: ``{petal,centre,background}_rgb`` for flowers and ``{sky,water,ground}_rgb``
+    for landscapes (exact colours, colour_names.py) and ``style`` (one of styles.STYLES;
+    "plain" when absent)."""
     _check_attrs(domain, attrs)
     size = int(size)
     if size < 8:

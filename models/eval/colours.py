@@ -5,8 +5,9 @@
 Prompts (deterministic): flowers whose petals, centre and background are named from the held-out
 15 % of the colour lexicon (names no training caption uses, ``colour_lexicon.is_heldout_name``)
 in the held-out sentence frames; a binding test (two colours swapped between petals and
-background); the basic colour words in the same new frames; and Refine's text edits to
-held-out names ("... with <name> petals" from the same picture with other petals).
+background); the basic colour words in the same new frames; landscapes whose sky and ground
+are named from held-out names; and Refine's text edits to held-out names ("... with <name>
+petals" from the same picture with other petals).
 
 The reader (``read_flower_colours``) knows nothing of the generator: the background is the
 median of the image's top, left and right borders; the flower is what differs from it (opened
@@ -103,6 +104,30 @@ def read_flower_colours(image: np.ndarray) -> dict[str, np.ndarray]:
 
 # ---------------------------------------------------------------- prompts
 
+def read_landscape_colours(image: np.ndarray) -> dict[str, np.ndarray]:
+    """uint8 [H, W, 3] landscape -> {"sky", "ground"}: float RGB [3], the medians of the top
+    fifth (above every peak) and of the bottom tenth (below the lake)."""
+    img = image.astype(np.float64)
+    h = img.shape[0]
+    return {"sky": np.median(img[: max(1, h // 5)].reshape(-1, 3), axis=0),
+            "ground": np.median(img[h - max(1, h // 10):].reshape(-1, 3), axis=0)}
+
+
+def landscape_prompts(n: int, seed: int = 4325) -> list[dict]:
+    """n landscape prompts whose sky and ground are named from held-out lexicon names, in the
+    held-out frames."""
+    rng = np.random.default_rng([seed, 20])
+    out = []
+    for _ in range(n):
+        attrs = procedural.sample_attributes("landscape", rng, "any")
+        for part in ("sky", "ground"):
+            name, rgb = colour_names.lexicon_name(rng, "heldout")
+            attrs[f"{part}_rgb"], attrs[f"{part}_phrase"] = tuple(rgb), name
+        out.append({"attrs": attrs, "prompt": procedural.make_caption("landscape", attrs, rng,
+                                                                      "heldout")})
+    return out
+
+
 def named_prompts(n: int, seed: int = 4321, split: str = "heldout") -> list[dict]:
     """n flower prompts whose three parts are named from the split's lexicon names, in the
     split's wording (held-out sentence frames, or training captions' for "train")."""
@@ -184,8 +209,8 @@ def named_edit_pairs(n: int, seed: int = 4324) -> list[dict]:
 
 # ---------------------------------------------------------------- scoring
 
-def render_real(prompts: list[dict], seed: int) -> np.ndarray:
-    return np.stack([procedural.render("flower", p["attrs"], 64, np.random.default_rng([seed, i]))
+def render_real(prompts: list[dict], seed: int, domain: str = "flower") -> np.ndarray:
+    return np.stack([procedural.render(domain, p["attrs"], 64, np.random.default_rng([seed, i]))
                      for i, p in enumerate(prompts)])
 
 
@@ -197,9 +222,10 @@ def generate_images(model, prompts: list[dict], seeds_per_prompt: int, seed: int
     return to_uint8(images)
 
 
-def part_errors(images: np.ndarray, prompts: list[dict], per_prompt: int, parts=PARTS) -> dict:
+def part_errors(images: np.ndarray, prompts: list[dict], per_prompt: int, parts=PARTS,
+                reader=read_flower_colours) -> dict:
     """{part: (CIEDE2000 [N], basic right [N])} over every image of the prompts."""
-    read = [read_flower_colours(im) for im in images]
+    read = [reader(im) for im in images]
     out = {}
     for part in parts:
         asked = np.array([prompts[i // per_prompt]["attrs"][f"{part}_rgb"]
@@ -264,6 +290,12 @@ def evaluate(model, n: int = 100, seeds: int = 4, seed: int = 0) -> dict:
     err = part_errors(generate_images(model, basic, seeds, seed), basic, seeds,
                       ("petal", "background"))
     out["basic_words"] = dict(summarise(err), n_prompts=len(basic))
+    land = landscape_prompts(n // 2)
+    parts = dict(parts=("sky", "ground"), reader=read_landscape_colours)
+    out["landscape_ceiling"] = summarise(part_errors(render_real(land, seed, "landscape"), land,
+                                                     1, **parts))
+    out["landscape_heldout_names"] = summarise(part_errors(
+        generate_images(model, land, seeds, seed), land, seeds, **parts))
     if model.discriminator is not None:
         out["edits_to_heldout_names"] = named_edits(model, n, seed)
     return out
@@ -275,8 +307,10 @@ def format_report(r: dict) -> str:
     for key, label in (("reader_ceiling", "real renders (reader's ceiling)"),
                        ("heldout_names", "held-out lexicon names"),
                        ("training_names", "training names, training wording"),
-                       ("basic_words", "basic colour words, new frames")):
-        for part, v in r[key].items():
+                       ("basic_words", "basic colour words, new frames"),
+                       ("landscape_ceiling", "landscapes, real renders (reader's ceiling)"),
+                       ("landscape_heldout_names", "landscapes, held-out lexicon names")):
+        for part, v in r.get(key, {}).items():
             if isinstance(v, dict):
                 lines.append(f"| {label} | {part} | {v['median_de2000']} | {v['p90_de2000']} | "
                              f"{v['basic_accuracy']} |")

@@ -179,11 +179,12 @@ def load_training_data(spec: str, resolution: int, n_images: int, seed: int, cac
                        device, captions_per_image: int = 2,
                        named_colours: bool = False, styles: bool = False) -> CaptionedImages:
     """spec: 'procedural', 'flowers', 'landscapes' or 'folder:PATH'. ``named_colours``: flowers
-    take exact colours named from the colour lexicon (data/colour_names.py); ``styles``: half
+    and landscapes take exact colours named from the colour lexicon (data/colour_names.py:
+    petals, centre, background; sky, water, ground); ``styles``: half
     the images are drawn in one of the rendering styles (data/styles.py)."""
     # the colour channel of every caption depends on the colour lexicon and its matching rules
     fingerprint = (f"{spec}|{resolution}|{n_images}|{seed}|{captions_per_image}|v6|"
-                   f"{colour_lexicon.table_digest()}" + ("|named" if named_colours else "")
+                   f"{colour_lexicon.table_digest()}" + ("|named+tints" if named_colours else "")
                    + ("|styles" if styles else ""))
     key = hashlib.sha1(fingerprint.encode()).hexdigest()[:12]
     cache = cache_dir / f"data_{key}.safetensors"
@@ -315,8 +316,9 @@ def build_parser() -> argparse.ArgumentParser:
     size.add_argument("--captions-per-image", type=int, default=2,
                    help="procedural captions per image (each encoded once, then cached)")
     size.add_argument("--named-colours", action="store_true",
-                   help="procedural flowers take exact colours named from the colour lexicon "
-                        "(XKCD, CSS4, color-name-list, hex codes), 15%% of names held out")
+                   help="procedural flowers and landscape skies, lakes and ground take exact "
+                        "colours named from the colour lexicon (XKCD, CSS4, color-name-list, hex "
+                        "codes), 15%% of names held out")
     size.add_argument("--styles", action="store_true",
                    help="procedural images: half drawn in one of five rendering styles (flat, "
                         "ink, watercolour, pixel art, pencil), named in their captions")
