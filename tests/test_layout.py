@@ -255,7 +255,7 @@ def test_the_default_recipe_rebuilds_the_shipped_model_at_tiny_size(tmp_path, mo
     assert model.provenance["step"] == 23 and model.text_head is not None
     assert model.reads_colour_names
     assert model.provenance["recipe"].endswith(
-        "+colourSWD@32px+code-readout+mode-seeking+angular+colour-reader4+binding+named-colours")
+        "+colourSWD@32px+code-readout+mode-seeking+angular+colour-reader4+binding+named-colours+styles")
     commands = [c["command"] for c in model.provenance["commands"]]
     assert [c.split("--recipe default:")[1].split()[0] for c in commands] == stages
     assert [c["from_step"] for c in model.provenance["commands"]] == [0] + ends[:-1]

@@ -112,7 +112,7 @@ def to_model_range(images_uint8: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(images_uint8).permute(0, 3, 1, 2).float().div(127.5).sub(1)
 
 
-def _augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+def augment_renders(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     """Mild robustness: noise, small brightness shifts, occasional blur (GAN outputs are soft)."""
     b = x.shape[0]
     x = x + 0.04 * torch.randn(x.shape, generator=gen) * torch.rand(b, 1, 1, 1, generator=gen)
@@ -126,9 +126,10 @@ def _augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
 
 
 def fit_classifier(x: np.ndarray, y: torch.Tensor, heads: list, epochs: int, batch: int,
-                   seed: int, desc: str = "train-classifier") -> AttributeClassifier:
+                   seed: int, desc: str = "train-classifier", augment=augment_renders) -> AttributeClassifier:
     """An AttributeClassifier for ``heads`` fitted on renders x uint8 [N,64,64,3] with labels y
-    [N,H] (-1: no label), AdamW with a one-cycle schedule; returned in eval mode."""
+    [N,H] (-1: no label), AdamW with a one-cycle schedule; returned in eval mode.
+    ``augment(x [B,3,64,64] in [-1,1], generator) -> x``: what each batch goes through."""
     net = AttributeClassifier(ClassifierConfig(label_heads=heads))
     opt = torch.optim.AdamW(net.parameters(), lr=2e-3, weight_decay=1e-4)
     steps = epochs * (len(x) // batch)
@@ -139,7 +140,7 @@ def fit_classifier(x: np.ndarray, y: torch.Tensor, heads: list, epochs: int, bat
         perm = torch.randperm(len(x), generator=gen)
         for i in range(len(x) // batch):
             idx = perm[i * batch:(i + 1) * batch]
-            xb = _augment(to_model_range(x[idx.numpy()]), gen)
+            xb = augment(to_model_range(x[idx.numpy()]), gen)
             loss = aux_loss(net(xb)[1], y[idx], heads)
             opt.zero_grad()
             loss.backward()

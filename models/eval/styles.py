@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from ..checkpoint import WEIGHTS_DIR, build_network, load_checkpoint, save_checkpoint
 from ..cli import add_recipe_flag, add_threads_flag, command_line, parse_with_recipe, set_threads
@@ -29,12 +30,16 @@ from .gan import (
     CLASSIFIER_KIND,
     AttributeClassifier,
     ClassifierConfig,
+    augment_renders,
     classifier_accuracy,
     draw,
     fit_classifier,
 )
 
 STYLE_CLASSIFIER_PATH = WEIGHTS_DIR / "style_classifier.safetensors"
+SOFTEN_SHARE = 0.6            # of training renders blurred (sigma SOFTEN_SIGMA), before augment_renders
+SOFTEN_SIGMA = (0.5, 1.5)
+SMOOTH_SHARE = 0.3            # of training renders median-filtered (speckles and grain gone)
 HEADS = [["style", len(styles.STYLES)]]
 
 
@@ -50,6 +55,43 @@ def style_renders(n: int, seed: int, split: str) -> tuple[np.ndarray, np.ndarray
         images[i] = styles.apply_style(images[i], styles.STYLES[k], rng)
         labels[i, 0] = k
     return images, labels
+
+
+def _gaussian_blur(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """x [B,3,H,W] blurred by a separable Gaussian of per-image sigma [B] (7 taps)."""
+    taps = torch.arange(-3, 4, dtype=x.dtype)
+    k = torch.exp(-0.5 * (taps[None] / sigma[:, None]) ** 2)
+    k = k / k.sum(1, keepdim=True)                                    # [B, 7]
+    b, c, h, w = x.shape
+    y = F.pad(x, (3, 3, 3, 3), mode="replicate").reshape(1, b * c, h + 6, w + 6)
+    kk = k.repeat_interleave(c, 0)
+    y = F.conv2d(y, kk[:, None, None, :], groups=b * c)                # along x
+    y = F.conv2d(y, kk[:, None, :, None], groups=b * c)                # along y
+    return y.reshape(b, c, h, w)
+
+
+def _median3(x: torch.Tensor) -> torch.Tensor:
+    """3x3 median filter of x [B,3,H,W]."""
+    b, c, h, w = x.shape
+    patches = F.unfold(F.pad(x, (1, 1, 1, 1), mode="replicate"), 3)    # [B, C*9, H*W]
+    return patches.reshape(b, c, 9, h * w).median(2).values.reshape(b, c, h, w)
+
+
+def soften(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """What a generator's pictures lose against renders: fine texture and sharp edges. Renders
+    of every style are blurred or median-filtered alike, so the reader cannot tell a style by
+    its grain (a smooth generated "plain" picture read as "flat" without it), then augmented
+    as the attribute classifier's are."""
+    b = x.shape[0]
+    smooth = torch.rand(b, generator=gen) < SMOOTH_SHARE
+    if smooth.any():
+        x[smooth] = _median3(x[smooth])
+    blur = torch.rand(b, generator=gen) < SOFTEN_SHARE
+    if blur.any():
+        lo, hi = SOFTEN_SIGMA
+        sigma = lo + (hi - lo) * torch.rand(int(blur.sum()), generator=gen)
+        x[blur] = _gaussian_blur(x[blur], sigma)
+    return augment_renders(x, gen)
 
 
 def train_style_classifier(argv=None) -> int:
@@ -68,7 +110,7 @@ def train_style_classifier(argv=None) -> int:
     x, y = style_renders(args.n_train, args.seed, "any")
     tx, ty = style_renders(args.n_test, args.seed + 99, "any")
     net = fit_classifier(x, torch.from_numpy(y), HEADS, args.epochs, args.batch, args.seed,
-                         desc="train-style-classifier")
+                         desc="train-style-classifier", augment=soften)
     acc = classifier_accuracy(net, tx, ty)
     print(json.dumps(acc))
     save_checkpoint(args.out, net.state_dict(), kind=CLASSIFIER_KIND, config=asdict(net.cfg),
