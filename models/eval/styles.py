@@ -15,6 +15,7 @@ import argparse
 import json
 import time
 from dataclasses import asdict
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -37,21 +38,22 @@ from .gan import (
 )
 
 STYLE_CLASSIFIER_PATH = WEIGHTS_DIR / "style_classifier.safetensors"
-SOFTEN_SHARE = 0.6            # of training renders blurred (sigma SOFTEN_SIGMA), before augment_renders
-SOFTEN_SIGMA = (0.5, 1.5)
-SMOOTH_SHARE = 0.3            # of training renders median-filtered (speckles and grain gone)
+SOFTEN_SIGMA = (0.5, 1.5)     # Gaussian blur of --blur-share of the training renders
 HEADS = [["style", len(styles.STYLES)]]
 
 
 def style_renders(n: int, seed: int, split: str) -> tuple[np.ndarray, np.ndarray]:
-    """n renders (both domains, named colours on flowers), styles in turn -> (images, labels)."""
+    """n renders (both domains, named colours), every style on both domains -> (images,
+    labels). Render i is of domain i % 2 and style (i // 2) % len(STYLES): with style i % 6,
+    every plain render was a flower and every flat one a landscape, and the reader learned the
+    domain instead of the style."""
     extra = colour_names.add_named_colours_to_flowers
     arr = procedural.make_dataset_arrays(n, 64, seed, split=split, captions_per_image=1,
                                          extra=extra, workers=max(1, torch.get_num_threads()))
     rng = np.random.default_rng([seed, 5])
     images, labels = arr["images"].copy(), np.zeros((n, 1), dtype=np.int64)
     for i in range(n):
-        k = i % len(styles.STYLES)
+        k = (i // 2) % len(styles.STYLES)
         images[i] = styles.apply_style(images[i], styles.STYLES[k], rng)
         labels[i, 0] = k
     return images, labels
@@ -77,16 +79,16 @@ def _median3(x: torch.Tensor) -> torch.Tensor:
     return patches.reshape(b, c, 9, h * w).median(2).values.reshape(b, c, h, w)
 
 
-def soften(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+def soften(x: torch.Tensor, gen: torch.Generator, blur_share: float = 0.6,
+           median_share: float = 0.3) -> torch.Tensor:
     """What a generator's pictures lose against renders: fine texture and sharp edges. Renders
-    of every style are blurred or median-filtered alike, so the reader cannot tell a style by
-    its grain (a smooth generated "plain" picture read as "flat" without it), then augmented
-    as the attribute classifier's are."""
+    of every style are blurred or median-filtered alike, so the reader does not tell a style by
+    grain a 64 px generator may not draw, then augmented as the attribute classifier's are."""
     b = x.shape[0]
-    smooth = torch.rand(b, generator=gen) < SMOOTH_SHARE
+    smooth = torch.rand(b, generator=gen) < median_share
     if smooth.any():
         x[smooth] = _median3(x[smooth])
-    blur = torch.rand(b, generator=gen) < SOFTEN_SHARE
+    blur = torch.rand(b, generator=gen) < blur_share
     if blur.any():
         lo, hi = SOFTEN_SIGMA
         sigma = lo + (hi - lo) * torch.rand(int(blur.sum()), generator=gen)
@@ -102,6 +104,10 @@ def train_style_classifier(argv=None) -> int:
     p.add_argument("--n-test", type=int, default=1200)
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--blur-share", type=float, default=0.6,
+                   help="share of training renders blurred (Gaussian, sigma 0.5-1.5 px)")
+    p.add_argument("--median-share", type=float, default=0.3,
+                   help="share of training renders median-filtered (3x3)")
     add_threads_flag(p)
     p.add_argument("--seed", type=int, default=11)
     args = parse_with_recipe(p, argv)
@@ -110,7 +116,9 @@ def train_style_classifier(argv=None) -> int:
     x, y = style_renders(args.n_train, args.seed, "any")
     tx, ty = style_renders(args.n_test, args.seed + 99, "any")
     net = fit_classifier(x, torch.from_numpy(y), HEADS, args.epochs, args.batch, args.seed,
-                         desc="train-style-classifier", augment=soften)
+                         desc="train-style-classifier",
+                         augment=partial(soften, blur_share=args.blur_share,
+                                         median_share=args.median_share))
     acc = classifier_accuracy(net, tx, ty)
     print(json.dumps(acc))
     save_checkpoint(args.out, net.state_dict(), kind=CLASSIFIER_KIND, config=asdict(net.cfg),
