@@ -283,11 +283,22 @@ def test_the_readers_targets_follow_what_each_caption_says():
 
 
 def test_the_shipped_style_reader_reads_every_style_of_new_renders():
+    from promptgan.models.checkpoint import WEIGHTS_DIR
     from promptgan.models.eval import styles as style_eval
     from promptgan.models.eval.gan import CLASSIFIER_PATH, classifier_accuracy
 
     net = style_eval.load_style_classifier()
     images, labels = style_eval.style_renders(60, seed=2024, split="any")
+    # every style on both domains (render i is of domain i % 2), so the reader cannot read
+    # the domain instead of the style
+    assert {(i % 2, int(k)) for i, k in enumerate(labels[:, 0])} == {
+        (d, k) for d in (0, 1) for k in range(len(style_eval.styles.STYLES))}
     assert classifier_accuracy(net, images, labels)["style"] >= 0.95
+    # the shipped generator draws only the plain style: its flowers and landscapes read plain
+    model = gan.load_gan(WEIGHTS_DIR / "promptgan_default.safetensors")
+    plain = [p for p in style_eval.style_prompts(10, "train") if p["style"] == 0]
+    e = encode_prompts([p["prompt"] for p in plain])
+    drawn = style_eval.draw(model, e.sentence, list(range(len(plain))))
+    assert (net.predict(drawn)[:, 0] == 0).float().mean() >= 0.9
     with pytest.raises(ValueError, match="not the styles"):
         style_eval.load_style_classifier(CLASSIFIER_PATH)

@@ -79,11 +79,14 @@ def _median3(x: torch.Tensor) -> torch.Tensor:
     return patches.reshape(b, c, 9, h * w).median(2).values.reshape(b, c, h, w)
 
 
-def soften(x: torch.Tensor, gen: torch.Generator, blur_share: float = 0.6,
-           median_share: float = 0.3) -> torch.Tensor:
+def soften(x: torch.Tensor, gen: torch.Generator, blur_share: float = 0.0,
+           median_share: float = 0.0) -> torch.Tensor:
     """What a generator's pictures lose against renders: fine texture and sharp edges. Renders
     of every style are blurred or median-filtered alike, so the reader does not tell a style by
-    grain a 64 px generator may not draw, then augmented as the attribute classifier's are."""
+    grain a 64 px generator may not draw, then augmented as the attribute classifier's are.
+    Off by default: with --blur-share 0.6 --median-share 0.3 the reader read 0.967 of new
+    renders (plain 0.87) against 0.979 (plain 0.91) without, and the shipped generator's
+    plain pictures no better (0.97 either way)."""
     b = x.shape[0]
     smooth = torch.rand(b, generator=gen) < median_share
     if smooth.any():
@@ -104,9 +107,9 @@ def train_style_classifier(argv=None) -> int:
     p.add_argument("--n-test", type=int, default=1200)
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--batch", type=int, default=64)
-    p.add_argument("--blur-share", type=float, default=0.6,
+    p.add_argument("--blur-share", type=float, default=0.0,
                    help="share of training renders blurred (Gaussian, sigma 0.5-1.5 px)")
-    p.add_argument("--median-share", type=float, default=0.3,
+    p.add_argument("--median-share", type=float, default=0.0,
                    help="share of training renders median-filtered (3x3)")
     add_threads_flag(p)
     p.add_argument("--seed", type=int, default=11)
