@@ -59,6 +59,14 @@ def threads_for_call() -> int:
     return max(1, min(torch.get_num_threads(), free))
 
 
+def threads_beside_load(most: int) -> int:
+    """Threads for a long job that checks the load as it goes (``train-gan --follow-load``):
+    ``most`` (0: one per core), less the cores busy elsewhere right now, at least one."""
+    cores = available_cores()
+    most = int(most) if most and int(most) > 0 else cores
+    return max(1, min(most, cores - busy_cores()))
+
+
 @contextmanager
 def intra_op_threads(n: int):
     """torch.set_num_threads(n) inside the block; the caller's setting (ComfyUI's) after it."""

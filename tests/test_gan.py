@@ -241,7 +241,9 @@ def test_trainer_runs_resumes_and_exports(tmp_path):
     m = gan.load_gan(run / "model.safetensors")
     assert m.provenance["step"] == 3 and m.discriminator.aux is not None
     assert "+colourSWD@32px+code-readout+mode-seeking" in m.provenance["recipe"]
-    assert main(args[:-16] + ["--steps", "5"] + args[-14:]) == 0    # resumes at 3, runs to 5
+    threads = torch.get_num_threads()
+    assert main(args[:-16] + ["--steps", "5", "--follow-load"] + args[-14:]) == 0  # 3 -> 5
+    assert torch.get_num_threads() == threads
     m = gan.load_gan(run / "model.safetensors")
     assert m.provenance["step"] == 5
     from safetensors import safe_open

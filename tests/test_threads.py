@@ -26,6 +26,16 @@ def test_a_busy_core_takes_a_thread_away(monkeypatch):
     assert threads.threads_for_call() == 3
 
 
+def test_a_long_job_following_the_load_gets_the_free_cores_up_to_its_count(monkeypatch):
+    """``train-gan --follow-load``: --threads (0: every core) less the busy cores, at least
+    one, whatever torch is set to now (the job lowers it and must raise it again)."""
+    monkeypatch.setattr(threads, "available_cores", lambda: 4)
+    with threads.intra_op_threads(1):
+        for busy, most, want in ((0, 2, 2), (1, 2, 2), (3, 2, 1), (9, 2, 1), (1, 0, 3), (0, 0, 4)):
+            monkeypatch.setattr(threads, "busy_cores", lambda b=busy: b)
+            assert threads.threads_beside_load(most) == want, (busy, most)
+
+
 def test_busy_cores_sees_a_real_competing_process():
     import subprocess
     import sys

@@ -17,6 +17,7 @@ the shipping format), samples/ grids and log.jsonl.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import logging
@@ -55,6 +56,7 @@ from ..data.text_probe import fit_text_head
 from ..fast_paths import cpu_has_native_bf16
 from ..text_encoder import encode_prompts, load_encoder
 from ..text_head import why_no_text_head
+from ..threads import threads_beside_load
 from ..vocabulary import vocabulary_of
 from .utils import (
     GracefulStop,
@@ -135,6 +137,7 @@ def _encode_all(captions: list[str], device) -> tuple[torch.Tensor, torch.Tensor
 
 DATA_CACHE_KIND = "train-data-cache"
 STALE_CACHE_SECONDS = 3600   # a cache temporary this old is a killed write, not one in progress
+LOAD_CHECK_EVERY = 20        # --follow-load: steps between two looks at the machine's load
 
 
 def _read_data_cache(path: Path) -> CaptionedImages | None:
@@ -334,6 +337,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="bf16 autocast for the forward passes (default: on where the hardware "
                         "has fast bf16: CUDA, or a CPU with AVX512-BF16/AMX)")
     add_threads_flag(size)
+    size.add_argument("--follow-load", action="store_true",
+                      help=f"every {LOAD_CHECK_EVERY} steps on a CPU, use --threads less the cores "
+                           "other processes keep busy (two threads beside another job on a "
+                           "two-core machine ran 10x slower than one)")
     run.add_argument("--init", default=None,
                    help="warm start from a shipped model (G from its EMA weights, D as shipped)")
     run.add_argument("--fresh-d", action="store_true",
@@ -638,6 +645,17 @@ class Batch(NamedTuple):
     parts: tuple | None              # what the colour reader should find ([B,3,4], mask [B,3])
 
 
+
+@contextlib.contextmanager
+def _restored_threads(n: int):
+    """torch's thread count is n again after the block (--follow-load changes it)."""
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != n:
+            torch.set_num_threads(n)
+
+
 class GANTraining:
     """One run: the networks, the data, the run folder and the step loop."""
 
@@ -796,8 +814,14 @@ class GANTraining:
         t0 = time.time()
         if self.is_main and not (self.out / "samples" / f"step_{self.step:06d}.png").is_file():
             self.sample_grid()  # where the run starts, to compare later grids with
-        with GracefulStop() as stop:
+        threads_before = torch.get_num_threads()
+        with GracefulStop() as stop, _restored_threads(threads_before):
             while self.step < args.steps and not stop.requested:
+                if (args.follow_load and self.device.type == "cpu"
+                        and self.step % LOAD_CHECK_EVERY == 0):
+                    n = threads_beside_load(args.threads)
+                    if n != torch.get_num_threads():
+                        torch.set_num_threads(n)
                 b = self.next_batch()
                 loss_d, scores = self.discriminator_step(b)
                 loss_g = self.generator_step(b)
