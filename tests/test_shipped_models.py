@@ -151,9 +151,9 @@ def test_default_edit_changes_the_colour_and_keeps_the_outlines(model, classifie
     from promptgan.models.generate import generate
 
     pairs = E.edit_pairs("flower", "petal_colour", 16, 123, "train")
-    s_old = E._encode([p["prompt"] for p in pairs])
-    s_new = E._encode([p["new_prompt"] for p in pairs])
-    lat = E._latent(model, s_old, [p["prompt"] for p in pairs], list(range(16)))
+    s_old, w_old = E._encode([p["prompt"] for p in pairs])
+    s_new, _ = E._encode([p["new_prompt"] for p in pairs])
+    lat = E._latent(model, s_old, w_old, [p["prompt"] for p in pairs], list(range(16)))
     original = generate(model, lat)
     swap, _ = R.edit(model, lat, s_new, 1.0, preserve=0.0)
     free, _ = R.edit(model, lat, s_new, 1.0, preserve=1e-4)
