@@ -77,6 +77,14 @@ def sd15_graph(ckpt: str, seed: int, steps: int, size: int) -> dict:
     }
 
 
+def loadavg() -> str:
+    """/proc/loadavg (1-min load, runnable/all tasks): shows other programs sharing the cores."""
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:4])
+    except OSError:
+        return ""
+
+
 class Client:
     """POST a graph, wait for its end on the websocket, read its history."""
 
@@ -124,7 +132,7 @@ class Client:
                 "exec_s": (ts["execution_success"]["timestamp"]
                            - ts["execution_start"]["timestamp"]) / 1000,
                 "cached": sorted(graph[n]["class_type"] for n in cached),
-                "node_started_s": nodes, "ksampler_steps_done_s": steps,
+                "node_started_s": nodes, "ksampler_steps_done_s": steps, "loadavg": loadavg(),
                 "images": [self.server.workdir / "output" / i["subfolder"] / i["filename"]
                            for out in history["outputs"].values() for i in out.get("images", [])]}
 
@@ -173,6 +181,12 @@ def table(runs: dict[str, list[dict]], args) -> str:
         lines.append(f"| {labels[name]} | {len(runs[name])} | {m['wall_s']:.3f} | "
                      f"{m['exec_s']:.3f} | {sd['wall_s'] / m['wall_s']:.0f}x | "
                      f"{sd['exec_s'] / m['exec_s']:.0f}x |")
+    r = runs["sd15"]
+    step = [b - a for x in r for a, b in zip([x["node_started_s"]["KSampler"]]
+                                             + x["ksampler_steps_done_s"], x["ksampler_steps_done_s"])]
+    decode = [x["wall_s"] - x["node_started_s"]["VAEDecode"] for x in r]
+    lines.append(f"\nSD1.5: median {statistics.median(step):.2f} s per KSampler step (cfg: batch 2), "
+                 f"{statistics.median(decode):.2f} s VAEDecode + SaveImage")
     return "\n".join(lines)
 
 
