@@ -55,13 +55,13 @@ def threads_for_call() -> int:
     fixed = int(os.environ.get(ENV_THREADS, "0") or 0)
     if fixed > 0:
         return fixed
-    free = max(1, available_cores() - busy_cores())
-    return max(1, min(torch.get_num_threads(), free))
+    return threads_beside_load(torch.get_num_threads())
 
 
 def threads_beside_load(most: int) -> int:
-    """Threads for a long job that checks the load as it goes (``train-gan --follow-load``):
-    ``most`` (0: one per core), less the cores busy elsewhere right now, at least one."""
+    """``most`` threads (0: one per core), less the cores busy elsewhere right now, at least one:
+    the policy of every call, and of a long job that checks the load as it goes
+    (``train-gan --follow-load``)."""
     cores = available_cores()
     most = int(most) if most and int(most) > 0 else cores
     return max(1, min(most, cores - busy_cores()))

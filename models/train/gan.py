@@ -17,7 +17,6 @@ the shipping format), samples/ grids and log.jsonl.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import hashlib
 import json
 import logging
@@ -56,7 +55,7 @@ from ..data.text_probe import fit_text_head
 from ..fast_paths import cpu_has_native_bf16
 from ..text_encoder import encode_prompts, load_encoder
 from ..text_head import why_no_text_head
-from ..threads import threads_beside_load
+from ..threads import intra_op_threads, threads_beside_load
 from ..vocabulary import vocabulary_of
 from .utils import (
     GracefulStop,
@@ -645,17 +644,6 @@ class Batch(NamedTuple):
     parts: tuple | None              # what the colour reader should find ([B,3,4], mask [B,3])
 
 
-
-@contextlib.contextmanager
-def _restored_threads(n: int):
-    """torch's thread count is n again after the block (--follow-load changes it)."""
-    try:
-        yield
-    finally:
-        if torch.get_num_threads() != n:
-            torch.set_num_threads(n)
-
-
 class GANTraining:
     """One run: the networks, the data, the run folder and the step loop."""
 
@@ -814,8 +802,8 @@ class GANTraining:
         t0 = time.time()
         if self.is_main and not (self.out / "samples" / f"step_{self.step:06d}.png").is_file():
             self.sample_grid()  # where the run starts, to compare later grids with
-        threads_before = torch.get_num_threads()
-        with GracefulStop() as stop, _restored_threads(threads_before):
+        # --follow-load changes torch's thread count; it is restored after the run
+        with GracefulStop() as stop, intra_op_threads(torch.get_num_threads()):
             while self.step < args.steps and not stop.requested:
                 if (args.follow_load and self.device.type == "cpu"
                         and self.step % LOAD_CHECK_EVERY == 0):
