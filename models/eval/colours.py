@@ -29,9 +29,10 @@ from .. import colour_lexicon as lex
 from .. import refine as R
 from ..data import colour_names, procedural
 from ..data.colour_names import PARTS
-from ..gan import load_gan, seeded_noise
-from ..generate import GANLatent, generate, model_id
+from ..gan import load_gan
+from ..generate import generate
 from ..text_encoder import encode_prompts
+from . import refine as refine_eval
 from .gan import CLASSIFIER_PATH, draw, load_classifier
 
 # the 11 basic colour terms (Berlin and Kay), at their XKCD survey colours
@@ -200,6 +201,8 @@ def named_edit_pairs(n: int, seed: int = 4324) -> list[dict]:
         new = dict(attrs, petal_colour=category, petal_rgb=tuple(rgb), petal_phrase=name)
         k = int(rng.integers(2 ** 31))
         pairs.append({"attrs": attrs, "new_attrs": new,
+                      "labels": procedural.labels_vector("flower", attrs),
+                      "new_labels": procedural.labels_vector("flower", new),
                       "prompt": procedural.make_caption("flower", attrs, np.random.default_rng(k),
                                                         "heldout"),
                       "new_prompt": procedural.make_caption("flower", new,
@@ -245,21 +248,17 @@ def named_edits(model, n: int, seed: int, classifier=CLASSIFIER_PATH) -> dict:
     how close the petals come (CIEDE2000, read as above) and, by today's attribute classifier,
     the share of the flower's other attributes that read the same before and after."""
     pairs = named_edit_pairs(n)
-    old, new = (encode_prompts([p[k] for p in pairs]) for k in ("prompt", "new_prompt"))
-    seeds = [seed + 700 + i for i in range(n)]
-    lat = GANLatent(seeded_noise(seeds, model.generator.cfg.nz), old.sentence,
-                    [p["prompt"] for p in pairs], seeds, model.encoder_id, model_id(model),
-                    old.colour_words() if model.reads_colour_names else None)
+    (s_old, w_old), (s_new, w_new) = (refine_eval._encode([p[k] for p in pairs])
+                                      for k in ("prompt", "new_prompt"))
+    lat = refine_eval._latent(model, s_old, w_old, [p["prompt"] for p in pairs],
+                              [seed + 700 + i for i in range(n)])
     original = generate(model, lat)
-    edited, _ = R.edit(model, lat, new.sentence, 1.0, new_words=new.colour_words())
+    edited, _ = R.edit(model, lat, s_new, 1.0, new_words=w_new)
     targets = [{"attrs": p["new_attrs"]} for p in pairs]
     out = summarise(part_errors(to_uint8(edited), targets, 1, ("petal",)))["petal"]
-    net = load_classifier(classifier)
-    heads = [h for h, _ in net.cfg.label_heads]
-    others = [i for i, h in enumerate(heads) if h.startswith("flower.") and h != "flower.petal_colour"]
-    with torch.no_grad():
-        kept = (net.predict(edited)[:, others] == net.predict(original)[:, others]).float()
-    return dict(out, n=n, preserved=round(kept.mean().item(), 4),
+    scores = refine_eval._edit_scores(load_classifier(classifier), "flower", "petal_colour",
+                                      pairs, original, edited)
+    return dict(out, n=n, preserved=scores["preservation"],
                 examples=[[p["prompt"], p["new_prompt"]] for p in pairs[:3]])
 
 
