@@ -21,6 +21,7 @@ import torch.nn.functional as F
 
 from .checkpoint import CheckpointError, build_network, load_checkpoint, save_checkpoint
 from .colour_lexicon import COLOUR_CHANNELS
+from .colour_words import lab_to_unit_rgb
 from .text_head import TextAttributeHead
 
 # channel multipliers of ngf per resolution, from 4x4 up to the output
@@ -41,11 +42,15 @@ class GeneratorConfig:
     text_scale: float = 1.0
     # parts the colour reader looks for (0: no colour channel, the sentence alone conditions)
     colour_queries: int = 0
+    # paint the colour reader's colours exactly (PaletteHead); needs colour_queries
+    palette: bool = False
 
     def __post_init__(self):
         if self.resolution not in _G_MULTS:
             raise ValueError(f"resolution {self.resolution} not supported; use one of "
                              f"{sorted(_G_MULTS)}")
+        if self.palette and not self.colour_queries:
+            raise ValueError("palette needs a colour reader (colour_queries > 0)")
 
 
 @dataclass
@@ -151,6 +156,40 @@ class ColourReader(nn.Module):
         return self.out(self.pooled(words).flatten(1))                   # [B, cond_dim]
 
 
+class PaletteHead(nn.Module):
+    """Paints the colours the colour reader found, exactly, where the generator puts each part.
+
+    features [B, C, R, R], image [B, 3, R, R] in [-1, 1], pooled colours [B, Q, 4]
+    (ColourReader.pooled) -> image [B, 3, R, R]. Per pixel, a gate per query says how much of
+    that query's colour to lay over the image and a shade multiplies it (the renders shade petals
+    around their colour):
+
+        out = image + sum_q gate_q * found_q * (rgb_q * (1 + shade) - image)
+
+    The colour comes from the lexicon's CIELAB value, not from what the convolutions learned to
+    make of it, so a name the captions never used is drawn as exactly as one they did; the
+    network only learns where each part is. Gate and shade start at zero: a warm-started
+    generator draws what it drew before."""
+
+    def __init__(self, channels: int, queries: int):
+        super().__init__()
+        self.gate = nn.Conv2d(channels, queries, 3, 1, 1)
+        self.shade = nn.Conv2d(channels, 1, 3, 1, 1)
+        for conv in (self.gate, self.shade):
+            nn.init.zeros_(conv.weight)
+            nn.init.zeros_(conv.bias)
+
+    def forward(self, features: torch.Tensor, image: torch.Tensor,
+                pooled: torch.Tensor) -> torch.Tensor:
+        found = pooled[..., 3].clamp(0, 1)                                  # [B, Q]
+        lab = pooled[..., :3] * 100 / found.clamp_min(1e-4)[..., None]      # mean colour found
+        rgb = lab_to_unit_rgb(lab.float()).to(image.dtype)                  # [B, Q, 3] in 0..1
+        gate = self.gate(features) * found[:, :, None, None]                # [B, Q, R, R]
+        lit = rgb[:, :, :, None, None] * (1 + self.shade(features))[:, None]  # [B, Q, 3, R, R]
+        paint = torch.einsum("bqhw,bqchw->bchw", gate, lit * 2 - 1 - image[:, None])
+        return (image + paint).clamp(-1, 1)
+
+
 class Generator(nn.Module):
     def __init__(self, cfg: GeneratorConfig):
         super().__init__()
@@ -164,6 +203,7 @@ class Generator(nn.Module):
         self.to_rgb = nn.Sequential(nn.LeakyReLU(0.2), nn.Conv2d(chans[-1], 3, 3, 1, 1), nn.Tanh())
         self.colour_reader = (ColourReader(cfg.text_dim, cfg.cond_dim, cfg.colour_queries)
                               if cfg.colour_queries else None)
+        self.palette = PaletteHead(chans[-1], cfg.colour_queries) if cfg.palette else None
 
     def forward(self, z: torch.Tensor, s: torch.Tensor,
                 words: torch.Tensor | None = None) -> torch.Tensor:
@@ -178,7 +218,10 @@ class Generator(nn.Module):
         x = self.fc(z).view(b, -1, 4, 4).contiguous(memory_format=torch.channels_last)  # [B, C0, 4, 4]
         for block in self.blocks:
             x = block(x, c)                                          # doubles H, W
-        return self.to_rgb(x).contiguous()                           # [B, 3, R, R]
+        image = self.to_rgb(x)                                       # [B, 3, R, R]
+        if self.palette is not None and words is not None:
+            image = self.palette(x, image, self.colour_reader.pooled(words.to(x.dtype)))
+        return image.contiguous()
 
     def text_code(self, s: torch.Tensor, words: torch.Tensor | None = None) -> torch.Tensor:
         """Sentence [B, text_dim] (and colour words) -> the text part of the condition

@@ -176,6 +176,46 @@ def test_the_colour_reader_starts_at_zero_and_old_files_load_without_it(tmp_path
     torch.testing.assert_close(one[:2], two)                 # same seed, same image, any batch
 
 
+def test_the_palette_head_starts_at_zero_and_paints_the_lexicons_exact_colour(tmp_path):
+    from promptgan.models.colour_words import lab_to_unit_rgb
+    rgb = np.random.default_rng(0).integers(0, 256, (200, 3))
+    back = lab_to_unit_rgb(torch.tensor(lex.srgb_to_lab(rgb))).numpy() * 255
+    assert np.abs(back - rgb).max() < 0.01                    # the inverse of srgb_to_lab
+    torch.manual_seed(0)
+    reader = gan.Generator(gan.GeneratorConfig(resolution=32, ngf=4, colour_queries=4))
+    with torch.no_grad():
+        for p in reader.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    painted = gan.Generator(gan.GeneratorConfig(resolution=32, ngf=4, colour_queries=4,
+                                                palette=True))
+    missing, unexpected = painted.load_state_dict(reader.state_dict(), strict=False)
+    assert all(k.startswith("palette.") for k in missing) and not unexpected
+    e = encode_prompts(["a flower with burgundy petals on black", "a flower"])
+    z = torch.randn(2, 100)
+    with torch.no_grad():
+        torch.testing.assert_close(painted(z, e.sentence, e.colour_words()),
+                                   reader(z, e.sentence, e.colour_words()))
+        # a gate of 1 on a query that found a colour paints that colour, unshaded, exactly
+        for net in (reader, painted):
+            net.colour_reader.none_logit.fill_(-30.0)
+        painted.palette.gate.bias[2] = 1.0
+        out = painted(z, e.sentence, e.colour_words())
+        pooled = painted.colour_reader.pooled(e.colour_words())[0, 2]
+        want = lab_to_unit_rgb(pooled[:3] * 100 / pooled[3]) * 2 - 1
+        torch.testing.assert_close(out[0], want[:, None, None].expand(-1, 32, 32), atol=1e-5,
+                                   rtol=0)
+        # the second prompt names no colour: nothing is painted
+        torch.testing.assert_close(out[1], reader(z, e.sentence, e.colour_words())[1])
+    with pytest.raises(ValueError, match="colour reader"):
+        gan.GeneratorConfig(palette=True)
+    path = tmp_path / "palette.safetensors"
+    gan.save_gan(path, painted, None, encoder_id=e.encoder_id, provenance={}, dtype=torch.float32)
+    loaded = gan.load_gan(path)
+    assert loaded.generator.palette is not None
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.generator(z, e.sentence, e.colour_words()), out)
+
+
 def test_refine_and_its_evaluation_draw_with_the_new_prompts_colour_words(tmp_path):
     from promptgan.models import refine
     from promptgan.models.eval import refine as refine_eval

@@ -327,6 +327,9 @@ def build_parser() -> argparse.ArgumentParser:
     size.add_argument("--colour-queries", type=int, default=0,
                    help="parts the generator's colour reader binds exact colours to (word-level "
                         "attention over the prompt's colour words; 0 = no reader)")
+    size.add_argument("--palette", action="store_true",
+                      help="paint the colour reader's colours exactly where the generator puts "
+                           "each part (gan.PaletteHead; needs --colour-queries)")
     size.add_argument("--resolution", type=int, default=64, choices=[32, 64, 128, 256])
     size.add_argument("--ngf", type=int, default=32)
     size.add_argument("--ndf", type=int, default=32)
@@ -546,7 +549,8 @@ def build_nets(args, data: CaptionedImages, device: torch.device) -> Nets:
     use_aux = bool(heads) and args.aux_weight > 0
     text_dim, text_scale = data.embeds.shape[1], text_scale_for(data.embeds)
     gcfg = gan.GeneratorConfig(resolution=args.resolution, ngf=args.ngf, text_dim=text_dim,
-                               text_scale=text_scale, colour_queries=args.colour_queries)
+                               text_scale=text_scale, colour_queries=args.colour_queries,
+                               palette=args.palette)
     dcfg = gan.DiscriminatorConfig(resolution=args.resolution, ndf=args.ndf, text_dim=text_dim,
                                    label_heads=heads if use_aux else [], text_scale=text_scale)
     G, D = gan.Generator(gcfg).to(device), gan.Discriminator(dcfg).to(device)
@@ -581,6 +585,9 @@ def warm_start(nets: Nets, init_path: str, fresh_d: bool, device: torch.device) 
         log.info("--init: %s has no colour reader; a new one starts at zero", init_path)
         weights.update({k: v for k, v in nets.G.state_dict().items()
                         if k.startswith("colour_reader.")})
+    if nets.G.palette is not None and init.generator.palette is None:
+        log.info("--init: %s has no palette head; a new one starts at zero", init_path)
+        weights.update({k: v for k, v in nets.G.state_dict().items() if k.startswith("palette.")})
     for net in (nets.G, nets.G_ema):
         load_state_strict(net, weights, source=f"{init_path} [generator]")
         gan.rescale_text_weights(net, init.generator.cfg.text_scale, new_scale)
@@ -619,6 +626,7 @@ def recipe_name(args, nets: Nets) -> str:
             + ("+mode-seeking" if args.diversity_weight > 0 else "")
             + ("+angular" if args.angular_weight > 0 else "")
             + (f"+colour-reader{nets.G.cfg.colour_queries}" if nets.G.colour_reader else "")
+            + ("+palette" if nets.G.palette is not None else "")
             + ("+binding" if args.binding_weight > 0 else "")
             + ("+named-colours" if args.named_colours else "")
             + ("+styles" if args.styles else ""))
