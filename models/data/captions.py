@@ -13,6 +13,8 @@ caption.
 """
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 
 from .styles import STYLE_HELDOUT, STYLE_TRAIN
@@ -78,8 +80,8 @@ FLOWER_TRAIN = {
                  "on dark brown earth", "on a patch of bare soil"),
     },
 }
-FLOWER_TRAIN_NOUNS = ("flower", "blossom", "bloom")
-FLOWER_TRAIN_CENTRE_NOUNS = ("centre", "center", "middle")
+FLOWER_TRAIN_NOUNS = ("flower", "blossom", "bloom", "floret", "flower head", "single flower")
+FLOWER_TRAIN_CENTRE_NOUNS = ("centre", "center", "middle", "disc", "hub")
 
 FLOWER_HELDOUT = {
     "petal_colour": {
@@ -118,14 +120,25 @@ FLOWER_HELDOUT = {
     },
 }
 # a plain background of a named colour ({n}, with its article {a})
+# (many wordings teach the colour reader what a background phrase is: a reader fitted alone on
+# 8,000 captions bound held-out frames' backgrounds to a median CIEDE2000 of 10.2 with the first
+# six, 1.7 with all; docs/models.md)
 NAMED_BACKGROUND_TRAIN = ("on {a} {n} background", "against {a} {n} background", "on {n}",
-                          "against {n}", "on a plain {n} background", "on {a} {n} backdrop")
+                          "against {n}", "on a plain {n} background", "on {a} {n} backdrop",
+                          "in front of {a} {n} wall", "on {a} {n} sheet",
+                          "with {a} {n} backdrop behind it", "against a plain {n} surface",
+                          "before {a} {n} curtain", "surrounded by {n}",
+                          "on {a} solid {n} backdrop", "against a smooth {n} setting",
+                          "on a field of {n}", "with nothing but {n} behind it")
 NAMED_BACKGROUND_HELDOUT = ("set against a flat {n} ground", "over an even {n} wash")
 # a landscape part in a named colour ({n}, with its article {a}), an item of the scene
 NAMED_LANDSCAPE_TRAIN = {
-    "sky": ("{a} {n} sky", "a sky of {n}", "{a} {n} sky above"),
-    "water": ("{a} {n} lake", "a lake of {n} water", "{n} water"),
-    "ground": ("{n} ground", "{n} fields", "{n} earth"),
+    "sky": ("{a} {n} sky", "a sky of {n}", "{a} {n} sky above", "{n} skies",
+            "a sky painted {n}", "{a} {n} sky overhead"),
+    "water": ("{a} {n} lake", "a lake of {n} water", "{n} water", "{a} {n} pond",
+              "a lake coloured {n}", "{a} {n} lake below"),
+    "ground": ("{n} ground", "{n} fields", "{n} earth", "{n} meadows", "{n} grassland",
+               "land coloured {n}"),
 }
 NAMED_LANDSCAPE_HELDOUT = {
     "sky": ("heavens tinted {n}", "{a} {n} firmament"),
@@ -270,6 +283,14 @@ _LANDSCAPE_HELDOUT_SKELETONS = (
     "The {noun} holds {items}; it is {season}, {time}.",
     "A {noun} seen {time} {season}: {items}.",
 )
+
+
+def wording_digest() -> str:
+    """A digest of every phrase table and sentence skeleton above: the data cache's key holds
+    it, so changed wording renders new captions."""
+    tables = {k: v for k, v in globals().items()
+              if k.lstrip("_")[:1].isupper() and isinstance(v, (tuple, dict))}
+    return hashlib.sha1(repr(sorted(tables.items())).encode()).hexdigest()[:12]
 
 
 # ---------------------------------------------------------------- composing

@@ -43,7 +43,7 @@ from ..checkpoint import (
 )
 from ..cli import add_recipe_flag, add_threads_flag, argv_per_stage, parse_with_recipe
 from ..data import procedural
-from ..data.captions import SAMPLE_PROMPTS
+from ..data.captions import SAMPLE_PROMPTS, wording_digest
 from ..data.colour_names import (
     add_named_colours_and_style,
     add_named_colours_to_flowers,
@@ -186,7 +186,8 @@ def load_training_data(spec: str, resolution: int, n_images: int, seed: int, cac
     the images are drawn in one of the rendering styles (data/styles.py)."""
     # the colour channel of every caption depends on the colour lexicon and its matching rules
     fingerprint = (f"{spec}|{resolution}|{n_images}|{seed}|{captions_per_image}|v6|"
-                   f"{colour_lexicon.table_digest()}" + ("|named+tints" if named_colours else "")
+                   f"{colour_lexicon.table_digest()}|{wording_digest()}"
+                   + ("|named+tints" if named_colours else "")
                    + ("|styles" if styles else ""))
     key = hashlib.sha1(fingerprint.encode()).hexdigest()[:12]
     cache = cache_dir / f"data_{key}.safetensors"
