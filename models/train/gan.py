@@ -288,7 +288,7 @@ def _add_recipe_terms(terms) -> None:
                         "angular harmonics of G's image's power spectrum and of its caption's real "
                         "image, which carry N-fold symmetry such as the petal count (0 = off)")
     terms.add_argument("--reader-lr-mult", type=float, default=10.0,
-                   help="the colour reader's learning rate as a multiple of --lr-g")
+                   help="the colour reader's and palette head's learning rate as a multiple of --lr-g")
     terms.add_argument("--binding-weight", type=float, default=0.0,
                    help="with --named-colours and a colour reader: weight of a term that teaches "
                         "its first three queries to find the petal, centre and background colours "
@@ -562,13 +562,15 @@ def build_nets(args, data: CaptionedImages, device: torch.device) -> Nets:
         G, D, G_ema = (m.to(memory_format=torch.channels_last) for m in (G, D, G_ema))
     use_code = bool(heads) and args.code_weight > 0
     code_head = nn.Linear(gcfg.cond_dim, sum(n for _, n in heads)).to(device) if use_code else None
-    reader = set(G.colour_reader.parameters()) if G.colour_reader is not None else set()
-    g_params = [{"params": [p for p in G.parameters() if p not in reader]}]
+    # the colour reader's attention logits move by lr / sqrt(key_dim) per step, and the palette
+    # head's zero-initialised gates learned about 0.001 per weight in 2,000 steps at lr_g: both
+    # take the reader's faster rate
+    fast = [p for m in (G.colour_reader, G.palette) if m is not None for p in m.parameters()]
+    g_params = [{"params": [p for p in G.parameters() if all(p is not q for q in fast)]}]
     if use_code:  # a probe, not a generator: it may learn ten times faster
         g_params.append({"params": list(code_head.parameters()), "lr": 10 * args.lr_g})
-    if reader:    # attention logits move by lr / sqrt(key_dim) per step: scale the rate up
-        g_params.append({"params": list(G.colour_reader.parameters()),
-                         "lr": args.reader_lr_mult * args.lr_g})
+    if fast:
+        g_params.append({"params": fast, "lr": args.reader_lr_mult * args.lr_g})
     opt_g = torch.optim.Adam(g_params, lr=args.lr_g, betas=(0.0, 0.9))
     opt_d = torch.optim.Adam(D.parameters(), lr=args.lr_d, betas=(0.0, 0.9))
     return Nets(G, D, G_ema, code_head, opt_g, opt_d, heads, use_aux)
