@@ -122,7 +122,7 @@ FLOWER_HELDOUT = {
 # a plain background of a named colour ({n}, with its article {a})
 # (many wordings teach the colour reader what a background phrase is: a reader fitted alone on
 # 8,000 captions bound held-out frames' backgrounds to a median CIEDE2000 of 10.2 with the first
-# six, 1.7 with all; docs/models.md)
+# six, 2.0 with all; tests/tools/reader_wording.py)
 NAMED_BACKGROUND_TRAIN = ("on {a} {n} background", "against {a} {n} background", "on {n}",
                           "against {n}", "on a plain {n} background", "on {a} {n} backdrop",
                           "in front of {a} {n} wall", "on {a} {n} sheet",
