@@ -145,14 +145,18 @@ def make_latent(model: GANModel, embeds: TextEmbeds, seed: int, per_prompt: int,
 
 
 def latent_for_sentences(model: GANModel, sentences: torch.Tensor, seeds: list[int],
-                         truncation: float = 1.0, words: torch.Tensor | None = None) -> GANLatent:
+                         truncation: float = 1.0, words: torch.Tensor | None = None,
+                         prompts: list[str] | None = None) -> GANLatent:
     """One image per sentence embedding [N, D] (and colour words [N, M, D + 4]), image i drawn
     from noise seed ``seeds[i]`` (for code that holds sentence embeddings rather than
-    TextEmbeds: evaluators and tests)."""
+    TextEmbeds: evaluators and tests). ``prompts``, when given, are recorded in the latent."""
     if sentences.shape[0] != len(seeds):
         raise ValueError(f"{sentences.shape[0]} sentence embeddings for {len(seeds)} seeds")
     z = seeded_noise(list(seeds), model.generator.cfg.nz) * float(truncation)
-    return GANLatent(z, sentences, [""] * len(seeds), list(seeds), model.encoder_id, model_id(model),
+    prompts = list(prompts) if prompts is not None else [""] * len(seeds)
+    if len(prompts) != len(seeds):
+        raise ValueError(f"{len(prompts)} prompts for {len(seeds)} seeds")
+    return GANLatent(z, sentences, prompts, list(seeds), model.encoder_id, model_id(model),
                      words if model.reads_colour_names else None)
 
 

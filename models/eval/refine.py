@@ -34,8 +34,8 @@ from .. import refine as R
 from ..checkpoint import WEIGHTS_DIR
 from ..cli import add_threads_flag, dump_json, set_threads
 from ..data import procedural
-from ..gan import load_gan, seeded_noise
-from ..generate import GANLatent, generate, model_id
+from ..gan import load_gan
+from ..generate import GANLatent, generate, latent_for_sentences
 from ..invert import find_inverter, invert, load_inverter
 from ..text_encoder import encode_prompts
 from .gan import CLASSIFIER_PATH, evaluate_images, features_of, load_classifier, real_renders
@@ -65,8 +65,7 @@ def _encode(prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
 def _latent(model, s: torch.Tensor, words: torch.Tensor, prompts: list[str],
             seeds: list[int]) -> GANLatent:
     """The latent GANGenerate makes: a model with a colour reader draws with the words."""
-    return GANLatent(seeded_noise(seeds, model.generator.cfg.nz), s, prompts, seeds,
-                     model.encoder_id, model_id(model), words if model.reads_colour_names else None)
+    return latent_for_sentences(model, s, seeds, words=words, prompts=prompts)
 
 
 def _timed(fn, *args, **kw):
