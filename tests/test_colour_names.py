@@ -1,6 +1,7 @@
 """Named colours: the lexicon, the per-token colour channel, the renderer's exact colours, the
 generator's colour reader and the evaluation's colour reader."""
 import gzip
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -342,3 +343,20 @@ def test_the_shipped_style_reader_reads_every_style_of_new_renders():
     assert (net.predict(drawn)[:, 0] == 0).float().mean() >= 0.9
     with pytest.raises(ValueError, match="not the styles"):
         style_eval.load_style_classifier(CLASSIFIER_PATH)
+
+
+def test_evaluate_colours_reads_what_the_colour_reader_finds_before_drawing():
+    """reader_errors: a prompt naming one colour, read by a reader that never chooses "none",
+    is read as exactly that colour, whatever the attention; a model without a reader has none."""
+    torch.manual_seed(2)
+    G = gan.Generator(gan.GeneratorConfig(resolution=32, ngf=4, colour_queries=4))
+    with torch.no_grad():
+        G.colour_reader.none_logit.fill_(-30.0)
+    model = SimpleNamespace(generator=G)
+    rgb = lex.lexicon()["burgundy"][0]
+    prompts = [{"prompt": "a flower with burgundy petals", "attrs": {"petal_rgb": rgb}}]
+    err = colour_eval.reader_errors(model, prompts, parts=("petal",))
+    de, right = err["petal"]
+    assert de.shape == (1,) and de[0] < 0.5 and right.all(), err
+    plain = SimpleNamespace(generator=gan.Generator(gan.GeneratorConfig(resolution=32, ngf=4)))
+    assert colour_eval.reader_errors(plain, prompts) == {}

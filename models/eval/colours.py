@@ -55,7 +55,12 @@ def ciede2000(lab1, lab2) -> np.ndarray:
 
 def basic_term(rgb) -> np.ndarray:
     """Index into BASIC_TERMS of the nearest basic colour (CIEDE2000) of rgb [..., 3]."""
-    lab = lex.srgb_to_lab(rgb)
+    return basic_term_of_lab(lex.srgb_to_lab(rgb))
+
+
+def basic_term_of_lab(lab) -> np.ndarray:
+    """The same for CIELAB [..., 3]."""
+    lab = np.asarray(lab, np.float64)
     terms = basic_term_labs()
     d = np.stack([ciede2000(lab, np.broadcast_to(t, lab.shape)) for t in terms], axis=-1)
     return d.argmin(-1)
@@ -262,6 +267,26 @@ def named_edits(model, n: int, seed: int, classifier=CLASSIFIER_PATH) -> dict:
                 examples=[[p["prompt"], p["new_prompt"]] for p in pairs[:3]])
 
 
+def reader_errors(model, prompts: list[dict], parts=PARTS) -> dict:
+    """{part: (CIEDE2000 [N], basic right [N])} between each prompt's asked colours and the
+    colours the model's colour reader finds in its words (its first three queries), before any
+    drawing: the share of the drawn error that is the reading's. {} for a model without one."""
+    reader = model.generator.colour_reader
+    if reader is None:
+        return {}
+    words = encode_prompts([p["prompt"] for p in prompts]).colour_words()
+    with torch.no_grad():
+        pooled = reader.pooled(words.to(next(reader.parameters()))).float()[:, :3].cpu().numpy()
+    found = np.clip(pooled[..., 3:], 1e-4, None)
+    lab = pooled[..., :3] * 100 / found                                 # [N, 3, 3]
+    out = {}
+    for k, part in enumerate(parts):
+        asked = lex.srgb_to_lab(np.array([p["attrs"][f"{part}_rgb"] for p in prompts], float))
+        out[part] = (ciede2000(asked, lab[:, k]),
+                     basic_term_of_lab(asked) == basic_term_of_lab(lab[:, k]))
+    return out
+
+
 def summarise(errors: dict) -> dict:
     return {part: {"median_de2000": round(float(np.median(de)), 2),
                    "p90_de2000": round(float(np.percentile(de, 90)), 2),
@@ -275,6 +300,8 @@ def evaluate(model, n: int = 100, seeds: int = 4, seed: int = 0) -> dict:
            "reader_ceiling": summarise(part_errors(render_real(named, seed), named, 1)),
            "heldout_names": summarise(part_errors(generate_images(model, named, seeds, seed),
                                                   named, seeds))}
+    if model.generator.colour_reader is not None:
+        out["heldout_names_read"] = summarise(reader_errors(model, named))
     taught = named_prompts(n, seed + 1, split="train")
     out["training_names"] = summarise(part_errors(generate_images(model, taught, seeds, seed),
                                                   taught, seeds))
@@ -305,6 +332,8 @@ def format_report(r: dict) -> str:
              "| --- | --- | --- | --- | --- |"]
     for key, label in (("reader_ceiling", "real renders (reader's ceiling)"),
                        ("heldout_names", "held-out lexicon names"),
+                       ("heldout_names_read", "held-out lexicon names, the colour reader's "
+                                              "own reading (nothing drawn)"),
                        ("training_names", "training names, training wording"),
                        ("basic_words", "basic colour words, new frames"),
                        ("landscape_ceiling", "landscapes, real renders (reader's ceiling)"),
