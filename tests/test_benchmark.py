@@ -74,3 +74,12 @@ def test_benchmark_threads_measures_quiet_and_beside_its_own_competitor(monkeypa
     assert row["policy"]["quiet"] >= 1 and row["policy"]["busy"] >= 1
     assert row["policy_busy_over_quiet"] > 0 and row["quiet_percent_of_matmul"] > 0
     assert "| tiny matmul |" in bt.markdown(rows, [1])
+
+
+def test_the_matmul_rate_shrinks_its_size_to_fit_the_time_budget():
+    """A dtype the CPU runs slowly (bf16 without native support: under 1 GFLOP/s) is timed at a
+    smaller size instead of for minutes; a generous budget keeps the size asked for."""
+    from promptgan.models.eval.benchmark import matmul_size
+    assert matmul_size(torch.float32, 2048, 3, budget_s=1e-9) == 256
+    assert matmul_size(torch.float32, 1024, 3, budget_s=1e9) == 1024
+    assert matmul_size(torch.float32, 128, 3, budget_s=1e-9) == 128

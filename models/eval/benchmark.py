@@ -104,8 +104,27 @@ def reset_peak_rss() -> bool:
 # Yardstick and FLOPs
 # ---------------------------------------------------------------------------------------------
 
+def matmul_size(dtype: torch.dtype = torch.float32, n: int = 2048, reps: int = 3,
+                budget_s: float = 2.0) -> int:
+    """The matmul size to time: ``n``, halved (not below 256) while ``reps + 1`` calls would take
+    longer than ``budget_s``, estimated from one call at 256. A CPU without native bf16 runs a
+    2048 bf16 matmul at well under 1 GFLOP/s: minutes at full size."""
+    small = min(n, 256)
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(small, small, generator=g).to(dtype)
+    torch.mm(a, a)
+    t0 = time.perf_counter()
+    torch.mm(a, a)
+    per_flop = (time.perf_counter() - t0) / (2.0 * small ** 3)
+    while n > small and (reps + 1) * 2.0 * n ** 3 * per_flop > budget_s:
+        n //= 2
+    return n
+
+
 def matmul_rate(dtype: torch.dtype = torch.float32, n: int = 2048, reps: int = 3) -> float:
-    """GFLOP/s of an n x n @ n x n matmul in ``dtype``, best of ``reps`` after one warm-up."""
+    """GFLOP/s of an n x n @ n x n matmul in ``dtype``, best of ``reps`` after one warm-up
+    (n reduced by ``matmul_size`` where the dtype is too slow to time at full size)."""
+    n = matmul_size(dtype, n, reps)
     g = torch.Generator().manual_seed(0)
     a = torch.randn(n, n, generator=g).to(dtype)
     b = torch.randn(n, n, generator=g).to(dtype)
@@ -356,7 +375,8 @@ def run_benchmark(base: Generator | None = None, model_path: str | None = None, 
     fp32 = matmul_rate(torch.float32, matmul_n, matmul_reps)
     bf16 = matmul_rate(torch.bfloat16, matmul_n, matmul_reps)
     result["matmul"] = {"n": matmul_n, "reps": matmul_reps, "fp32_gflops": fp32,
-                        "bf16_gflops": bf16}
+                        "bf16_gflops": bf16,
+                        "bf16_n": matmul_size(torch.bfloat16, matmul_n, matmul_reps)}
     log(f"  fp32 {fp32:.0f} GFLOP/s, bf16 {bf16:.0f} GFLOP/s")
 
     rows = []

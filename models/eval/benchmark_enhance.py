@@ -183,7 +183,7 @@ def main(argv=None) -> int:
                         for n in args.memory_inputs.split(",") if n.strip()
                         for t in args.tiles.split(",") if t.strip()]
     print(f"Enhance x{net.scale} ({source}), {torch.get_num_threads()} thread(s)")
-    print(f"matmul 2048^2: fp32 {report['matmul_fp32_gflops']} GFLOP/s, "
+    print(f"matmul (up to 2048^2): fp32 {report['matmul_fp32_gflops']} GFLOP/s, "
           f"bf16 {report['matmul_bf16_gflops']} GFLOP/s")
     for name in ("fp32", "bf16"):
         r = report[name]
