@@ -156,6 +156,13 @@ class ColourReader(nn.Module):
         return self.out(self.pooled(words).flatten(1))                   # [B, cond_dim]
 
 
+def pooled_lab(pooled: torch.Tensor) -> torch.Tensor:
+    """ColourReader.pooled's [..., 4] -> the mean CIELAB colour each query found [..., 3] (L in
+    0..100; the pooled channels are weighted by how much colour was found, its last value)."""
+    found = pooled[..., 3].clamp(0, 1)
+    return pooled[..., :3] * 100 / found.clamp_min(1e-4)[..., None]
+
+
 class PaletteHead(nn.Module):
     """Paints the colours the colour reader found, exactly, where the generator puts each part.
 
@@ -182,8 +189,7 @@ class PaletteHead(nn.Module):
     def forward(self, features: torch.Tensor, image: torch.Tensor,
                 pooled: torch.Tensor) -> torch.Tensor:
         found = pooled[..., 3].clamp(0, 1)                                  # [B, Q]
-        lab = pooled[..., :3] * 100 / found.clamp_min(1e-4)[..., None]      # mean colour found
-        rgb = lab_to_unit_rgb(lab.float()).to(image.dtype)                  # [B, Q, 3] in 0..1
+        rgb = lab_to_unit_rgb(pooled_lab(pooled).float()).to(image.dtype)   # [B, Q, 3] in 0..1
         gate = self.gate(features) * found[:, :, None, None]                # [B, Q, R, R]
         lit = rgb[:, :, :, None, None] * (1 + self.shade(features))[:, None]  # [B, Q, 3, R, R]
         paint = torch.einsum("bqhw,bqchw->bchw", gate, lit * 2 - 1 - image[:, None])

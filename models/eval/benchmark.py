@@ -124,6 +124,12 @@ def matmul_size(dtype: torch.dtype = torch.float32, n: int = 2048, reps: int = 3
 def matmul_rate(dtype: torch.dtype = torch.float32, n: int = 2048, reps: int = 3) -> float:
     """GFLOP/s of an n x n @ n x n matmul in ``dtype``, best of ``reps`` after one warm-up
     (n reduced by ``matmul_size`` where the dtype is too slow to time at full size)."""
+    return matmul_rate_and_size(dtype, n, reps)[0]
+
+
+def matmul_rate_and_size(dtype: torch.dtype = torch.float32, n: int = 2048,
+                         reps: int = 3) -> tuple[float, int]:
+    """(matmul_rate's GFLOP/s, the size it timed)."""
     n = matmul_size(dtype, n, reps)
     g = torch.Generator().manual_seed(0)
     a = torch.randn(n, n, generator=g).to(dtype)
@@ -134,7 +140,7 @@ def matmul_rate(dtype: torch.dtype = torch.float32, n: int = 2048, reps: int = 3
         t0 = time.perf_counter()
         torch.mm(a, b)
         best = min(best, time.perf_counter() - t0)
-    return 2.0 * n ** 3 / best / 1e9
+    return 2.0 * n ** 3 / best / 1e9, n
 
 
 def make_inputs(cfg: GeneratorConfig, batch: int, seed: int = 0):
@@ -373,10 +379,9 @@ def run_benchmark(base: Generator | None = None, model_path: str | None = None, 
 
     log(f"matmul {matmul_n}x{matmul_n}: measuring fp32 and bf16 ...")
     fp32 = matmul_rate(torch.float32, matmul_n, matmul_reps)
-    bf16 = matmul_rate(torch.bfloat16, matmul_n, matmul_reps)
+    bf16, bf16_n = matmul_rate_and_size(torch.bfloat16, matmul_n, matmul_reps)
     result["matmul"] = {"n": matmul_n, "reps": matmul_reps, "fp32_gflops": fp32,
-                        "bf16_gflops": bf16,
-                        "bf16_n": matmul_size(torch.bfloat16, matmul_n, matmul_reps)}
+                        "bf16_gflops": bf16, "bf16_n": bf16_n}
     log(f"  fp32 {fp32:.0f} GFLOP/s, bf16 {bf16:.0f} GFLOP/s")
 
     rows = []

@@ -29,7 +29,7 @@ from .. import colour_lexicon as lex
 from .. import refine as R
 from ..data import colour_names, procedural
 from ..data.colour_names import PARTS
-from ..gan import load_gan
+from ..gan import load_gan, pooled_lab
 from ..generate import generate
 from ..text_encoder import encode_prompts
 from . import refine as refine_eval
@@ -275,10 +275,13 @@ def reader_errors(model, prompts: list[dict], parts=PARTS) -> dict:
     if reader is None:
         return {}
     words = encode_prompts([p["prompt"] for p in prompts]).colour_words()
+    return reading_errors(reader, words.to(next(reader.parameters())), prompts, parts)
+
+
+def reading_errors(reader, words: torch.Tensor, prompts: list[dict], parts=PARTS) -> dict:
+    """reader_errors for a ColourReader and the colour words [N, M, D + 4] it reads."""
     with torch.no_grad():
-        pooled = reader.pooled(words.to(next(reader.parameters()))).float()[:, :3].cpu().numpy()
-    found = np.clip(pooled[..., 3:], 1e-4, None)
-    lab = pooled[..., :3] * 100 / found                                 # [N, 3, 3]
+        lab = pooled_lab(reader.pooled(words).float()[:, :3]).cpu().numpy()   # [N, 3, 3]
     out = {}
     for k, part in enumerate(parts):
         asked = lex.srgb_to_lab(np.array([p["attrs"][f"{part}_rgb"] for p in prompts], float))

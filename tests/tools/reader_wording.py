@@ -116,12 +116,8 @@ def main(argv=None) -> int:
         opt.zero_grad()
         loss.backward()
         opt.step()
-    with torch.no_grad():
-        pooled = reader.pooled(heldout_words)[:, :3].numpy()                 # [200, 3, 4]
-    for q, part in enumerate(colour_names.PARTS):
-        asked = lex.srgb_to_lab(np.array([h["attrs"][f"{part}_rgb"] for h in heldout], float))
-        found = np.clip(pooled[:, q, 3:], 1e-4, None)
-        de = colour_eval.ciede2000(asked, pooled[:, q, :3] * 100 / found)
+    errors = colour_eval.reading_errors(reader, heldout_words, heldout)
+    for part, (de, _) in errors.items():
         print(f"{args.wording} wording, {args.keys} keys, {part}: median {np.median(de):.1f}, "
               f"90th pct {np.percentile(de, 90):.1f}")
         for i in np.argsort(-de)[:args.worst]:
