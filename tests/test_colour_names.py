@@ -323,6 +323,28 @@ def test_the_readers_targets_follow_what_each_caption_says():
     assert binding_loss(g, e.colour_words(), pooled[:, :3].detach() + 1, torch.ones(1, 3)) > 0
 
 
+def test_the_background_term_is_near_zero_on_a_real_render_of_its_caption_and_ignores_others():
+    from promptgan.models.train.gan import background_loss
+
+    rng = np.random.default_rng(5)
+    attrs = procedural.sample_attributes("flower", rng, "any")
+    attrs.update(size="large", background_rgb=(200, 40, 90), background_phrase="raspberry")
+    caption = "a flower on a raspberry background"
+    targets, mask = (torch.from_numpy(t)[None] for t in
+                     colour_names.part_targets("flower", attrs, caption))
+    real = procedural.render("flower", attrs, 64, rng)                 # uint8 [64, 64, 3]
+    x = torch.from_numpy(real).permute(2, 0, 1)[None].float() / 127.5 - 1
+    flower = torch.tensor([True])
+    # a large flower may reach the border: the closest 80% of its pixels are the render's grain
+    # (2.5%) and the named colour's jitter
+    assert background_loss(x, targets, mask, flower) < 0.06      # about 8 of 255 levels
+    wrong = background_loss(x.flip(1), targets, mask, flower)          # RGB reversed: blue-ish
+    assert wrong > 0.3
+    # a landscape, or a caption that does not name its background, teaches nothing
+    assert background_loss(x.flip(1), targets, mask, torch.tensor([False])) == 0
+    assert background_loss(x.flip(1), targets, mask * torch.tensor([1.0, 1.0, 0.0]), flower) == 0
+
+
 def test_the_shipped_style_reader_reads_every_style_of_new_renders():
     from promptgan.models.checkpoint import WEIGHTS_DIR
     from promptgan.models.eval import styles as style_eval

@@ -33,7 +33,7 @@ import torch.distributed as dist
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .. import colour_lexicon, gan
+from .. import colour_lexicon, colour_words, gan
 from ..checkpoint import (
     CheckpointError,
     load_checkpoint,
@@ -293,6 +293,11 @@ def _add_recipe_terms(terms) -> None:
                    help="with --named-colours and a colour reader: weight of a term that teaches "
                         "its first three queries to find the petal, centre and background colours "
                         "each caption names (0 = off)")
+    terms.add_argument("--background-weight", type=float, default=0.0,
+                   help="with --named-colours: weight of L1 between a flower picture's border "
+                        "(top, left and right strips, 1/32 of the side; the closest 80%% of its "
+                        "pixels, so a petal that reaches the edge does not count) and the "
+                        "background colour its caption names (0 = off)")
     terms.add_argument("--colour-size", type=int, default=32,
                    help="resolution at which the colour term compares pixels")
     terms.add_argument("--translation", type=float, default=0.125, help="DiffAugment translation")
@@ -509,6 +514,28 @@ def binding_loss(G: gan.Generator, words: torch.Tensor, targets: torch.Tensor,
     return err.sum() / mask.sum().clamp_min(1.0)
 
 
+def border_pixels(images: torch.Tensor) -> torch.Tensor:
+    """[B, 3, R, R] -> [B, 3, N]: the top, left and right strips (R // 32 wide, at least 1) where
+    a flower picture shows its background (the stem may reach the bottom)."""
+    w = max(1, images.shape[-1] // 32)
+    return torch.cat([images[:, :, :w].flatten(2), images[:, :, w:, :w].flatten(2),
+                      images[:, :, w:, -w:].flatten(2)], dim=2)
+
+
+def background_loss(fake: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor,
+                    flower: torch.Tensor, keep: float = 0.8) -> torch.Tensor:
+    """L1 between the border of G's flower pictures [B,3,R,R] and the background colour their
+    captions name (targets [B,3,4] as part_targets gives them, slot 2; mask [B,3]; flower [B]
+    bool), over the closest ``keep`` of the border's pixels. The colour reader's reading is not
+    involved: the target is the lexicon's value, so this teaches the drawing, not the reading."""
+    named = mask[:, 2] * flower.float() * (targets[:, 2, 3] > 0).float()            # [B]
+    want = colour_words.lab_to_unit_rgb(gan.pooled_lab(targets[:, 2].float())) * 2 - 1  # [B, 3]
+    dist = (border_pixels(fake) - want[:, :, None]).abs().mean(1)                  # [B, N]
+    k = max(1, int(keep * dist.shape[1]))
+    per_image = dist.topk(k, dim=1, largest=False).values.mean(1)                  # [B]
+    return (per_image * named).sum() / named.sum().clamp_min(1.0)
+
+
 def ema_decay(step: int, target: float) -> float:
     """Ramp-up: early on the EMA follows G closely, later it averages over ~1/(1-target)."""
     return min(target, (1 + step) / (10 + step))
@@ -631,6 +658,7 @@ def recipe_name(args, nets: Nets) -> str:
             + (f"+colour-reader{nets.G.cfg.colour_queries}" if nets.G.colour_reader else "")
             + ("+palette" if nets.G.palette is not None else "")
             + ("+binding" if args.binding_weight > 0 else "")
+            + ("+background" if args.background_weight > 0 else "")
             + ("+named-colours" if args.named_colours else "")
             + ("+styles" if args.styles else ""))
 
@@ -757,6 +785,10 @@ class GANTraining:
                           colour_distance(fake.float(), b.x, args.colour_size, self.gen)))
         if args.binding_weight > 0 and n.G.colour_reader is not None and b.parts is not None:
             terms.append(("binding", args.binding_weight, binding_loss(n.G, b.w, *b.parts)))
+        if args.background_weight > 0 and b.parts is not None and b.labels is not None:
+            flower = b.labels[:, 0] == procedural.DOMAINS.index("flower")
+            terms.append(("background", args.background_weight,
+                          background_loss(fake.float(), *b.parts, flower)))
         if args.angular_weight > 0:
             terms.append(("angular", args.angular_weight,
                           F.l1_loss(angular_spectrum(fake.float()), angular_spectrum(b.x))))
