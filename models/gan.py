@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import os
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -98,11 +99,74 @@ class FusedBlock(nn.Module):
         return F.leaky_relu(self.affine(x, c), 0.2, inplace=True)
 
 
+# Nearest-neighbour x2 upsampling followed by a 3x3 convolution is a stride-2 transposed
+# convolution with a 4x4 kernel: output row 2i + a sees input rows i - 1 + a and i + a, with taps
+# that are sums of the 3x3 kernel's rows. _TRANSPOSED_TAPS[t] maps the three kernel rows onto
+# transposed tap t (taps 3 and 1 make the even output rows, 2 and 0 the odd ones).
+_TRANSPOSED_TAPS = torch.tensor([[0.0, 0.0, 1.0], [0.0, 1.0, 1.0], [1.0, 1.0, 0.0],
+                                 [1.0, 0.0, 0.0]])                     # [4 taps, 3 kernel rows]
+
+
+def transposed_kernel(weight: torch.Tensor) -> torch.Tensor:
+    """3x3 conv kernel [O, I, 3, 3] -> the stride-2 transposed conv kernel [I, O, 4, 4] that
+    computes conv(nearest_upsample_x2(x))."""
+    taps = _TRANSPOSED_TAPS.to(weight.device, weight.dtype)
+    return torch.einsum("py,qx,oiyx->iopq", taps, taps, weight)
+
+
+class UpsampleConv(nn.Conv2d):
+    """A 3x3 convolution of the nearest-neighbour x2 upsampled input: [B, I, H, W] ->
+    [B, O, 2H, 2W]. Its weights are an ordinary 3x3 conv's and it computes the same function as
+    ``conv(interpolate(x, scale_factor=2))``, as one stride-2 transposed convolution: 16 / 36 of
+    the multiply-adds, no upsampled copy of the input, 1.5-2x faster on a CPU (measured at every
+    block size of the 64 px generator, on one and two threads). Inference reuses the transposed
+    kernel until the weight changes."""
+
+    def __init__(self, cin: int, cout: int):
+        super().__init__(cin, cout, 3, 1, 1)
+        self._cached: tuple | None = None
+        # True: compute it as written, upsample then conv (how a model's FLOPs are counted,
+        # and the reference the fast path is tested against)
+        self.reference = False
+
+    def kernel(self) -> torch.Tensor:
+        w = self.weight
+        if torch.is_grad_enabled() or torch.compiler.is_compiling():
+            return transposed_kernel(w)
+        # an inference tensor (a model loaded under inference_mode) keeps no version counter:
+        # its sum stands in, so an in-place load of new weights is still seen
+        version = float(w.sum()) if w.is_inference() else w._version
+        key = (version, w.data_ptr(), w.dtype, w.device)
+        if self._cached is None or self._cached[0] != key:
+            self._cached = (key, transposed_kernel(w))
+        return self._cached[1]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.reference:
+            return super().forward(F.interpolate(x, scale_factor=2, mode="nearest"))
+        bias = None if self.bias is None else self.bias.to(x.dtype)
+        return F.conv_transpose2d(x, self.kernel().to(x.dtype), bias, stride=2, padding=1)
+
+
+@contextmanager
+def as_written(net: nn.Module):
+    """Within it, every UpsampleConv of ``net`` upsamples and then convolves, as the model is
+    defined, instead of its transposed-convolution fast path."""
+    convs = [m for m in net.modules() if isinstance(m, UpsampleConv)]
+    for m in convs:
+        m.reference = True
+    try:
+        yield net
+    finally:
+        for m in convs:
+            m.reference = False
+
+
 class GBlock(nn.Module):
     def __init__(self, cond_dim: int, cin: int, cout: int):
         super().__init__()
         self.fuse1 = FusedBlock(cond_dim, cin)
-        self.conv1 = nn.Conv2d(cin, cout, 3, 1, 1)
+        self.conv1 = UpsampleConv(cin, cout)
         self.fuse2 = FusedBlock(cond_dim, cout)
         self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1)
         self.shortcut = nn.Conv2d(cin, cout, 1) if cin != cout else nn.Identity()
@@ -110,10 +174,14 @@ class GBlock(nn.Module):
     def forward(self, x, c):
         # DF-GAN upsamples first. FiLM, leaky ReLU and the 1x1 shortcut act on each pixel alone,
         # so they commute with nearest-neighbour upsampling: running them at the input size gives
-        # the same result with a quarter of their work (1.2x faster generator, measured).
-        h = F.interpolate(self.fuse1(x, c), scale_factor=2, mode="nearest")
-        h = self.conv2(self.fuse2(self.conv1(h), c))
-        return F.interpolate(self.shortcut(x), scale_factor=2, mode="nearest") + h
+        # the same result with a quarter of their work (1.2x faster generator, measured); conv1
+        # does the upsample itself.
+        h = self.conv2(self.fuse2(self.conv1(self.fuse1(x, c)), c))     # [B, O, 2H, 2W]
+        # + the shortcut upsampled, broadcast over each 2x2 block instead of copied 4 times
+        b, o, hh, ww = h.shape
+        sc = self.shortcut(x)                                             # [B, O, H, W]
+        h.view(b, o, hh // 2, 2, ww // 2, 2).add_(sc.view(b, o, hh // 2, 1, ww // 2, 1))
+        return h
 
 
 class ColourReader(nn.Module):

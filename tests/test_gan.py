@@ -129,21 +129,21 @@ def test_text_scale_rescaling_keeps_the_function():
     assert not torch.allclose(g.text_proj[0].weight, g2.text_proj[0].weight)
 
 
-def test_gblock_matches_dfgan_upsample_first_order():
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+@pytest.mark.parametrize("cin", [6, 4])                 # a 1x1 shortcut, and none
+def test_gblock_matches_dfgan_upsample_first_order(layout, cin):
     """GBlock runs FiLM, leaky ReLU and the shortcut before the upsample; with non-trivial FiLM
     weights that must equal DF-GAN's order (upsample, then everything), values and gradients."""
-    import torch.nn.functional as F
-
     torch.manual_seed(0)
-    block = gan.GBlock(cond_dim=5, cin=6, cout=4)
+    block = gan.GBlock(cond_dim=5, cin=cin, cout=4)
     for p in block.parameters():          # FiLM heads start at zero: make them do something
         torch.nn.init.normal_(p, std=0.3)
-    x = torch.randn(3, 6, 8, 8, requires_grad=True)
+    x = torch.randn(3, cin, 8, 8).contiguous(memory_format=layout).requires_grad_()
     c = torch.randn(3, 5)
 
     def reference(x):
         up = F.interpolate(x, scale_factor=2, mode="nearest")
-        h = block.conv1(block.fuse1(up, c))
+        h = F.conv2d(block.fuse1(up, c), block.conv1.weight, block.conv1.bias, padding=1)
         return block.shortcut(up) + block.conv2(block.fuse2(h, c))
 
     out, ref = block(x, c), reference(x)
@@ -152,6 +152,78 @@ def test_gblock_matches_dfgan_upsample_first_order():
     (gx,) = torch.autograd.grad(out.square().sum(), x)
     (gr,) = torch.autograd.grad(ref.square().sum(), x)
     assert torch.allclose(gx, gr, atol=1e-4)
+
+
+@pytest.mark.parametrize("size", [1, 4, 7, 8, 32])
+def test_upsample_conv_is_upsample_then_conv(size):
+    """The transposed-convolution fast path computes nearest x2 upsampling then the 3x3 conv:
+    values (contiguous and channels_last input, odd sizes included) and gradients of input,
+    weight and bias."""
+    import torch.nn.functional as F
+
+    torch.manual_seed(size)
+    conv = gan.UpsampleConv(6, 5)
+    x = torch.randn(2, 6, size, size + 1, requires_grad=True)
+
+    def reference(x):
+        return F.conv2d(F.interpolate(x, scale_factor=2, mode="nearest"), conv.weight, conv.bias,
+                        padding=1)
+
+    out, ref = conv(x), reference(x)
+    assert out.shape == ref.shape == (2, 5, 2 * size, 2 * size + 2)
+    assert torch.allclose(out, ref, atol=1e-5)
+    with torch.no_grad():
+        cl = conv(x.contiguous(memory_format=torch.channels_last))
+    assert torch.allclose(cl, ref, atol=1e-5)
+    grads = torch.autograd.grad(out.square().sum(), [x, conv.weight, conv.bias])
+    refs = torch.autograd.grad(ref.square().sum(), [x, conv.weight, conv.bias])
+    for g, r in zip(grads, refs):        # float32 sums of thousands of products, in other orders
+        assert (g - r).abs().max() <= 1e-5 * r.abs().max(), (g - r).abs().max() / r.abs().max()
+    with gan.as_written(conv):
+        assert torch.equal(conv(x), ref)
+
+
+def test_upsample_conv_inference_kernel_follows_weight_changes():
+    """Inference caches the transposed kernel; a changed weight (an optimizer step, a loaded
+    state dict) must not be served from the cache."""
+    conv = gan.UpsampleConv(3, 2)
+    x = torch.randn(1, 3, 8, 8)
+    with torch.inference_mode():
+        before = conv(x)
+    with torch.no_grad():
+        conv.weight.mul_(2)
+        conv.bias.zero_()
+    with torch.inference_mode():
+        after = conv(x)
+    with gan.as_written(conv), torch.no_grad():
+        assert torch.allclose(after, conv(x), atol=1e-5)
+    assert not torch.allclose(before, after)
+
+    with torch.inference_mode():          # weights made there keep no version counter
+        conv = gan.UpsampleConv(3, 2)
+        before = conv(x)
+        conv.weight.mul_(2)
+        after = conv(x)
+        with gan.as_written(conv):
+            assert torch.allclose(after, conv(x), atol=1e-5)
+    assert conv.weight.is_inference() and not torch.allclose(before, after)
+
+
+def test_shipped_generator_images_unchanged_by_the_fast_path():
+    """The shipped model's pictures (fixed seeds, fp32) with the transposed-convolution fast path
+    against the model as written: within 1e-4 of the [-1, 1] range (0.013 of one 8-bit level)."""
+    from promptgan.models.checkpoint import WEIGHTS_DIR
+    from promptgan.models.eval.benchmark import make_inputs
+
+    model = gan.load_gan(WEIGHTS_DIR / "promptgan_default.safetensors",
+                         with_discriminator=False)
+    g = model.generator.eval()
+    z, s, w = make_inputs(g.cfg, 8, seed=3)
+    with torch.inference_mode():
+        fast = g(z, s, w)
+        with gan.as_written(g):
+            written = g(z, s, w)
+    assert (fast - written).abs().max() < 1e-4
 
 
 def test_generator_output_is_plain_contiguous():
