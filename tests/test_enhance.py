@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -21,6 +22,7 @@ from promptgan.models.enhance.network import (
     EnhancerConfig,
     image_stats,
     noise_level,
+    upsample_skip,
 )
 from promptgan.models.enhance.nonlocal_means import nl_means, radius
 from promptgan.models.enhance.tiling import count_tiles, enhance_image
@@ -628,6 +630,39 @@ def test_gate_labels_and_gate_loss():
     want = F.binary_cross_entropy_with_logits(raw[:2, 0], label[:2])
     assert torch.allclose(T.gate_loss(net, x, text, null, label), want)
     assert T.gate_loss(net, x, text, null, torch.full((3,), float("nan"))) == 0
+
+
+def test_no_worse_loss_is_the_db_gap_to_bicubic_on_empty_rows():
+    """The hinge: (PSNR of bicubic - PSNR of the output + margin) in dB, on the rows with the
+    empty instruction only, 0 where the output is better than bicubic by the margin."""
+    g = torch.Generator().manual_seed(0)
+    target = torch.rand(3, 3, 16, 16, generator=g)
+    lr = F.avg_pool2d(target, 2)
+    bic = upsample_skip(lr, 2, "bicubic").clamp(0, 1)
+    worse = (bic + 0.05 * torch.randn(3, 3, 16, 16, generator=g)).clamp(0, 1)
+    empty = torch.tensor([True, False, True])
+
+    def db(out, i):
+        return 10 * math.log10(float(((out[i] - target[i]) ** 2).mean()) + T.PSNR_FLOOR_MSE)
+
+    want = sum(db(worse, i) - db(bic, i) + 0.1 for i in (0, 2)) / 2
+    assert want > 0.1
+    assert float(T.no_worse_loss(worse, target, lr, empty, 0.1)) == pytest.approx(want, rel=1e-4)
+    assert float(T.no_worse_loss(target, target, lr, empty, 0.1)) == 0       # better: silent
+    assert float(T.no_worse_loss(worse, target, lr, torch.zeros(3, dtype=torch.bool), 0.1)) == 0
+
+
+def test_empty_clean_fraction_draws_clean_crops_with_the_empty_instruction():
+    """With empty_clean_fraction 1 every sample is a clean crop (the target is the crop, the input
+    only downscaled) asked for with the empty instruction (null embedding or the empty text)."""
+    pool = build_pool(seed=0)
+    data = EnhanceData(pool, scale=2, hr_size=16, seed=0, use_procedural=False,
+                       empty_clean_fraction=1.0)
+    b = data.sample(24)
+    assert bool((b.null | (b.text_index == data.empty_index)).all())
+    assert 0 < int(b.null.sum()) < 24 and float(b.denoise.sum()) == 0
+    bic = F.avg_pool2d(b.target, 2)               # no blur, noise or JPEG added: close to it
+    assert float((bic - b.lr).abs().mean()) < 0.05
 
 
 def noisy_held_out_crop():

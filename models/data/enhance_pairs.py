@@ -170,15 +170,18 @@ class EnhanceData:
                  seed: int = 0, procedural_fraction: float = 0.15, use_procedural: bool = True,
                  degradation_weights: dict[str, float] | None = None, photos: str = "",
                  photo_fraction: float = 0.6, mixed_fraction: float = 0.0,
-                 second_order: float = 0.0):
+                 second_order: float = 0.0, empty_clean_fraction: float = 0.0):
         """``photos``: a prepare-enhance-data folder whose training photos are drawn with
         probability ``photo_fraction`` (the bundled scikit-image photos otherwise);
         ``mixed_fraction``: how often a sample carries blur, noise and JPEG together;
-        ``second_order``: how often such a full-restoration sample gets two rounds."""
+        ``second_order``: how often such a full-restoration sample gets two rounds;
+        ``empty_clean_fraction``: how often a sample is a clean crop (downscaled only) with
+        the empty instruction, beyond the few the other draws give (about 1 in 100)."""
         assert hr_size % scale == 0, (hr_size, scale)
         self.degradation_weights = dict(degradation_weights or {})
         self.scale, self.hr_size = scale, hr_size
         self.mixed_fraction, self.second_order = mixed_fraction, second_order
+        self.empty_clean_fraction = empty_clean_fraction
         self.rng = np.random.default_rng(seed)
         self.sources = photo_sources(min_side=hr_size)
         self.photos = prepared_photos(photos, min_side=hr_size) if photos else []
@@ -252,11 +255,16 @@ class EnhanceData:
         lrs, targets, idx, null, denoise = [], [], [], [], []
         for _ in range(batch):
             hr = self.crop()
-            present = sample_present(self.rng, self.degradation_weights, self.mixed_fraction)
+            empty_clean = self.empty_clean_fraction and self.rng.random() < self.empty_clean_fraction
+            present = (set() if empty_clean else
+                       sample_present(self.rng, self.degradation_weights, self.mixed_fraction))
             params = sample_params(present, self.scale, self.rng)
             if self.second_order and present and self.rng.random() < self.second_order:
                 sample_second_order(params, self.scale, self.rng)
-            i, use_null, fix = self.instruction(present)
+            if empty_clean:
+                i, use_null, fix = self.empty_index, self.rng.random() < 2 / 3, frozenset()
+            else:
+                i, use_null, fix = self.instruction(present)
             lr, target = make_pair(hr, params, self.scale, None if fix is None else set(fix),
                                    self.rng)
             lrs.append(lr)

@@ -79,6 +79,15 @@ def parse_args(argv):
     p.add_argument("--nlm-gate-weight", type=float, default=0.0,
                    help="weight of a cross-entropy term that teaches the non-local-means gate when "
                         "the target removes the input's noise (1) and when it keeps it (0)")
+    p.add_argument("--no-worse-weight", type=float, default=0.0,
+                   help="weight of a hinge on the samples with the empty instruction: how many dB "
+                        "the output falls below the bicubic enlargement of its input, plus "
+                        "--no-worse-margin (0 = off). The empty instruction must never hurt")
+    p.add_argument("--no-worse-margin", type=float, default=0.1,
+                   help="dB above bicubic the hinge asks of the empty instruction")
+    p.add_argument("--empty-clean-fraction", type=float, default=0.0,
+                   help="extra share of samples that are clean crops (downscaled only) with the "
+                        "empty instruction")
     p.add_argument("--steps", type=int, default=4000, help="total optimiser steps")
     p.add_argument("--minutes", type=float, default=0.0,
                    help="also stop (and save) after this many minutes of this run; 0 = no limit")
@@ -180,6 +189,24 @@ def loss_fn(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     decibels as the evaluator counts it (plain L1 let dark and badly degraded crops dominate)."""
     mse = ((out.float() - target.float()) ** 2).flatten(1).mean(1)          # [B]
     return (10 / math.log(10)) * torch.log(mse + PSNR_FLOOR_MSE).mean()
+
+
+def no_worse_loss(out: torch.Tensor, target: torch.Tensor, lr: torch.Tensor, empty: torch.Tensor,
+                  margin_db: float) -> torch.Tensor:
+    """out, target [B, 3, sH, sW], lr [B, 3, H, W], empty [B] bool -> scalar: the mean over the
+    ``empty`` rows of relu(PSNR of bicubic - PSNR of out + margin_db), in dB (0 without such
+    rows). Where the input is damaged bicubic is far behind and the hinge is silent; on a clean
+    or lightly damaged input it stops the empty instruction from restoring what is not there."""
+    if not bool(empty.any()):
+        return out.new_zeros(())
+    s = target.shape[-1] // lr.shape[-1]
+    bic = upsample_skip(lr.float(), s, "bicubic").clamp(0, 1) if s > 1 else lr.float()
+    t = target.float()
+    db = 10 / math.log(10)
+    mse_out = ((out.float() - t) ** 2).flatten(1).mean(1)[empty]
+    mse_bic = ((bic - t) ** 2).flatten(1).mean(1)[empty]
+    gap = db * (torch.log(mse_out + PSNR_FLOOR_MSE) - torch.log(mse_bic + PSNR_FLOOR_MSE))
+    return F.relu(gap + margin_db).mean()
 
 
 def param_groups(net: torch.nn.Module, nlm_lr_mult: float) -> list[dict]:
@@ -284,15 +311,21 @@ def warm_start(net: Enhancer, cfg: EnhancerConfig, init: str) -> list[str]:
     return history
 
 
-def train_step(net, opt, b, embeds: torch.Tensor, args, step: int) -> tuple[float, float | None]:
+def train_step(net, opt, b, embeds: torch.Tensor, args, step: int,
+               empty_index: int = -1) -> tuple[float, float | None]:
     """One optimiser step on batch ``b`` at the learning rate of ``step``: (image loss, gate
-    loss or None)."""
+    loss or None). ``empty_index``: the pool row of the empty instruction (for
+    --no-worse-weight)."""
     for g in opt.param_groups:
         g["lr"] = lr_at(step, args) * g.get("lr_mult", 1.0)
     x = b.lr.contiguous(memory_format=torch.channels_last)
     out = net(x, embeds[b.text_index], b.null)
     loss = loss_fn(out, b.target)
     total, g_loss = loss, None
+    if args.no_worse_weight > 0:
+        empty = b.null | (b.text_index == empty_index)
+        total = total + args.no_worse_weight * no_worse_loss(out, b.target, b.lr, empty,
+                                                             args.no_worse_margin)
     if args.nlm_gate_weight > 0:
         g_loss = gate_loss(net, x, embeds[b.text_index], b.null, b.denoise)
         total = loss + args.nlm_gate_weight * g_loss
@@ -319,7 +352,8 @@ def make_data(args, pool, step: int):
     size = args.lr_size * args.scale
     data = EnhanceData(pool, scale=args.scale, hr_size=size, seed=args.seed * 1_000_003 + step,
                        use_procedural=not args.no_procedural,
-                       degradation_weights=parse_weights(args.weight), **mix)
+                       degradation_weights=parse_weights(args.weight),
+                       empty_clean_fraction=args.empty_clean_fraction, **mix)
     val = EnhanceData(pool, scale=args.scale, hr_size=size, seed=987_654,
                       use_procedural=not args.no_procedural, **mix).sample(args.val_size)
     return data, val
@@ -412,7 +446,8 @@ def main(argv=None) -> int:
                 print("\n[enhance] --minutes reached", file=sys.stderr)
                 break
             t_step = time.time()
-            loss, g_loss = train_step(net, opt, data.sample(args.batch), embeds, args, step)
+            loss, g_loss = train_step(net, opt, data.sample(args.batch), embeds, args, step,
+                                      data.empty_index)
             if g_loss is not None:
                 running_gate = g_loss if running_gate is None else 0.98 * running_gate + 0.02 * g_loss
             step += 1
