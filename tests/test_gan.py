@@ -149,6 +149,9 @@ def test_gblock_matches_dfgan_upsample_first_order(layout, cin):
     out, ref = block(x, c), reference(x)
     assert out.shape == (3, 4, 16, 16)
     assert torch.allclose(out, ref, atol=1e-5)
+    with torch.inference_mode():          # FiLM in place on conv1's output
+        kept = x.detach().clone()
+        assert torch.allclose(block(kept, c), ref, atol=1e-5) and torch.equal(kept, x.detach())
     (gx,) = torch.autograd.grad(out.square().sum(), x)
     (gr,) = torch.autograd.grad(ref.square().sum(), x)
     assert torch.allclose(gx, gr, atol=1e-4)
