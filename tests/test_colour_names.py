@@ -345,6 +345,34 @@ def test_the_background_term_is_near_zero_on_a_real_render_of_its_caption_and_ig
     assert background_loss(x.flip(1), targets, mask * torch.tensor([1.0, 1.0, 0.0]), flower) == 0
 
 
+def test_the_centre_term_finds_the_middle_of_real_renders_and_reads_their_centre_colour():
+    from promptgan.models.train.gan import centre_loss, flower_middle
+
+    rng = np.random.default_rng(11)
+    images, targets, masks = [], [], []
+    for size in ("large", "small", "large"):
+        attrs = procedural.sample_attributes("flower", rng, "any")
+        attrs.update(size=size, centre_rgb=(240, 200, 20), centre_phrase="sunflower yellow")
+        caption = "a flower with a sunflower yellow centre"
+        t, m = colour_names.part_targets("flower", attrs, caption)
+        real = procedural.render("flower", attrs, 64, rng)                  # uint8 [64, 64, 3]
+        images.append(torch.from_numpy(real).permute(2, 0, 1).float() / 127.5 - 1)
+        targets.append(torch.from_numpy(t))
+        masks.append(torch.from_numpy(m))
+    x, targets, mask = torch.stack(images), torch.stack(targets), torch.stack(masks)
+    disc = flower_middle(x)
+    assert disc.shape == (3, 64, 64) and bool((disc.sum((1, 2)) >= 7).all())
+    centre = torch.tensor([240, 200, 20]) / 127.5 - 1                    # every disc pixel is
+    near = (x - centre[None, :, None, None]).abs().mean(1) < 0.25        # the centre's colour,
+    assert bool(near[disc].all())                                        # shaded by its dots
+    flower = torch.ones(3, dtype=torch.bool)
+    assert centre_loss(x, targets, mask, flower) < 0.1
+    assert centre_loss(x.flip(1), targets, mask, flower) > 0.4          # RGB reversed
+    assert centre_loss(x.flip(1), targets, mask, torch.zeros(3, dtype=torch.bool)) == 0
+    unnamed = mask * torch.tensor([1.0, 0.0, 1.0])
+    assert centre_loss(x.flip(1), targets, unnamed, flower) == 0
+
+
 def test_the_shipped_style_reader_reads_every_style_of_new_renders():
     from promptgan.models.checkpoint import WEIGHTS_DIR
     from promptgan.models.eval import styles as style_eval
