@@ -111,6 +111,13 @@ _TRANSPOSED_TAPS = torch.tensor([[0.0, 0.0, 1.0], [0.0, 1.0, 1.0], [1.0, 1.0, 0.
                                  [1.0, 0.0, 0.0]])                     # [4 taps, 3 kernel rows]
 
 
+def _compiling() -> bool:
+    """Inside torch.compile's tracing (no cache there: it would be a side effect); False on
+    torch builds without torch.compiler.is_compiling."""
+    is_compiling = getattr(getattr(torch, "compiler", None), "is_compiling", None)
+    return bool(is_compiling and is_compiling())
+
+
 def transposed_kernel(weight: torch.Tensor) -> torch.Tensor:
     """3x3 conv kernel [O, I, 3, 3] -> the stride-2 transposed conv kernel [I, O, 4, 4] that
     computes conv(nearest_upsample_x2(x))."""
@@ -122,9 +129,9 @@ class UpsampleConv(nn.Conv2d):
     """A 3x3 convolution of the nearest-neighbour x2 upsampled input: [B, I, H, W] ->
     [B, O, 2H, 2W]. Its weights are an ordinary 3x3 conv's and it computes the same function as
     ``conv(interpolate(x, scale_factor=2))``, as one stride-2 transposed convolution: 16 / 36 of
-    the multiply-adds, no upsampled copy of the input, 1.5-2x faster on a CPU (measured at every
-    block size of the 64 px generator, on one and two threads). Inference reuses the transposed
-    kernel until the weight changes."""
+    the multiply-adds and no upsampled copy of the input (the 64 px generator 1.2-1.3x faster on
+    a CPU: tests/tools/upsample_conv_ab.py). On the CPU, inference reuses the transposed kernel
+    until the weight changes."""
 
     def __init__(self, cin: int, cout: int):
         super().__init__(cin, cout, 3, 1, 1)
@@ -135,8 +142,8 @@ class UpsampleConv(nn.Conv2d):
 
     def kernel(self) -> torch.Tensor:
         w = self.weight
-        if torch.is_grad_enabled() or torch.compiler.is_compiling():
-            return transposed_kernel(w)
+        if torch.is_grad_enabled() or _compiling() or w.device.type != "cpu":
+            return transposed_kernel(w)        # (on a GPU the einsum is cheap and asynchronous)
         # an inference tensor (a model loaded under inference_mode) keeps no version counter:
         # its sum stands in, so an in-place load of new weights is still seen
         version = float(w.sum()) if w.is_inference() else w._version
