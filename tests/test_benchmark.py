@@ -27,9 +27,12 @@ def test_result_structure(result):
     for r in rows:
         for key in ("images_per_s", "ms_per_image", "gflop_per_image", "gflops",
                     "fraction_of_fp32_matmul", "fraction_of_bf16_matmul", "peak_rss_mb",
-                    "params", "first_call_s"):
+                    "params", "first_call_s", "matmul_fp32_interleaved_gflops",
+                    "fraction_of_interleaved_fp32_matmul"):
             assert r[key] > 0, (key, r)
         assert r["mode"] == "eager" and r["compile_warmup_s"] is None and r["reps"] == 1
+        assert r["fraction_of_interleaved_fp32_matmul"] == pytest.approx(
+            r["gflops"] / r["matmul_fp32_interleaved_gflops"])
         assert r["output_shape"] == [r["batch"], 3, r["resolution"], r["resolution"]]
         assert r["weights"].startswith("random")
     # FLOPs grow with resolution; the same configuration at batch 1 and 2 counts the same per image
@@ -51,6 +54,25 @@ def test_caller_generator_untouched_and_bf16_runs():
     r = bm.run_one(spec, g, fp32_rate=1.0)
     assert r["output_dtype"] == "bfloat16" and r["images_per_s"] > 0
     assert not g.blocks[0].conv1.weight.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_interleaved_yardstick_is_timed_between_the_calls(monkeypatch):
+    """With matmul_n the yardstick runs after calls 1, 5, 9, ... and at least three times; its
+    rate is the median of its own calls."""
+    g = Generator(GeneratorConfig(resolution=32, ngf=4)).eval()
+    order = []
+    real_call = bm.InterleavedMatmul.time_one
+    monkeypatch.setattr(bm.InterleavedMatmul, "time_one",
+                        lambda self: (order.append("mm"), real_call(self))[1])
+    real_forward = Generator.forward
+    monkeypatch.setattr(Generator, "forward",
+                        lambda self, *a, **k: (order.append("g"), real_forward(self, *a, **k))[1])
+    r = bm.time_generator(g, 2, repeat=6, matmul_n=64)
+    # two warm-up calls, then six timed ones with the yardstick after the first and the fifth,
+    # and a third yardstick call after the last
+    assert order == ["g", "g", "g", "mm", "g", "g", "g", "g", "mm", "g", "mm"]
+    assert r["reps"] == 6 and r["matmul_fp32_interleaved_gflops"] > 0
+    assert bm.time_generator(g, 2, repeat=1)["matmul_fp32_interleaved_gflops"] is None
 
 
 def test_bad_dtype_is_a_clear_error():

@@ -143,6 +143,28 @@ def matmul_rate_and_size(dtype: torch.dtype = torch.float32, n: int = 2048,
     return 2.0 * n ** 3 / best / 1e9, n
 
 
+class InterleavedMatmul:
+    """The fp32 matmul yardstick timed between the generator's calls, so that a shared machine's
+    slow and fast spells fall on both: each ``time_one`` times one n x n @ n x n matmul;
+    ``gflops`` is the median rate."""
+
+    def __init__(self, n: int):
+        g = torch.Generator().manual_seed(0)
+        self.n = n
+        self.a = torch.randn(n, n, generator=g)
+        self.b = torch.randn(n, n, generator=g)
+        torch.mm(self.a, self.b)                    # warm-up
+        self.seconds: list[float] = []
+
+    def time_one(self) -> None:
+        t0 = time.perf_counter()
+        torch.mm(self.a, self.b)
+        self.seconds.append(time.perf_counter() - t0)
+
+    def gflops(self) -> float:
+        return 2.0 * self.n ** 3 / statistics.median(self.seconds) / 1e9
+
+
 def make_inputs(cfg: GeneratorConfig, batch: int, seed: int = 0):
     """Seeded noise [B, nz] (as generation makes it), unit sentence vectors [B, text_dim] and,
     for a generator with a colour reader, colour words [B, MAX_COLOUR_WORDS, text_dim + 4] with
@@ -175,9 +197,12 @@ def flops_per_image(g: Generator, executed: bool = False) -> int:
 
 def time_generator(g: Generator, batch: int, dtype: str = "fp32", compiled: bool = False,
                    repeat: int | None = None, min_time: float = 1.0,
-                   channels_last: bool = True) -> dict:
+                   channels_last: bool = True, matmul_n: int = 0) -> dict:
     """Time forwards of ``g`` at ``batch``: warm-up calls first, then ``repeat`` timed calls
-    (or, with repeat None, at least 3 and until ``min_time`` seconds have been spent)."""
+    (or, with repeat None, at least 3 and until ``min_time`` seconds have been spent). With
+    ``matmul_n``, an fp32 matmul of that size is timed after every fourth call (at least
+    three times: the missing ones right after the last call), and its median rate is reported
+    as ``matmul_fp32_interleaved_gflops``."""
     if dtype not in DTYPES:
         raise ValueError(f"dtype {dtype!r} not supported; use one of {sorted(DTYPES)}")
     g = g.eval()
@@ -199,16 +224,21 @@ def time_generator(g: Generator, batch: int, dtype: str = "fp32", compiled: bool
     out = call()
     first = time.perf_counter() - t0
     call()                              # second warm-up (allocator, oneDNN primitive caches)
+    yardstick = InterleavedMatmul(matmul_n) if matmul_n else None
     times: list[float] = []
     while True:
         t0 = time.perf_counter()
         call()
         times.append(time.perf_counter() - t0)
+        if yardstick is not None and len(times) % 4 == 1:
+            yardstick.time_one()
         if repeat is not None:
             if len(times) >= max(1, repeat):
                 break
         elif (len(times) >= 3 and sum(times) >= min_time) or len(times) >= 500:
             break
+    while yardstick is not None and len(yardstick.seconds) < 3:
+        yardstick.time_one()
     med, best = statistics.median(times), min(times)
     return {
         "resolution": g.cfg.resolution, "batch": batch, "dtype": dtype,
@@ -218,6 +248,7 @@ def time_generator(g: Generator, batch: int, dtype: str = "fp32", compiled: bool
         "images_per_s_best": batch / best, "first_call_s": first,
         "compile_warmup_s": first if compiled else None,
         "output_shape": list(out.shape), "output_dtype": str(out.dtype).replace("torch.", ""),
+        "matmul_fp32_interleaved_gflops": yardstick.gflops() if yardstick else None,
     }
 
 
@@ -251,7 +282,7 @@ def run_one(spec: dict, base: Generator | None = None, fp32_rate: float | None =
     reset = reset_peak_rss()
     r = time_generator(g, int(spec["batch"]), spec["dtype"], bool(spec["compiled"]),
                        spec.get("repeat"), float(spec.get("min_time", 1.0)),
-                       bool(spec.get("channels_last", True)))
+                       bool(spec.get("channels_last", True)), int(spec.get("matmul_n", 0)))
     r["peak_rss_mb"] = peak_rss_mb()
     r["rss_before_mb"] = before
     r["peak_scope"] = ("own process" if isolated else
@@ -264,6 +295,8 @@ def run_one(spec: dict, base: Generator | None = None, fp32_rate: float | None =
     r["executed_gflop_per_image"] = executed / 1e9
     r["gflops"] = flops * r["images_per_s"] / 1e9
     r["executed_gflops"] = executed * r["images_per_s"] / 1e9
+    if r["matmul_fp32_interleaved_gflops"]:
+        r["fraction_of_interleaved_fp32_matmul"] = r["gflops"] / r["matmul_fp32_interleaved_gflops"]
     if fp32_rate:
         r["fraction_of_fp32_matmul"] = r["gflops"] / fp32_rate
     if bf16_rate:
@@ -383,7 +416,11 @@ def run_benchmark(base: Generator | None = None, model_path: str | None = None, 
                         if channels_last else "bf16 = torch.autocast('cpu', bfloat16); "
                         "contiguous (NCHW) model",
                         "rates use the median of the timed calls; compile warm-up (first call) is "
-                        "reported apart and not in the rate"]}
+                        "reported apart and not in the rate",
+                        "% of fp32 matmul: against the matmul rate measured once at the start "
+                        "(best of its calls); 'interleaved': against the median of fp32 matmuls "
+                        "timed between the configuration's own calls, which a shared machine's "
+                        "changing speed affects as it affects the generator"]}
 
     log(f"matmul {matmul_n}x{matmul_n}: measuring fp32 and bf16 ...")
     fp32 = matmul_rate(torch.float32, matmul_n, matmul_reps)
@@ -400,7 +437,7 @@ def run_benchmark(base: Generator | None = None, model_path: str | None = None, 
                     spec = {"base_config": config_dict(base.cfg), "model_path": model_path,
                             "resolution": int(res), "batch": int(batch), "dtype": dtype,
                             "compiled": bool(compiled), "repeat": repeat, "min_time": min_time,
-                            "channels_last": channels_last,
+                            "channels_last": channels_last, "matmul_n": matmul_n,
                             "threads": threads or torch.get_num_threads()}
                     name = f"{res}px b{batch} {dtype} {'compiled' if compiled else 'eager'}"
                     log(f"{name} ...")
@@ -417,8 +454,10 @@ def run_benchmark(base: Generator | None = None, model_path: str | None = None, 
                              "error": f"{type(exc).__name__}: {exc}"}
                         log(f"  failed: {r['error']}")
                     else:
+                        inter = r.get("fraction_of_interleaved_fp32_matmul")
                         log(f"  {r['images_per_s']:.1f} img/s, {r['gflops']:.0f} GFLOP/s "
-                            f"({100 * r['fraction_of_fp32_matmul']:.0f}% of fp32 matmul)")
+                            f"({100 * r['fraction_of_fp32_matmul']:.0f}% of fp32 matmul"
+                            + ("" if inter is None else f", {100 * inter:.0f}% interleaved") + ")")
                     rows.append(r)
     result["generation"] = rows
 
@@ -435,6 +474,10 @@ def _fmt(v, spec: str = ".1f") -> str:
     return "-" if v is None else format(v, spec)
 
 
+def _percent(fraction: float | None) -> float | None:
+    return None if fraction is None else 100 * fraction
+
+
 def markdown(result: dict) -> str:
     m = result["matmul"]
     lines = [f"Machine: {result['machine']['cpu']}, {result['machine']['torch_threads']} threads, "
@@ -443,13 +486,13 @@ def markdown(result: dict) -> str:
              f"bf16 {m['bf16_gflops']:.0f} GFLOP/s (best of {m['reps']})",
              f"Model: {result['model']['source']}", "",
              "| res | batch | dtype | mode | weights | img/s | ms/img | GFLOP/img | GFLOP/s "
-             "| % fp32 matmul | executed GFLOP/img | executed GFLOP/s | executed % fp32 matmul "
-             "| compile warm-up s | peak RSS MiB |",
-             "|---:|---:|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "| % fp32 matmul | % interleaved fp32 matmul | executed GFLOP/img | executed GFLOP/s "
+             "| executed % fp32 matmul | compile warm-up s | peak RSS MiB |",
+             "|---:|---:|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in result["generation"]:
         head = f"| {r['resolution']} | {r['batch']} | {r['dtype']} | {r['mode']} "
         if "error" in r:
-            lines.append(head + f"| failed: {r['error'][:80]} | | | | | | | | | | |")
+            lines.append(head + f"| failed: {r['error'][:80]} | | | | | | | | | | | |")
             continue
         weights = "random" if r["weights"].startswith("random") else "model"
         frac = r.get("fraction_of_fp32_matmul")
@@ -457,6 +500,7 @@ def markdown(result: dict) -> str:
         lines.append(head + f"| {weights} | {r['images_per_s']:.1f} | {r['ms_per_image']:.2f} "
                      f"| {r['gflop_per_image']:.2f} | {r['gflops']:.0f} "
                      f"| {_fmt(None if frac is None else 100 * frac, '.0f')} "
+                     f"| {_fmt(_percent(r.get('fraction_of_interleaved_fp32_matmul')), '.0f')} "
                      f"| {r['executed_gflop_per_image']:.2f} | {r['executed_gflops']:.0f} "
                      f"| {_fmt(None if executed_frac is None else 100 * executed_frac, '.0f')} "
                      f"| {_fmt(r['compile_warmup_s'])} | {_fmt(r['peak_rss_mb'], '.0f')} |")
