@@ -378,6 +378,41 @@ def machine_info() -> dict:
             "platform": platform.platform(), "mkldnn": torch.backends.mkldnn.is_available()}
 
 
+def _benchmark_model(base: Generator | None, model_path: str | None) -> tuple[Generator, str]:
+    """The generator to measure and a note saying where it came from."""
+    if base is None and model_path:
+        base = load_gan(model_path, with_discriminator=False).generator
+        return base, (f"{model_path} (ngf={base.cfg.ngf}; its weights used at "
+                      f"{base.cfg.resolution} px)")
+    if base is None:
+        base = Generator(GeneratorConfig(resolution=64, ngf=RANDOM_NGF)).eval().requires_grad_(False)
+        return base, f"no model file: random ngf={RANDOM_NGF} generator config ({RANDOM_NOTE})"
+    return base, ((f"{model_path}" if model_path else "in-memory generator")
+                  + f" (ngf={base.cfg.ngf}, {base.cfg.resolution} px)")
+
+
+def _benchmark_notes(channels_last: bool) -> list[str]:
+    """What the figures of a benchmark result mean (stored with them)."""
+    return [
+        "FLOPs per image: torch.utils.flop_counter on one batch-1 forward "
+        "(convolutions and matmuls; elementwise ops not counted) of the model as "
+        "written (nearest upsample, then 3x3 conv); GFLOP/s and % of matmul are "
+        "those FLOPs per second, the rate a direct implementation would need for "
+        "the same images. The generator runs each upsample + conv as one "
+        "stride-2 transposed conv, with fewer FLOPs: 'executed' counts those",
+        "other resolutions than the model's use a generator of the same ngf with "
+        f"{RANDOM_NOTE}",
+        "bf16 = torch.autocast('cpu', bfloat16); channels_last model on the CPU"
+        if channels_last else "bf16 = torch.autocast('cpu', bfloat16); "
+        "contiguous (NCHW) model",
+        "rates use the median of the timed calls; compile warm-up (first call) is "
+        "reported apart and not in the rate",
+        "% of fp32 matmul: against the matmul rate measured once at the start "
+        "(best of its calls); 'interleaved': against the median of fp32 matmuls "
+        "timed between the configuration's own calls, which a shared machine's "
+        "changing speed affects as it affects the generator"]
+
+
 def run_benchmark(base: Generator | None = None, model_path: str | None = None, *,
                   resolutions=(64, 128, 256), batches=(1, 16), dtypes=("fp32", "bf16"),
                   compile_modes=(False, True), repeat: int | None = None, min_time: float = 1.0,
@@ -389,38 +424,11 @@ def run_benchmark(base: Generator | None = None, model_path: str | None = None, 
     base: the generator whose widths (and, at its resolution, weights) are measured; when None,
     it is loaded from model_path, else a random ngf=32 64 px generator is used."""
     set_threads(threads)
-    model_note = ""
-    if base is None and model_path:
-        base = load_gan(model_path, with_discriminator=False).generator
-        model_note = (f"{model_path} (ngf={base.cfg.ngf}; its weights used at "
-                      f"{base.cfg.resolution} px)")
-    elif base is None:
-        base = Generator(GeneratorConfig(resolution=64, ngf=RANDOM_NGF)).eval().requires_grad_(False)
-        model_note = f"no model file: random ngf={RANDOM_NGF} generator config ({RANDOM_NOTE})"
-    else:
-        model_note = (f"{model_path}" if model_path else "in-memory generator") + \
-            f" (ngf={base.cfg.ngf}, {base.cfg.resolution} px)"
+    base, model_note = _benchmark_model(base, model_path)
     result: dict = {"command": command or "(called from Python)", "machine": machine_info(),
                     "model": {"source": model_note, "path": model_path,
                               "config": config_dict(base.cfg), "random": model_path is None},
-                    "notes": [
-                        "FLOPs per image: torch.utils.flop_counter on one batch-1 forward "
-                        "(convolutions and matmuls; elementwise ops not counted) of the model as "
-                        "written (nearest upsample, then 3x3 conv); GFLOP/s and % of matmul are "
-                        "those FLOPs per second, the rate a direct implementation would need for "
-                        "the same images. The generator runs each upsample + conv as one "
-                        "stride-2 transposed conv, with fewer FLOPs: 'executed' counts those",
-                        "other resolutions than the model's use a generator of the same ngf with "
-                        f"{RANDOM_NOTE}",
-                        "bf16 = torch.autocast('cpu', bfloat16); channels_last model on the CPU"
-                        if channels_last else "bf16 = torch.autocast('cpu', bfloat16); "
-                        "contiguous (NCHW) model",
-                        "rates use the median of the timed calls; compile warm-up (first call) is "
-                        "reported apart and not in the rate",
-                        "% of fp32 matmul: against the matmul rate measured once at the start "
-                        "(best of its calls); 'interleaved': against the median of fp32 matmuls "
-                        "timed between the configuration's own calls, which a shared machine's "
-                        "changing speed affects as it affects the generator"]}
+                    "notes": _benchmark_notes(channels_last)}
 
     log(f"matmul {matmul_n}x{matmul_n}: measuring fp32 and bf16 ...")
     fp32 = matmul_rate(torch.float32, matmul_n, matmul_reps)
