@@ -373,6 +373,31 @@ def test_the_centre_term_finds_the_middle_of_real_renders_and_reads_their_centre
     assert centre_loss(x.flip(1), targets, unnamed, flower) == 0
 
 
+def test_the_pixel_art_term_is_zero_on_pixel_art_renders_and_only_counts_pixel_art():
+    from promptgan.models.data.styles import STYLES, apply_style
+    from promptgan.models.train.gan import CaptionedImages, pixel_art_loss
+
+    rng = np.random.default_rng(5)
+    attrs = procedural.sample_attributes("flower", rng, "any")
+    plain = procedural.render("flower", attrs, 64, rng)                    # uint8 [64, 64, 3]
+    pixel = apply_style(plain, "pixel", rng)
+    x = torch.stack([torch.from_numpy(np.array(a)).permute(2, 0, 1).float() / 127.5 - 1
+                     for a in (pixel, plain)])
+    assert pixel_art_loss(x[:1], torch.tensor([True])) < 1e-6              # blocks are flat
+    assert pixel_art_loss(x[1:], torch.tensor([True])) > 0.01              # a render is not
+    assert pixel_art_loss(x[1:], torch.tensor([False])) == 0               # not asked for
+    x.requires_grad_(True)
+    pixel_art_loss(x, torch.tensor([False, True])).backward()
+    assert x.grad[0].abs().sum() == 0 and x.grad[1].abs().sum() > 0
+    # the training data hands each image's style to the term
+    data = CaptionedImages(np.stack([pixel, plain]), [["pixel art of a flower"], ["a flower"]],
+                           torch.zeros(2, 384), None, "minilm", torch.zeros(2, 1, 388),
+                           [dict(attrs, style="pixel"), dict(attrs)])
+    assert data.style_index.tolist() == [STYLES.index("pixel"), STYLES.index("plain")]
+    *_, style = data.batch(4, torch.Generator().manual_seed(0))
+    assert style.shape == (4,)
+
+
 def test_the_shipped_style_reader_reads_every_style_of_new_renders():
     from promptgan.models.checkpoint import WEIGHTS_DIR
     from promptgan.models.eval import styles as style_eval

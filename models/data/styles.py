@@ -86,8 +86,11 @@ def _watercolour(img: Image.Image, rng: np.random.Generator) -> Image.Image:
     return Image.fromarray(wash.clip(0, 255).astype(np.uint8))
 
 
+PIXEL_CELLS = 16      # pixel art: blocks a side
+
+
 def _pixel(img: Image.Image, rng: np.random.Generator) -> Image.Image:
-    cells = 16
+    cells = PIXEL_CELLS
     small = img.resize((cells, cells), Image.Resampling.BOX)
     small = small.quantize(colors=16, method=Image.Quantize.MEDIANCUT).convert("RGB")
     return small.resize((img.width, img.height), Image.Resampling.NEAREST)

@@ -50,7 +50,7 @@ from ..data.colour_names import (
     part_targets,
 )
 from ..data.folder import load_image_folder
-from ..data.styles import add_style_only
+from ..data.styles import PIXEL_CELLS, STYLES, add_style_only
 from ..data.text_probe import fit_text_head
 from ..fast_paths import cpu_has_native_bf16
 from ..text_encoder import encode_prompts, load_encoder
@@ -96,6 +96,9 @@ class CaptionedImages:
         self.parts_mask = None
         self.labels = None if labels is None else torch.from_numpy(labels).long()
         self.encoder_id = encoder_id
+        # per image, its index into styles.STYLES (procedural data; None for a folder)
+        self.style_index = None if attrs is None else torch.tensor(
+            [STYLES.index(a.get("style", "plain")) for a in attrs], dtype=torch.long)
 
     def __len__(self) -> int:
         return self.images.shape[0]
@@ -107,7 +110,8 @@ class CaptionedImages:
         x = self.images[idx].permute(0, 3, 1, 2).float().div(127.5).sub(1)   # [n,3,R,R] in [-1,1]
         labels = None if self.labels is None else self.labels[idx]
         parts = None if self.parts is None else (self.parts[cap], self.parts_mask[cap])
-        return x, self.embeds[cap], labels, self.words[cap].float(), parts
+        style = None if self.style_index is None else self.style_index[idx]
+        return x, self.embeds[cap], labels, self.words[cap].float(), parts, style
 
     def attach_parts(self) -> None:
         """Per caption, what the colour reader should find (colour_names.part_targets), from
@@ -302,6 +306,10 @@ def _add_recipe_terms(terms) -> None:
                    help="with --named-colours: weight of L1 between the middle of a flower picture "
                         "(a disc at the centroid of what differs from its border) and the centre "
                         "colour its caption names (0 = off)")
+    terms.add_argument("--pixel-weight", type=float, default=0.0,
+                   help="with --styles: weight of L1 between G's pixel-art pictures and their own "
+                        "block means (the style's grid of blocks, 1/16 of the side): flat blocks, "
+                        "which the 16 px reconstruction term cannot see (0 = off)")
     terms.add_argument("--colour-size", type=int, default=32,
                    help="resolution at which the colour term compares pixels")
     terms.add_argument("--translation", type=float, default=0.125, help="DiffAugment translation")
@@ -587,6 +595,20 @@ def centre_loss(fake: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor,
     return (per_image * named).sum() / named.sum().clamp_min(1.0)
 
 
+def pixel_art_loss(fake: torch.Tensor, is_pixel: torch.Tensor,
+                   cells: int = PIXEL_CELLS) -> torch.Tensor:
+    """L1 between G's pictures [B,3,R,R] and their own means over the pixel-art style's blocks
+    (``cells`` blocks a side), over the images whose style is pixel art (is_pixel [B] bool):
+    zero exactly when each block is one flat colour, as in the style's renders."""
+    b, _, h, w = fake.shape
+    block = max(1, h // cells)
+    means = F.avg_pool2d(fake, block)                                          # [B,3,cells,cells]
+    blocky = means.repeat_interleave(block, 2).repeat_interleave(block, 3)     # [B,3,R,R]
+    per_image = (fake - blocky).abs().mean((1, 2, 3))                          # [B]
+    weight = is_pixel.float()
+    return (per_image * weight).sum() / weight.sum().clamp_min(1.0)
+
+
 def ema_decay(step: int, target: float) -> float:
     """Ramp-up: early on the EMA follows G closely, later it averages over ~1/(1-target)."""
     return min(target, (1 + step) / (10 + step))
@@ -711,6 +733,7 @@ def recipe_name(args, nets: Nets) -> str:
             + ("+binding" if args.binding_weight > 0 else "")
             + ("+background" if args.background_weight > 0 else "")
             + ("+centre" if args.centre_weight > 0 else "")
+            + ("+pixel" if args.pixel_weight > 0 else "")
             + ("+named-colours" if args.named_colours else "")
             + ("+styles" if args.styles else ""))
 
@@ -733,6 +756,7 @@ class Batch(NamedTuple):
     z: torch.Tensor                  # noise [B,nz]
     w: torch.Tensor                  # their captions' colour words [B,M,D+4]
     parts: tuple | None              # what the colour reader should find ([B,3,4], mask [B,3])
+    style: torch.Tensor | None       # index into styles.STYLES [B] (procedural data)
 
 
 class GANTraining:
@@ -770,14 +794,15 @@ class GANTraining:
         return diff_augment(images, self.gen, self.args.translation, self.args.cutout)
 
     def next_batch(self) -> Batch:
-        x, s, labels, w, parts = self.data.batch(self.args.batch, self.gen)
+        x, s, labels, w, parts, style = self.data.batch(self.args.batch, self.gen)
         x, s, w = x.to(self.device), s.to(self.device), w.to(self.device)
         parts = None if parts is None else tuple(t.to(self.device) for t in parts)
         if self.device.type == "cpu":
             x = x.contiguous(memory_format=torch.channels_last)
         labels = None if labels is None else labels.to(self.device)
         z = torch.randn(self.args.batch, self.nets.G.cfg.nz, generator=self.gen).to(self.device)
-        return Batch(x, s, labels, z, w, parts)
+        style = None if style is None else style.to(self.device)
+        return Batch(x, s, labels, z, w, parts, style)
 
     def discriminator_step(self, b: Batch) -> tuple[torch.Tensor, dict[str, float]]:
         """Hinge loss on real, mismatched-text and fake pairs (+ AC-GAN term, + lazy MA-GP)."""
@@ -845,6 +870,9 @@ class GANTraining:
             flower = b.labels[:, 0] == procedural.DOMAINS.index("flower")
             terms.append(("centre", args.centre_weight,
                           centre_loss(fake.float(), *b.parts, flower)))
+        if args.pixel_weight > 0 and b.style is not None:
+            terms.append(("pixel", args.pixel_weight,
+                          pixel_art_loss(fake.float(), b.style == STYLES.index("pixel"))))
         if args.angular_weight > 0:
             terms.append(("angular", args.angular_weight,
                           F.l1_loss(angular_spectrum(fake.float()), angular_spectrum(b.x))))
