@@ -398,6 +398,26 @@ def test_the_pixel_art_term_is_zero_on_pixel_art_renders_and_only_counts_pixel_a
     assert style.shape == (4,)
 
 
+def test_the_flat_fill_term_is_small_on_flat_renders_and_only_counts_flat_pictures():
+    from promptgan.models.data.styles import apply_style
+    from promptgan.models.train.gan import flat_fill_loss
+
+    rng = np.random.default_rng(6)
+    flats, plains = [], []
+    for domain in ("flower", "landscape", "flower"):
+        attrs = procedural.sample_attributes(domain, rng, "any")
+        plain = procedural.render(domain, attrs, 64, rng)
+        for out, image in ((plains, plain), (flats, apply_style(plain, "flat", rng))):
+            out.append(torch.from_numpy(np.array(image)).permute(2, 0, 1).float() / 127.5 - 1)
+    yes = torch.ones(3, dtype=torch.bool)
+    flat, plain = flat_fill_loss(torch.stack(flats), yes), flat_fill_loss(torch.stack(plains), yes)
+    assert flat < 0.02 and plain > 2 * flat, (float(flat), float(plain))
+    assert flat_fill_loss(torch.stack(plains), ~yes) == 0
+    x = torch.stack(plains).requires_grad_(True)
+    flat_fill_loss(x, torch.tensor([False, True, False])).backward()
+    assert x.grad[0].abs().sum() == 0 and x.grad[1].abs().sum() > 0
+
+
 def test_the_shipped_style_reader_reads_every_style_of_new_renders():
     from promptgan.models.checkpoint import WEIGHTS_DIR
     from promptgan.models.eval import styles as style_eval

@@ -310,6 +310,10 @@ def _add_recipe_terms(terms) -> None:
                    help="with --styles: weight of L1 between G's pixel-art pictures and their own "
                         "block means (the style's grid of blocks, 1/16 of the side): flat blocks, "
                         "which the 16 px reconstruction term cannot see (0 = off)")
+    terms.add_argument("--flat-weight", type=float, default=0.0,
+                   help="with --styles: weight of L1 between G's flat-style pictures and "
+                        "themselves posterised to 10 colours (k-means, no gradient): flat fills "
+                        "without shading, as in the style's renders (0 = off)")
     terms.add_argument("--colour-size", type=int, default=32,
                    help="resolution at which the colour term compares pixels")
     terms.add_argument("--translation", type=float, default=0.125, help="DiffAugment translation")
@@ -609,6 +613,33 @@ def pixel_art_loss(fake: torch.Tensor, is_pixel: torch.Tensor,
     return (per_image * weight).sum() / weight.sum().clamp_min(1.0)
 
 
+def flat_fill_loss(fake: torch.Tensor, is_flat: torch.Tensor, colours: int = 10,
+                   iters: int = 6) -> torch.Tensor:
+    """L1 between G's pictures [B,3,R,R] and themselves posterised to ``colours`` colours (a
+    few rounds of k-means over each picture's pixels, without gradient), over the images whose
+    style is flat (is_flat [B] bool): the flat style's renders are posterised to 8-12 colours,
+    so their shading and texture are gone and this is near zero on them."""
+    picked = fake[is_flat]                                                     # [n,3,R,R]
+    if picked.shape[0] == 0:
+        return fake.new_zeros(())
+    n, c, h, w = picked.shape
+    with torch.no_grad():
+        px = picked.detach().flatten(2).transpose(1, 2)                        # [n,P,3]
+        order = px.sum(2).argsort(1)                   # start: pixels at evenly spaced ranks of
+        ranks = ((torch.arange(colours, device=px.device) + 0.5) * px.shape[1] / colours).long()
+        centres = px.gather(1, order[:, ranks, None].expand(-1, -1, c))          # [n,K,3]
+        for _ in range(iters):
+            nearest = torch.cdist(px, centres).argmin(2)                       # [n,P]
+            sums = torch.zeros_like(centres).scatter_add_(1, nearest[..., None].expand(-1, -1, c), px)
+            counts = torch.zeros(n, colours, 1, device=px.device).scatter_add_(
+                1, nearest[..., None], torch.ones_like(px[..., :1]))
+            centres = torch.where(counts > 0, sums / counts.clamp_min(1), centres)
+        nearest = torch.cdist(px, centres).argmin(2)
+        flat = centres.gather(1, nearest[..., None].expand(-1, -1, c))          # [n,P,3]
+        flat = flat.transpose(1, 2).reshape(n, c, h, w)
+    return (picked - flat).abs().mean()
+
+
 def ema_decay(step: int, target: float) -> float:
     """Ramp-up: early on the EMA follows G closely, later it averages over ~1/(1-target)."""
     return min(target, (1 + step) / (10 + step))
@@ -734,6 +765,7 @@ def recipe_name(args, nets: Nets) -> str:
             + ("+background" if args.background_weight > 0 else "")
             + ("+centre" if args.centre_weight > 0 else "")
             + ("+pixel" if args.pixel_weight > 0 else "")
+            + ("+flat" if args.flat_weight > 0 else "")
             + ("+named-colours" if args.named_colours else "")
             + ("+styles" if args.styles else ""))
 
@@ -873,6 +905,9 @@ class GANTraining:
         if args.pixel_weight > 0 and b.style is not None:
             terms.append(("pixel", args.pixel_weight,
                           pixel_art_loss(fake.float(), b.style == STYLES.index("pixel"))))
+        if args.flat_weight > 0 and b.style is not None:
+            terms.append(("flat", args.flat_weight,
+                          flat_fill_loss(fake.float(), b.style == STYLES.index("flat"))))
         if args.angular_weight > 0:
             terms.append(("angular", args.angular_weight,
                           F.l1_loss(angular_spectrum(fake.float()), angular_spectrum(b.x))))
