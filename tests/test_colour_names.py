@@ -440,6 +440,18 @@ def test_the_shipped_style_reader_reads_every_style_of_new_renders():
         style_eval.load_style_classifier(CLASSIFIER_PATH)
 
 
+def test_evaluate_styles_says_what_each_asked_style_is_read_as():
+    from promptgan.models.checkpoint import WEIGHTS_DIR
+    from promptgan.models.eval import styles as style_eval
+
+    model = gan.load_gan(WEIGHTS_DIR / "promptgan_default.safetensors")
+    result = style_eval.evaluate(model, style_eval.load_style_classifier(), per_style=4)
+    for wording in ("train", "heldout"):
+        for asked, read in result["read_as"][wording].items():
+            assert abs(sum(read.values()) - 1) < 0.01, (asked, read)
+            assert read.get(asked, 0.0) == result[wording][asked]
+
+
 def test_evaluate_colours_reads_what_the_colour_reader_finds_before_drawing():
     """reader_errors: a prompt naming one colour, read by a reader that never chooses "none",
     is read as exactly that colour, whatever the attention; a model without a reader has none."""

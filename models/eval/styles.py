@@ -156,7 +156,7 @@ def style_prompts(per_style: int, wording: str, seed: int = 55) -> list[dict]:
 
 @torch.no_grad()
 def evaluate(model, net, per_style: int = 40, seed: int = 0) -> dict:
-    out = {}
+    out, read_as = {}, {}
     for wording in ("train", "heldout"):
         prompts = style_prompts(per_style, wording)
         e = encode_prompts([p["prompt"] for p in prompts])
@@ -166,6 +166,11 @@ def evaluate(model, net, per_style: int = 40, seed: int = 0) -> dict:
         want = torch.tensor([p["style"] for p in prompts])
         out[wording] = {s: round(float((pred[want == k] == k).float().mean()), 3)
                         for k, s in enumerate(styles.STYLES)}
+        # what each asked style is read as (the shares that are not zero)
+        read_as[wording] = {s: {styles.STYLES[j]: round(float((pred[want == k] == j).float().mean()), 3)
+                                for j in range(len(styles.STYLES)) if (pred[want == k] == j).any()}
+                            for k, s in enumerate(styles.STYLES)}
+    out["read_as"] = read_as
     return out
 
 
@@ -177,8 +182,11 @@ def main(argv=None) -> int:
     p.add_argument("--out", default=None, help="write the figures as JSON here")
     args = p.parse_args(argv)
     result = evaluate(load_gan(args.model), load_style_classifier(args.classifier), args.per_style)
-    for wording, acc in result.items():
-        print(f"{wording} wording: " + ", ".join(f"{k} {v:.2f}" for k, v in acc.items()))
+    for wording in ("train", "heldout"):
+        print(f"{wording} wording: " + ", ".join(f"{k} {v:.2f}" for k, v in result[wording].items()))
+        print("  read as: " + "; ".join(
+            f"{asked} -> " + ", ".join(f"{k} {v:.2f}" for k, v in read.items())
+            for asked, read in result["read_as"][wording].items()))
     if args.out:
         Path(args.out).write_text(json.dumps(dict(result, model=args.model), indent=1) + "\n")
     return 0
