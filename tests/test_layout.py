@@ -243,20 +243,20 @@ def test_the_default_recipe_rebuilds_the_shipped_model_at_tiny_size(tmp_path, mo
     stages = [k for k, v in tomllib.loads((RECIPES_DIR / "default.toml").read_text()).items()
               if isinstance(v, dict)]
     assert stages == ["base", "colour", "captions", "diversity", "diversity-low", "angular",
-                      "named-colours", "palette", "palette-background"]
+                      "named-colours", "palette", "palette-background", "palette-centre-styles"]
     tiny = ["--resolution", "32", "--ngf", "4", "--ndf", "4", "--batch", "4", "--n-images", "16",
             "--cache-dir", str(tmp_path / "cache"), "--threads", "1"]
-    ends = [4, 8, 11, 14, 17, 20, 23, 26, 29]
+    ends = [4, 8, 11, 14, 17, 20, 23, 26, 29, 32]
     for stage, end in zip(stages, ends):
         assert main(["--recipe", f"default:{stage}", "--steps", str(end)] + tiny) == 0, stage
-    assert main(["--recipe", "default", "--out", "runs/gan_palette_background", "--export",
+    assert main(["--recipe", "default", "--out", "runs/gan_palette_centre_styles", "--export",
                  "shipped.safetensors"]) == 0
     model = gan.load_gan(tmp_path / "shipped.safetensors")
-    assert model.provenance["step"] == 29 and model.text_head is not None
+    assert model.provenance["step"] == 32 and model.text_head is not None
     assert model.reads_colour_names and model.generator.palette is not None
     assert model.provenance["recipe"].endswith(
         "+colourSWD@32px+code-readout+mode-seeking+angular+colour-reader4+palette+binding"
-        "+background+named-colours+styles")
+        "+background+centre+pixel+flat+named-colours+styles")
     commands = [c["command"] for c in model.provenance["commands"]]
     assert [c.split("--recipe default:")[1].split()[0] for c in commands] == stages
     assert [c["from_step"] for c in model.provenance["commands"]] == [0] + ends[:-1]
