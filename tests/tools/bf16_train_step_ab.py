@@ -26,7 +26,8 @@ def load_pack():
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("model", nargs="?",
-                   default=str(ROOT / "models/recipes/warm_starts/palette_background_step93400.safetensors"))
+                   default=str(ROOT / "models/recipes/warm_starts"
+                               / "palette_centre_styles_step104109.safetensors"))
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--batch", type=int, default=16)
     args = p.parse_args()
