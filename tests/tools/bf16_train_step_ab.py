@@ -6,21 +6,11 @@ Forward and backward of G and D (the shapes of one train-gan step at batch 16) i
 under bf16 autocast, interleaved, 8 rounds after a warm-up each; prints the median ms of each.
 """
 import argparse
-import importlib.util
 import statistics
 import time
-from pathlib import Path
 
 import torch
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def load_pack():
-    spec = importlib.util.spec_from_file_location("promptgan_main", ROOT / "__main__.py")
-    main = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(main)
-    return main.load_pack()
+from pack import ROOT, load_pack  # tests/tools/pack.py
 
 
 def main():

@@ -15,23 +15,12 @@ by the word "colour" (the key then sees only the phrase's role, never the name);
 concatenated.
 """
 import argparse
-import importlib.util
 import os
 import sys
-from pathlib import Path
 
 import numpy as np
 import torch
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def load_pack():
-    spec = importlib.util.spec_from_file_location("promptgan_main", ROOT / "__main__.py")
-    cli = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(cli)
-    return cli.load_pack()
-
+from pack import load_pack  # tests/tools/pack.py
 
 PLACEHOLDER = "colour"
 

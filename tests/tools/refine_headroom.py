@@ -11,21 +11,11 @@
 
 The 200 held-out prompts of ``evaluate`` and ``refine-eval`` (seed 0), one seed each.
 """
-import importlib.util
 import sys
-from pathlib import Path
 
 import numpy as np
 import torch
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def load_pack():
-    spec = importlib.util.spec_from_file_location("promptgan_main", ROOT / "__main__.py")
-    main = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(main)
-    return main.load_pack()
+from pack import load_pack  # tests/tools/pack.py
 
 
 def text_head_readings(model, s, labels, heads):

@@ -8,23 +8,13 @@ the two every few calls so that a shared machine's slow spells fall on both; pri
 milliseconds per batch of each and their ratio, and the largest output difference.
 """
 import argparse
-import importlib.util
 import statistics
 import sys
 import time
 from contextlib import nullcontext
-from pathlib import Path
 
 import torch
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def load_pack():
-    spec = importlib.util.spec_from_file_location("promptgan_main", ROOT / "__main__.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    module.load_pack()
+from pack import load_pack  # tests/tools/pack.py
 
 
 def main(argv=None) -> int:
