@@ -521,13 +521,18 @@ def mode_seeking_term(fake_a: torch.Tensor, fake_b: torch.Tensor, z_a: torch.Ten
     return (1.0 / (ratio + eps)).mean()
 
 
+def masked_mean(values: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Mean of ``values`` weighted by ``weight`` (same shape; 0 where a value does not count),
+    0 when nothing counts."""
+    return (values * weight).sum() / weight.sum().clamp_min(1.0)
+
+
 def binding_loss(G: gan.Generator, words: torch.Tensor, targets: torch.Tensor,
                  mask: torch.Tensor) -> torch.Tensor:
     """Squared error between the colour reader's first three queries' colours [B,3,4] and the
     petal, centre and background colours the captions name (mask [B,3]: known parts)."""
     pooled = G.colour_reader.pooled(words.float())[:, :3]
-    err = (pooled - targets).pow(2).sum(-1) * mask
-    return err.sum() / mask.sum().clamp_min(1.0)
+    return masked_mean((pooled - targets).pow(2).sum(-1), mask)
 
 
 def border_pixels(images: torch.Tensor) -> torch.Tensor:
@@ -549,7 +554,7 @@ def background_loss(fake: torch.Tensor, targets: torch.Tensor, mask: torch.Tenso
     dist = (border_pixels(fake) - want[:, :, None]).abs().mean(1)                  # [B, N]
     k = max(1, int(keep * dist.shape[1]))
     per_image = dist.topk(k, dim=1, largest=False).values.mean(1)                  # [B]
-    return (per_image * named).sum() / named.sum().clamp_min(1.0)
+    return masked_mean(per_image, named)
 
 
 def flower_middle(images: torch.Tensor, differ: float = 0.2, frac: float = 0.2) -> torch.Tensor:
@@ -596,7 +601,7 @@ def centre_loss(fake: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor,
     disc = flower_middle(fake).float()                                              # [B, R, R]
     dist = (fake.float() - want[:, :, None, None]).abs().mean(1)                   # [B, R, R]
     per_image = (dist * disc).sum((1, 2)) / disc.sum((1, 2)).clamp_min(1.0)         # [B]
-    return (per_image * named).sum() / named.sum().clamp_min(1.0)
+    return masked_mean(per_image, named)
 
 
 def pixel_art_loss(fake: torch.Tensor, is_pixel: torch.Tensor,
@@ -604,13 +609,10 @@ def pixel_art_loss(fake: torch.Tensor, is_pixel: torch.Tensor,
     """L1 between G's pictures [B,3,R,R] and their own means over the pixel-art style's blocks
     (``cells`` blocks a side), over the images whose style is pixel art (is_pixel [B] bool):
     zero exactly when each block is one flat colour, as in the style's renders."""
-    b, _, h, w = fake.shape
-    block = max(1, h // cells)
+    block = max(1, fake.shape[2] // cells)
     means = F.avg_pool2d(fake, block)                                          # [B,3,cells,cells]
-    blocky = means.repeat_interleave(block, 2).repeat_interleave(block, 3)     # [B,3,R,R]
-    per_image = (fake - blocky).abs().mean((1, 2, 3))                          # [B]
-    weight = is_pixel.float()
-    return (per_image * weight).sum() / weight.sum().clamp_min(1.0)
+    blocky = F.interpolate(means, scale_factor=block, mode="nearest")          # [B,3,R,R]
+    return masked_mean((fake - blocky).abs().mean((1, 2, 3)), is_pixel.float())
 
 
 def flat_fill_loss(fake: torch.Tensor, is_flat: torch.Tensor, colours: int = 10,
@@ -624,7 +626,7 @@ def flat_fill_loss(fake: torch.Tensor, is_flat: torch.Tensor, colours: int = 10,
         return fake.new_zeros(())
     n, c, h, w = picked.shape
     with torch.no_grad():
-        px = picked.detach().flatten(2).transpose(1, 2)                        # [n,P,3]
+        px = picked.flatten(2).transpose(1, 2)                                 # [n,P,3]
         order = px.sum(2).argsort(1)                   # start: pixels at evenly spaced ranks of
         ranks = ((torch.arange(colours, device=px.device) + 0.5) * px.shape[1] / colours).long()
         centres = px.gather(1, order[:, ranks, None].expand(-1, -1, c))          # [n,K,3]
